@@ -1,0 +1,66 @@
+"""The `Model` protocol: one request in, one response's output items out.
+
+Items travel as plain JSON dicts: the model's output items exactly as the
+server sent them (so hosted and unknown item types round-trip byte for byte),
+and the runtime's own items built from the `openai` package's input-item
+TypedDicts. Backends: `openai_model.OpenAIModel` (any Responses-compatible
+server) and `scripted.ScriptedModel` (turns replayed from a file).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+Item = dict[str, Any]
+"""One Responses API item as JSON."""
+
+
+class ModelError(Exception):
+    """The model call failed for good (after retries); the message is for a person."""
+
+
+class CompactionUnsupported(ModelError):
+    """The server has no `/responses/compact` (404, 405, 501 or says so)."""
+
+
+@dataclass(slots=True)
+class ModelRequest:
+    input: Sequence[Item]
+    tools: Sequence[Item] = ()
+    instructions: str | None = None
+    previous_response_id: str | None = None
+    # Extra top-level request fields, e.g. `context_management`.
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class ModelResponse:
+    output: list[Item]
+    id: str | None = None
+    usage: dict[str, Any] | None = None
+    # The whole response object as the server sent it, when there was one.
+    raw: dict[str, Any] | None = None
+
+
+TextDelta = Callable[[str], Awaitable[None]]
+"""Called with each chunk of assistant text as it streams in."""
+
+
+@runtime_checkable
+class Model(Protocol):
+    name: str
+
+    async def respond(
+        self, request: ModelRequest, *, on_text: TextDelta | None = None
+    ) -> ModelResponse: ...
+
+    async def compact(self, request: ModelRequest) -> list[Item]:
+        """`POST /responses/compact`: the compacted replacement for the history.
+
+        Raises `CompactionUnsupported` where the server does not offer it.
+        """
+        ...
+
+    async def aclose(self) -> None: ...

@@ -1,0 +1,115 @@
+"""The `Sandbox` protocol: where commands run and where workspace files live.
+
+Tools never spawn processes or touch the host filesystem themselves (DESIGN.md,
+contract 3); they hold a `Sandbox` and ask it. Backends live in their own
+modules (`bubblewrap`, `docker`, `host`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Protocol, Self, runtime_checkable
+
+
+class SandboxError(Exception):
+    """A sandbox could not do what was asked; the message is meant for a person."""
+
+
+class SandboxUnavailable(SandboxError):
+    """The backend cannot start here (bubblewrap missing, Docker unreachable, ...)."""
+
+
+class WorkspacePathError(SandboxError):
+    """A path from the model is invalid or resolves outside the workspace."""
+
+
+@dataclass(frozen=True, slots=True)
+class CommandResult:
+    """What one command did.
+
+    `stdout`/`stderr` are decoded as UTF-8 with replacement. When the output was
+    larger than the run's `output_limit`, only the head and tail were kept (in
+    bounded memory) and `stdout_dropped`/`stderr_dropped` count the bytes cut out
+    of the middle.
+    """
+
+    exit_code: int | None
+    timed_out: bool
+    stdout: str
+    stderr: str
+    duration_s: float
+    stdout_dropped: int = 0
+    stderr_dropped: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class FileStat:
+    path: str
+    is_dir: bool
+    is_file: bool
+    is_symlink: bool
+    size: int
+    mode: int
+
+
+@dataclass(frozen=True, slots=True)
+class SandboxOptions:
+    """Knobs a user can change from the CLI or the library."""
+
+    network: bool = False
+    env: Mapping[str, str] = field(default_factory=dict)
+    writable_paths: Sequence[str] = ()
+    default_timeout_s: float = 120.0
+    default_output_limit: int = 1_000_000
+
+
+@runtime_checkable
+class Sandbox(Protocol):
+    """One session's execution environment. Use as an async context manager."""
+
+    name: str
+
+    async def __aenter__(self) -> Self: ...
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+    async def run(
+        self,
+        argv: Sequence[str] | None = None,
+        *,
+        script: str | None = None,
+        cwd: str = ".",
+        env: Mapping[str, str] | None = None,
+        timeout_s: float | None = None,
+        output_limit: int | None = None,
+        user: str | None = None,
+    ) -> CommandResult:
+        """Run `argv`, or `script` with `sh -c`, inside the sandbox.
+
+        `cwd` is workspace-relative. A timeout kills the whole process tree and
+        returns `timed_out=True`. Raises `SandboxError` only for problems of the
+        sandbox itself (a bad `cwd`, an unsupported `user`), never for a command
+        that fails.
+        """
+        ...
+
+    async def read_file(self, path: str) -> bytes: ...
+
+    async def write_file(self, path: str, data: bytes, *, mode: int | None = None) -> None:
+        """Atomically replace (or create) a workspace file, creating parents."""
+        ...
+
+    async def delete_file(self, path: str) -> None: ...
+
+    async def stat(self, path: str) -> FileStat | None:
+        """`None` when the path does not exist."""
+        ...
+
+    async def list_dir(self, path: str = ".") -> list[FileStat]: ...
