@@ -1,0 +1,346 @@
+"""What each `itemloop` subcommand does, once the arguments are parsed."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Sequence
+from contextlib import AsyncExitStack
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from itemloop.sandbox.base import Sandbox, SandboxError, SandboxOptions
+from itemloop.tools.base import Executor, Item
+
+from .dispatch import Dispatcher
+from .events import Event, RunFinished
+from .loop import Runtime, ToolLike
+from .model import Model
+from .progress import JsonPrinter, ProgressPrinter
+
+
+class CliError(Exception):
+    def __init__(self, message: str, status: int = 2) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+async def run_command(args: argparse.Namespace) -> int:
+    command: str = args.command
+    if command == "tools":
+        return _tools(args)
+    if command == "exec":
+        return await _exec(args)
+    if command == "demo":
+        return await _demo(args)
+    return await _run(args)
+
+
+# -- shared pieces ---------------------------------------------------------------
+
+
+def _tool_names(args: argparse.Namespace) -> list[str]:
+    from .builtin import BUILTIN_TOOLS
+
+    names = [n.strip() for n in str(args.tools).split(",") if n.strip()]
+    for n in names:
+        if n == "computer":
+            raise CliError("--tools: the computer tool is not available in this version of itemloop")
+        if n not in BUILTIN_TOOLS:
+            raise CliError(f"--tools: unknown tool {n!r}; choose from {', '.join(BUILTIN_TOOLS)}")
+    return names
+
+
+def _functions(args: argparse.Namespace) -> list[ToolLike]:
+    from itemloop.tools.function import load_functions_file
+
+    tools: list[ToolLike] = []
+    for path in args.functions:
+        try:
+            tools += load_functions_file(path)
+        except FileNotFoundError as e:
+            raise CliError(str(e)) from None
+        except Exception as e:
+            raise CliError(f"--functions {path}: {type(e).__name__}: {e}") from None
+    return tools
+
+
+def _sandbox_options(args: argparse.Namespace) -> SandboxOptions:
+    env: dict[str, str] = {}
+    for spec in args.env:
+        key, eq, value = spec.partition("=")
+        if not key:
+            raise CliError(f"--env {spec!r}: expected KEY=VALUE or KEY")
+        if not eq:
+            if key not in os.environ:
+                raise CliError(f"--env {key}: not set in this environment")
+            value = os.environ[key]
+        env[key] = value
+    defaults = SandboxOptions()
+    return SandboxOptions(
+        network=args.network,
+        env=env,
+        writable_paths=tuple(args.writable),
+        default_timeout_s=args.timeout if args.timeout is not None else defaults.default_timeout_s,
+        default_output_limit=(
+            args.output_limit if args.output_limit is not None else defaults.default_output_limit
+        ),
+    )
+
+
+def _open_sandbox(args: argparse.Namespace, workspace: Path) -> Sandbox:
+    from itemloop.sandbox import open_sandbox
+
+    if not workspace.is_dir():
+        raise CliError(f"--workspace {workspace}: not a directory")
+    if args.sandbox == "docker" and not args.image:
+        raise CliError("--sandbox docker needs --image NAME (an image with /bin/sh)")
+    try:
+        return open_sandbox(args.sandbox, workspace, _sandbox_options(args), image=args.image)
+    except SandboxError as e:
+        raise CliError(str(e)) from None
+
+
+def _printer(args: argparse.Namespace) -> ProgressPrinter | JsonPrinter:
+    return JsonPrinter() if getattr(args, "json", False) else ProgressPrinter()
+
+
+async def _drive(rt: Runtime, prompt: str | None, printer: ProgressPrinter | JsonPrinter) -> int:
+    final: RunFinished | None = None
+    async with anyio.create_task_group() as tg:
+        if isinstance(printer, ProgressPrinter):
+            tg.start_soon(printer.spin)
+        event: Event
+        async for event in rt.run(prompt):
+            printer(event)
+            if isinstance(event, RunFinished):
+                final = event
+        tg.cancel_scope.cancel()
+    if final is None or final.reason == "error":
+        return 1
+    return 0 if final.reason == "completed" else 3
+
+
+# -- itemloop tools ----------------------------------------------------------------
+
+
+def _tools(args: argparse.Namespace) -> int:
+    from itemloop.tools.function import FunctionExecutor
+
+    defs: list[Item] = [{"type": n} for n in _tool_names(args)]
+    functions = _functions(args)
+    if functions:
+        defs = FunctionExecutor(functions).definitions() + defs
+    print(json.dumps(defs, indent=2, ensure_ascii=False))
+    return 0
+
+
+# -- itemloop run --------------------------------------------------------------------
+
+
+def _model(args: argparse.Namespace) -> Model:
+    if args.script is not None:
+        from .scripted import ScriptedModel, ScriptError
+
+        try:
+            return ScriptedModel.from_file(args.script)
+        except ScriptError as e:
+            raise CliError(str(e)) from None
+    key = os.environ.get("OPENAI_API_KEY")
+    base_url = args.base_url or os.environ.get("OPENAI_BASE_URL")
+    if not key and not base_url:
+        raise CliError(
+            "no model to talk to: set OPENAI_API_KEY (and --base-url for a server other than "
+            "OpenAI's), or pass --script FILE to replay a scripted model. "
+            "To see itemloop work offline, run: itemloop demo"
+        )
+    from .openai_model import OpenAIModel
+
+    return OpenAIModel(
+        args.model,
+        base_url=base_url,
+        api_key=key or "not-needed",
+        stream=not args.no_stream,
+        store=args.previous_response_id,
+    )
+
+
+async def _run(args: argparse.Namespace) -> int:
+    if args.resume and args.session is None:
+        raise CliError("--resume needs --session FILE")
+    if args.prompt is None and not args.resume:
+        raise CliError("run needs a PROMPT (or --resume with --session FILE)")
+    if args.session is not None and args.session.exists() and not args.resume:
+        raise CliError(f"--session {args.session} already exists: add --resume to continue it")
+    names = _tool_names(args)
+    functions = _functions(args)
+    model = _model(args)
+    workspace = (args.workspace or Path.cwd()).resolve()
+    sandbox = _open_sandbox(args, workspace) if names else None
+    compactor = None
+    from .compaction import make_compactor
+
+    try:
+        compactor = make_compactor(
+            model, threshold=args.compact_threshold, strategy=args.compact_strategy, model_name=args.model
+        )
+    except ValueError as e:
+        raise CliError(str(e)) from None
+    approve = None
+    if args.approve_mcp:
+        from itemloop.tools.mcp_approval import approve_servers
+
+        approve = approve_servers(None if "*" in args.approve_mcp else set(args.approve_mcp))
+    rt = Runtime(
+        model,
+        tools=functions,
+        sandbox=sandbox,
+        builtin_tools=names,
+        instructions=args.instructions,
+        max_turns=args.max_turns,
+        tool_timeout_s=args.tool_timeout,
+        session=args.session,
+        compactor=compactor,
+        previous_response_id=args.previous_response_id,
+        approve_mcp=approve,
+        shell_timeout_s=args.timeout,
+        shell_output_limit=args.output_limit,
+    )
+    try:
+        async with rt:
+            return await _drive(rt, args.prompt, _printer(args))
+    except SandboxError as e:
+        raise CliError(str(e), status=1) from None
+
+
+# -- itemloop demo -------------------------------------------------------------------
+
+
+async def _demo(args: argparse.Namespace) -> int:
+    from itemloop.tools.custom import custom_tool
+
+    from . import demo_tools
+    from .scripted import ScriptedModel, load_script
+
+    script = resources.files("itemloop.runtime").joinpath("demo_script.jsonl")
+    with resources.as_file(script) as path:
+        model = ScriptedModel(load_script(path), name="demo-script")
+    async with AsyncExitStack() as stack:
+        if args.workspace is None:
+            tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="itemloop-demo-"))
+            workspace = Path(tmp)
+        else:
+            workspace = args.workspace.resolve()
+        print(f"itemloop demo: scripted model, {args.sandbox} sandbox, workspace {workspace}",
+              file=sys.stderr)
+        sandbox = _open_sandbox(args, workspace)
+        tools: list[ToolLike] = [
+            demo_tools.word_count,
+            demo_tools.weather,
+            custom_tool(demo_tools.shout, description="Upper-cases free-form text."),
+        ]
+        rt = Runtime(
+            model,
+            tools=tools,
+            sandbox=sandbox,
+            builtin_tools=("shell", "local_shell", "apply_patch"),
+            shell_timeout_s=args.timeout,
+            shell_output_limit=args.output_limit,
+        )
+        try:
+            async with rt:
+                return await _drive(rt, "Show me what you can do.", _printer(args))
+        except SandboxError as e:
+            raise CliError(str(e), status=1) from None
+    return 1
+
+
+# -- itemloop exec -------------------------------------------------------------------
+
+
+def read_items(text: str) -> tuple[list[Item], list[str]]:
+    """Items from JSON lines or one Response JSON; and a message per bad line."""
+    stripped = text.strip()
+    if stripped.startswith(("{", "[")) and "\n" in stripped:
+        try:
+            whole = json.loads(stripped)
+        except json.JSONDecodeError:
+            pass
+        else:
+            if isinstance(whole, dict) and isinstance(whole.get("output"), list):
+                return [i for i in whole["output"] if isinstance(i, dict)], []
+            if isinstance(whole, list):
+                return [i for i in whole if isinstance(i, dict)], []
+    items: list[Item] = []
+    errors: list[str] = []
+    for lineno, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            value: Any = json.loads(line)
+        except json.JSONDecodeError as e:
+            errors.append(f"line {lineno}: not valid JSON ({e.msg} at column {e.colno})")
+            continue
+        if isinstance(value, dict) and isinstance(value.get("output"), list) and "type" not in value:
+            items += [i for i in value["output"] if isinstance(i, dict)]
+        elif isinstance(value, dict) and isinstance(value.get("type"), str):
+            items.append(value)
+        else:
+            errors.append(f"line {lineno}: not an item (an item is a JSON object with a \"type\")")
+    return items, errors
+
+
+async def _exec(args: argparse.Namespace) -> int:
+    if args.input is not None:
+        try:
+            text = args.input.read_text(encoding="utf-8")
+        except OSError as e:
+            raise CliError(f"--input {args.input}: {e.strerror or e}") from None
+    else:
+        text = await anyio.to_thread.run_sync(sys.stdin.read)
+    items, errors = read_items(text)
+    for err in errors:
+        print(f"itemloop exec: {err}", file=sys.stderr)
+    calls = [i for i in items if Dispatcher.is_call(i)]
+    names = _tool_names(args)
+    functions = _functions(args)
+    workspace = (args.workspace or Path.cwd()).resolve()
+    sandbox = _open_sandbox(args, workspace) if names else None
+    executors: list[Executor] = []
+    from itemloop.tools.function import FunctionExecutor
+    from itemloop.tools.mcp_approval import McpApprovalExecutor, approve_servers
+
+    if functions:
+        executors.append(FunctionExecutor(functions, default_timeout_s=args.tool_timeout))
+    approve = None
+    if args.approve_mcp:
+        approve = approve_servers(None if "*" in args.approve_mcp else set(args.approve_mcp))
+    executors.append(McpApprovalExecutor(approve))
+
+    async def execute(sb: Sandbox | None) -> Sequence[Item]:
+        if sb is not None:
+            from .builtin import builtin_executors
+
+            executors.extend(
+                builtin_executors(names, sb, timeout_s=args.timeout, output_limit=args.output_limit)
+            )
+        return await Dispatcher(executors).run(calls, lambda e: None)
+
+    try:
+        if sandbox is not None:
+            async with sandbox:
+                outputs = await execute(sandbox)
+        else:
+            outputs = await execute(None)
+    except SandboxError as e:
+        raise CliError(str(e), status=1) from None
+    for out in outputs:
+        sys.stdout.write(json.dumps(out, ensure_ascii=False) + "\n")
+    sys.stdout.flush()
+    return 2 if errors else 0

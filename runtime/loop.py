@@ -1,0 +1,300 @@
+"""`Runtime`: the agent loop.
+
+Each turn: maybe compact, call the model with the history and the tool
+definitions, append its output items, execute the call items among them,
+append one output per call in call order, persist, emit events, repeat — until
+a turn calls nothing, `max_turns`, cancellation, or an error of the runtime's
+own (a tool's error goes back to the model as that call's output).
+
+    async with Runtime(model, sandbox=sandbox, tools=[get_weather]) as rt:
+        async for event in rt.run("What is the weather in Oslo?"):
+            print(event)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import AsyncIterator, Callable, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+import anyio
+from anyio.abc import TaskGroup
+from anyio.streams.memory import MemoryObjectSendStream
+
+from itemloop.sandbox.base import Sandbox, SandboxError
+from itemloop.tools.base import Executor, Item, call_id_of, error_output
+from itemloop.tools.custom import CustomExecutor, CustomTool
+from itemloop.tools.function import FunctionExecutor, FunctionTool
+from itemloop.tools.mcp_approval import ApprovalPolicy, McpApprovalExecutor
+
+from .builtin import builtin_executors
+from .compactor import Compactor
+from .dispatch import Dispatcher
+from .events import Event, ItemReceived, RunFinished, TextDelta, TurnStarted, Warning
+from .model import Model, ModelError, ModelRequest, ModelResponse
+from .session import SessionStore
+
+ToolLike = FunctionTool | CustomTool | Callable[..., Any]
+
+
+def user_message(text: str) -> Item:
+    return {"type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]}
+
+
+def output_text(items: Sequence[Item]) -> str:
+    """The assistant text among `items`."""
+    parts = []
+    for item in items:
+        if item.get("type") == "message" and item.get("role") == "assistant":
+            for c in item.get("content", ()):
+                if c.get("type") == "output_text":
+                    parts.append(str(c.get("text", "")))
+    return "\n".join(parts)
+
+
+class Runtime:
+    """Runs the agent loop. Owns the sandbox's lifetime: use `async with`."""
+
+    def __init__(
+        self,
+        model: Model,
+        *,
+        tools: Sequence[ToolLike] = (),
+        sandbox: Sandbox | None = None,
+        builtin_tools: Sequence[str] | None = None,
+        executors: Sequence[Executor] = (),
+        hosted_tools: Sequence[Item] = (),
+        instructions: str | None = None,
+        max_turns: int = 50,
+        max_concurrency: int = 8,
+        tool_timeout_s: float | None = 600.0,
+        session: SessionStore | Path | str | None = None,
+        compactor: Compactor | None = None,
+        previous_response_id: bool = False,
+        approve_mcp: ApprovalPolicy | None = None,
+        shell_timeout_s: float | None = None,
+        shell_output_limit: int | None = None,
+    ) -> None:
+        self.model = model
+        self.sandbox = sandbox
+        self.instructions = instructions
+        self.max_turns = max_turns
+        self.compactor = compactor
+        self.use_previous_response_id = previous_response_id
+        self.hosted_tools = list(hosted_tools)
+        if builtin_tools is None:
+            builtin_tools = ("shell", "apply_patch") if sandbox is not None else ()
+        functions = [t for t in tools if not isinstance(t, CustomTool)]
+        customs = [t for t in tools if isinstance(t, CustomTool)]
+        all_executors: list[Executor] = list(executors)
+        if functions:
+            all_executors.append(FunctionExecutor(functions, default_timeout_s=tool_timeout_s))
+        if customs:
+            all_executors.append(CustomExecutor(customs, default_timeout_s=tool_timeout_s))
+        if builtin_tools:
+            if sandbox is None:
+                raise ValueError(f"built-in tools {list(builtin_tools)} need a sandbox")
+            all_executors += builtin_executors(
+                builtin_tools, sandbox, timeout_s=shell_timeout_s, output_limit=shell_output_limit
+            )
+        all_executors.append(McpApprovalExecutor(approve_mcp))
+        self.dispatcher = Dispatcher(all_executors, max_concurrency=max_concurrency)
+        self.tool_definitions = self.dispatcher.definitions() + self.hosted_tools
+        self.store = SessionStore(session) if isinstance(session, (str, Path)) else session
+        self.history: list[Item] = []
+        self.response_id: str | None = None
+        self._started: set[str] = set()
+        self._sent = 0  # history[:_sent] is known to the server (previous_response_id mode)
+        self._tg: TaskGroup | None = None
+
+    # -- lifecycle -------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        if self.store is not None:
+            state = self.store.load()
+            self.history = state.items
+            self._started = state.started
+            self.response_id = state.response_id
+            self._sent = len(self.history)
+        if self.sandbox is not None:
+            await self.sandbox.__aenter__()
+        self._tg = anyio.create_task_group()
+        await self._tg.__aenter__()
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        try:
+            if self._tg is not None:
+                self._tg.cancel_scope.cancel()
+                await self._tg.__aexit__(et, e, tb)
+        finally:
+            self._tg = None
+            with anyio.CancelScope(shield=True):
+                try:
+                    if self.sandbox is not None:
+                        await self.sandbox.__aexit__(et, e, tb)
+                finally:
+                    if self.store is not None:
+                        self.store.close()
+                    await self.model.aclose()
+
+    # -- running ---------------------------------------------------------------
+
+    async def run(self, prompt: str | None) -> AsyncIterator[Event]:
+        """Run the loop for `prompt` (or, with `None`, resume where the history stands)."""
+        if self._tg is None:
+            raise RuntimeError("use `async with Runtime(...) as rt:` before rt.run()")
+        send, recv = anyio.create_memory_object_stream[Event](math.inf)
+        scope = anyio.CancelScope()
+        self._tg.start_soon(self._drive, prompt, send, scope)
+        try:
+            async with recv:
+                async for event in recv:
+                    yield event
+        finally:
+            scope.cancel()  # the consumer stopped listening: stop the run
+
+    async def run_until_done(self, prompt: str | None) -> RunFinished:
+        last: RunFinished | None = None
+        async for event in self.run(prompt):
+            if isinstance(event, RunFinished):
+                last = event
+        assert last is not None
+        return last
+
+    async def _drive(
+        self, prompt: str | None, send: MemoryObjectSendStream[Event], scope: anyio.CancelScope
+    ) -> None:
+        def emit(event: Event) -> None:
+            try:
+                send.send_nowait(event)
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                pass  # nobody is listening any more; the run still records everything
+
+        turns = 0
+        final: RunFinished | None = None
+        with send:
+            try:
+                with scope:
+                    await self._answer_pending(emit)
+                    if prompt is not None:
+                        self._append([user_message(prompt)])
+                    while True:
+                        if turns >= self.max_turns:
+                            final = RunFinished("max_turns", turns, "")
+                            break
+                        turns += 1
+                        emit(TurnStarted(turns))
+                        response = await self._model_turn(emit)
+                        calls = [i for i in response.output if Dispatcher.is_call(i)]
+                        if not calls:
+                            text = output_text(response.output)
+                            final = RunFinished("completed", turns, text, usage=_usage(response))
+                            break
+                        await self._execute(calls, emit)
+                if final is None:
+                    final = RunFinished("cancelled", turns, "", error="the run was cancelled")
+            except (ModelError, SandboxError) as e:
+                final = RunFinished("error", turns, "", error=str(e))
+            finally:
+                if self.store is not None:
+                    self.store.sync()
+            emit(final)
+
+    async def _model_turn(self, emit: Callable[[Event], None]) -> ModelResponse:
+        request = self._request()
+        if self.compactor is not None:
+            result = await self.compactor.maybe_compact(self.history, request)
+            if result is not None:
+                self.history = list(result.items)
+                self.response_id = None
+                self._sent = 0
+                if self.store is not None:
+                    self.store.replace(self.history)
+                emit(result.event)
+                for w in result.warnings:
+                    emit(w)
+                request = self._request()
+        if self.store is not None:
+            self.store.sync()  # everything is on disk before the model sees it
+
+        async def on_text(delta: str) -> None:
+            emit(TextDelta(delta))
+
+        response = await self.model.respond(request, on_text=on_text)
+        self._append(response.output)
+        for item in response.output:
+            emit(ItemReceived(item))
+        if self.use_previous_response_id:
+            self.response_id = response.id
+            self._sent = len(self.history)
+            if self.store is not None:
+                self.store.set_response_id(response.id)
+        if self.compactor is not None:
+            self.compactor.observe(self.history, response)
+        return response
+
+    def _request(self) -> ModelRequest:
+        stateful = self.use_previous_response_id and self.response_id is not None
+        return ModelRequest(
+            input=self.history[self._sent :] if stateful else self.history,
+            tools=self.tool_definitions,
+            instructions=self.instructions,
+            previous_response_id=self.response_id if stateful else None,
+            extra=self.compactor.request_extra() if self.compactor is not None else {},
+        )
+
+    async def _execute(self, calls: Sequence[Item], emit: Callable[[Event], None]) -> None:
+        async def on_start(call: Item) -> None:
+            if self.store is not None:
+                self.store.mark_started(call_id_of(call))
+
+        outputs: list[Item | None] = [None] * len(calls)
+        try:
+            await self.dispatcher.run(calls, emit, on_start, outputs)
+        finally:
+            # Also when cancelled: every call that was sent out gets its one output.
+            self._append([o for o in outputs if o is not None])
+
+    async def _answer_pending(self, emit: Callable[[Event], None]) -> None:
+        """On resume: run calls that never started; never re-run one that did."""
+        pending = _unanswered(self.history)
+        if not pending:
+            return
+        interrupted = [c for c in pending if call_id_of(c) in self._started]
+        fresh = [c for c in pending if call_id_of(c) not in self._started]
+        if interrupted:
+            emit(Warning(f"{len(interrupted)} call(s) were interrupted by the last stop; not re-run"))
+            self._append(
+                [
+                    error_output(
+                        c,
+                        "error: this call was started, but the runtime stopped before it finished; "
+                        "it was not run again. Check its effects before retrying it.",
+                    )
+                    for c in interrupted
+                ]
+            )
+        if fresh:
+            await self._execute(fresh, emit)
+
+    def _append(self, items: Sequence[Item]) -> None:
+        self.history.extend(items)
+        if self.store is not None:
+            self.store.append(items)
+
+
+def _unanswered(history: Sequence[Item]) -> list[Item]:
+    from .session import SessionState
+
+    return SessionState(items=list(history)).unanswered_calls()
+
+
+def _usage(response: ModelResponse) -> dict[str, int] | None:
+    if not response.usage:
+        return None
+    return {k: v for k, v in response.usage.items() if isinstance(v, int)}

@@ -1,0 +1,190 @@
+"""`OpenAIModel`: any Responses-compatible server through the `openai` client.
+
+The `openai` client sends the request and retries 429/5xx answers itself. The
+body is read raw (JSON, or server-sent events parsed here) so that output items
+reach the history exactly as the server sent them, whatever their type. A
+stream cut before `response.completed` is retried from scratch: no tool has run
+for that response yet, so a retry never re-runs one.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anyio
+import openai
+
+from .model import CompactionUnsupported, Item, ModelError, ModelRequest, ModelResponse, TextDelta
+
+_UNSUPPORTED_STATUS = {404, 405, 501}
+
+
+class OpenAIModel:
+    """The Responses API. Stateless by default: `store: false`, full history each time."""
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        stream: bool = True,
+        store: bool = False,
+        max_retries: int = 4,
+        timeout_s: float = 600.0,
+        params: dict[str, Any] | None = None,
+        client: openai.AsyncOpenAI | None = None,
+    ) -> None:
+        self.name = model
+        self.stream = stream
+        self.store = store
+        self.max_retries = max_retries
+        self.params = dict(params or {})
+        self._client = client or openai.AsyncOpenAI(
+            base_url=base_url, api_key=api_key, max_retries=max_retries, timeout=timeout_s
+        )
+
+    async def aclose(self) -> None:
+        await self._client.close()
+
+    def _body(self, request: ModelRequest) -> dict[str, Any]:
+        body: dict[str, Any] = {"model": self.name, "input": list(request.input), **self.params}
+        if request.tools:
+            body["tools"] = list(request.tools)
+        if request.instructions:
+            body["instructions"] = request.instructions
+        body["store"] = self.store
+        if request.previous_response_id:
+            body["previous_response_id"] = request.previous_response_id
+        if not self.store:
+            # Stateless: encrypted reasoning must travel with the history.
+            body["include"] = ["reasoning.encrypted_content"]
+        body.update(request.extra)
+        return body
+
+    async def respond(
+        self, request: ModelRequest, *, on_text: TextDelta | None = None
+    ) -> ModelResponse:
+        body = self._body(request)
+        attempt = 0
+        while True:
+            try:
+                if self.stream:
+                    raw = await self._stream(body, on_text)
+                else:
+                    raw = await self._json(body)
+            except _Retryable as e:
+                attempt += 1
+                if attempt > self.max_retries:
+                    raise ModelError(f"{e} (gave up after {attempt} attempts)") from None
+                await anyio.sleep(min(8.0, 0.25 * 2**attempt) * (0.5 + random.random() / 2))
+                continue
+            except openai.APIStatusError as e:
+                raise ModelError(_describe_status(e)) from None
+            except openai.APIConnectionError as e:
+                raise ModelError(f"cannot reach the model server: {e}") from None
+            return _to_response(raw)
+
+    async def _json(self, body: dict[str, Any]) -> dict[str, Any]:
+        try:
+            raw = await self._client.responses.with_raw_response.create(**body)
+        except openai.APIConnectionError as e:
+            raise _Retryable(f"connection to the model server failed: {e}") from None
+        data: dict[str, Any] = json.loads(raw.http_response.content)
+        return data
+
+    async def _stream(self, body: dict[str, Any], on_text: TextDelta | None) -> dict[str, Any]:
+        done: dict[int, Item] = {}
+        try:
+            async with self._client.responses.with_streaming_response.create(
+                **body, stream=True
+            ) as resp:
+                async for event in _sse(resp.iter_lines()):
+                    etype = event.get("type")
+                    if etype == "response.output_text.delta" and on_text is not None:
+                        await on_text(str(event.get("delta", "")))
+                    elif etype == "response.output_item.done":
+                        done[int(event.get("output_index", len(done)))] = event["item"]
+                    elif etype in ("response.completed", "response.incomplete"):
+                        response: dict[str, Any] = event["response"]
+                        if not response.get("output") and done:
+                            response["output"] = [done[i] for i in sorted(done)]
+                        return response
+                    elif etype == "response.failed":
+                        err = (event.get("response") or {}).get("error") or {}
+                        raise ModelError(f"the model failed: {err.get('message', err)}")
+                    elif etype == "error":
+                        raise ModelError(f"the model server sent an error: {event.get('message', event)}")
+        except openai.APIConnectionError as e:
+            raise _Retryable(f"connection to the model server failed: {e}") from None
+        except openai.APIStatusError:
+            raise
+        except (ModelError, _Retryable):
+            raise
+        except Exception as e:  # the transport library's read errors mid-stream
+            if type(e).__module__.split(".")[0] in ("httpx", "httpx2", "httpcore", "httpcore2"):
+                raise _Retryable(f"the response stream was cut: {type(e).__name__}: {e}") from None
+            raise
+        raise _Retryable("the response stream ended before response.completed")
+
+    async def compact(self, request: ModelRequest) -> list[Item]:
+        body: dict[str, Any] = {"model": self.name, "input": list(request.input)}
+        if request.instructions:
+            body["instructions"] = request.instructions
+        if request.previous_response_id:
+            body["previous_response_id"] = request.previous_response_id
+        try:
+            raw = await self._client.responses.with_raw_response.compact(**body)
+        except openai.APIStatusError as e:
+            text = str(e).lower()
+            if e.status_code in _UNSUPPORTED_STATUS or "not supported" in text or "unsupported" in text:
+                raise CompactionUnsupported(_describe_status(e)) from None
+            raise ModelError(_describe_status(e)) from None
+        except openai.APIConnectionError as e:
+            raise ModelError(f"cannot reach the model server: {e}") from None
+        data = json.loads(raw.http_response.content)
+        output: list[Item] = data.get("output", [])
+        return output
+
+
+class _Retryable(Exception):
+    pass
+
+
+async def _sse(lines: AsyncIterator[str]) -> AsyncIterator[dict[str, Any]]:
+    data: list[str] = []
+    async for line in lines:
+        if line.startswith("data:"):
+            data.append(line[5:].lstrip(" "))
+        elif not line and data:
+            payload = "\n".join(data)
+            data = []
+            if payload != "[DONE]":
+                yield json.loads(payload)
+    if data and data != ["[DONE]"]:
+        yield json.loads("\n".join(data))
+
+
+def _to_response(raw: dict[str, Any]) -> ModelResponse:
+    return ModelResponse(
+        output=list(raw.get("output") or []), id=raw.get("id"), usage=raw.get("usage"), raw=raw
+    )
+
+
+def _describe_status(e: openai.APIStatusError) -> str:
+    message = e.message
+    if isinstance(e.body, dict):
+        err = e.body.get("error", e.body)
+        if isinstance(err, dict) and err.get("message"):
+            message = str(err["message"])
+    hint = ""
+    if e.status_code == 401:
+        hint = " — check OPENAI_API_KEY"
+    elif e.status_code == 404:
+        hint = " — check --model and --base-url"
+    elif e.status_code == 429:
+        hint = " — rate limited even after retries; try again later"
+    return f"model server answered {e.status_code}: {message}{hint}"

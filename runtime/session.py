@@ -1,0 +1,117 @@
+"""The session store: an append-only JSON Lines journal of the history.
+
+Records: `{"item": ...}` appends an item; `{"started": call_id}` marks a call
+as running before it runs; `{"replace": [...]}` replaces the whole history
+(compaction); `{"response_id": ...}` remembers the last response for the
+`previous_response_id` mode. Each batch is flushed and fsynced before the next
+model request (DESIGN.md, contract 4), so a crash loses at most the turn in
+flight, and a resumed session knows which calls started but never finished.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from itemloop.tools.base import OUTPUT_TYPES, call_id_of
+
+Item = dict[str, Any]
+
+
+class SessionError(Exception):
+    pass
+
+
+@dataclass
+class SessionState:
+    items: list[Item] = field(default_factory=list)
+    started: set[str] = field(default_factory=set)
+    response_id: str | None = None
+
+    def unanswered_calls(self) -> list[Item]:
+        """Calls in the history without an output, in order."""
+        answered = {_answer_id(i) for i in self.items if i.get("type") in _OUTPUT_TYPE_SET}
+        return [
+            i
+            for i in self.items
+            if i.get("type") in OUTPUT_TYPES and call_id_of(i) not in answered
+        ]
+
+
+_OUTPUT_TYPE_SET = set(OUTPUT_TYPES.values())
+
+
+def _answer_id(output: Item) -> str:
+    if output.get("type") == "local_shell_call_output":
+        return str(output.get("id", ""))
+    if output.get("type") == "mcp_approval_response":
+        return str(output.get("approval_request_id", ""))
+    return str(output.get("call_id", ""))
+
+
+class SessionStore:
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self._f: IO[str] | None = None
+
+    def load(self) -> SessionState:
+        state = SessionState()
+        if not self.path.exists():
+            return state
+        with self.path.open(encoding="utf-8") as f:
+            for lineno, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    rec = json.loads(line)
+                except json.JSONDecodeError:
+                    if not line.endswith("\n"):
+                        break  # a torn last line from a crash: everything before it stands
+                    raise SessionError(f"{self.path}:{lineno}: corrupt session record") from None
+                if "item" in rec:
+                    state.items.append(rec["item"])
+                elif "started" in rec:
+                    state.started.add(rec["started"])
+                elif "replace" in rec:
+                    state.items = list(rec["replace"])
+                elif "response_id" in rec:
+                    state.response_id = rec["response_id"]
+        return state
+
+    def _file(self) -> IO[str]:
+        if self._f is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._f = self.path.open("a", encoding="utf-8")
+        return self._f
+
+    def _write(self, rec: dict[str, Any]) -> None:
+        self._file().write(json.dumps(rec, ensure_ascii=False, separators=(",", ":")) + "\n")
+
+    def append(self, items: Iterable[Item]) -> None:
+        for item in items:
+            self._write({"item": item})
+
+    def mark_started(self, call_id: str) -> None:
+        self._write({"started": call_id})
+        self.sync()  # the mark must be on disk before the call can have effects
+
+    def replace(self, items: list[Item]) -> None:
+        self._write({"replace": items})
+
+    def set_response_id(self, response_id: str | None) -> None:
+        self._write({"response_id": response_id})
+
+    def sync(self) -> None:
+        if self._f is not None:
+            self._f.flush()
+            os.fsync(self._f.fileno())
+
+    def close(self) -> None:
+        if self._f is not None:
+            self.sync()
+            self._f.close()
+            self._f = None

@@ -1,0 +1,212 @@
+"""Function tools: plain Python functions offered as `function` tools.
+
+The JSON schema comes from the type hints through pydantic; strict mode is used
+whenever the schema allows it (every parameter required, no free-form objects).
+Arguments are validated before the function runs, and each way a call can go
+wrong becomes a `function_call_output` that says exactly what to fix.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import inspect
+import json
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, get_type_hints
+
+import pydantic
+
+from .base import ExecResult, Item
+from .callables import ToolTimeout, describe_exception, invoke, to_output, unknown_tool_message
+
+
+@dataclass
+class FunctionTool:
+    name: str
+    description: str
+    fn: Callable[..., Any]
+    args_model: type[pydantic.BaseModel]
+    parameters: dict[str, Any]
+    strict: bool
+    timeout_s: float | None = None
+    _param_names: tuple[str, ...] = field(default=())
+
+    def definition(self) -> Item:
+        return {
+            "type": "function",
+            "name": self.name,
+            "description": self.description,
+            "parameters": self.parameters,
+            "strict": self.strict,
+        }
+
+
+def function_tool(
+    fn: Callable[..., Any],
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    timeout_s: float | None = None,
+) -> FunctionTool:
+    """Describe `fn` as a function tool (schema from its type hints, docstring as description)."""
+    sig = inspect.signature(fn)
+    try:
+        hints = get_type_hints(fn)
+    except Exception:
+        hints = {}
+    fields: dict[str, Any] = {}
+    for pname, param in sig.parameters.items():
+        if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+            continue
+        annotation = hints.get(pname, Any)
+        default = ... if param.default is inspect.Parameter.empty else param.default
+        fields[pname] = (annotation, default)
+    tool_name = name or fn.__name__
+    model = pydantic.create_model(  # type: ignore[call-overload]
+        f"{tool_name}_args", __config__=pydantic.ConfigDict(extra="forbid"), **fields
+    )
+    schema = model.model_json_schema()
+    schema.pop("title", None)
+    strict_schema = _strict_schema(schema)
+    return FunctionTool(
+        name=tool_name,
+        description=description or inspect.getdoc(fn) or "",
+        fn=fn,
+        args_model=model,
+        parameters=strict_schema if strict_schema is not None else schema,
+        strict=strict_schema is not None,
+        timeout_s=timeout_s,
+        _param_names=tuple(fields),
+    )
+
+
+def _strict_schema(schema: dict[str, Any]) -> dict[str, Any] | None:
+    """The schema in strict form, or None when strict mode cannot express it."""
+    ok = True
+
+    def walk(node: Any) -> Any:
+        nonlocal ok
+        if isinstance(node, list):
+            return [walk(n) for n in node]
+        if not isinstance(node, dict):
+            return node
+        out = {k: walk(v) for k, v in node.items() if k not in ("title", "default")}
+        if "default" in node:
+            ok = False  # an optional parameter: strict mode requires every one
+        if node.get("type") == "object":
+            props = node.get("properties", {})
+            extra = node.get("additionalProperties")
+            if extra not in (None, False) or not props and extra is None and "$ref" not in node:
+                ok = False  # a free-form dict
+            if set(node.get("required", [])) != set(props):
+                ok = False
+            out["additionalProperties"] = False
+        return out
+
+    result = walk(schema)
+    return result if ok else None
+
+
+class FunctionExecutor:
+    """Answers `function_call` items from a set of `FunctionTool`s."""
+
+    item_types = ("function_call",)
+    sequential = False
+
+    def __init__(
+        self,
+        tools: Iterable[FunctionTool | Callable[..., Any]],
+        *,
+        default_timeout_s: float | None = 600.0,
+    ) -> None:
+        self.tools: dict[str, FunctionTool] = {}
+        for t in tools:
+            tool = t if isinstance(t, FunctionTool) else function_tool(t)
+            if tool.name in self.tools:
+                raise ValueError(f"two function tools are named {tool.name!r}")
+            self.tools[tool.name] = tool
+        self.default_timeout_s = default_timeout_s
+
+    def definitions(self) -> list[Item]:
+        return [t.definition() for t in self.tools.values()]
+
+    async def execute(self, call: Item) -> ExecResult:
+        name = str(call.get("name", ""))
+        text, ok = await self._run(name, call.get("arguments"))
+        return ExecResult(
+            output={"type": "function_call_output", "call_id": call["call_id"], "output": text},
+            ok=ok,
+            summary="ok" if ok else _first_line(text),
+        )
+
+    async def _run(self, name: str, arguments: Any) -> tuple[Any, bool]:
+        tool = self.tools.get(name)
+        if tool is None:
+            return unknown_tool_message("function", name, list(self.tools)), False
+        if not isinstance(arguments, str):
+            return f"error: arguments for {name!r} must be a JSON string, got {type(arguments).__name__}", False
+        try:
+            raw = json.loads(arguments) if arguments.strip() else {}
+        except json.JSONDecodeError as e:
+            return (
+                f"error: arguments for {name!r} are not valid JSON ({e.msg} at line {e.lineno} "
+                f"column {e.colno}): {arguments[:200]!r}"
+            ), False
+        if not isinstance(raw, dict):
+            return f"error: arguments for {name!r} must be a JSON object, got {type(raw).__name__}", False
+        try:
+            parsed = tool.args_model.model_validate(raw)
+        except pydantic.ValidationError as e:
+            return f"error: invalid arguments for {name!r}: {_validation_text(e)}", False
+        kwargs = {p: getattr(parsed, p) for p in tool._param_names}
+        timeout = tool.timeout_s if tool.timeout_s is not None else self.default_timeout_s
+        try:
+            value = await invoke(tool.fn, (), kwargs, timeout)
+        except ToolTimeout as e:
+            return f"error: tool {name!r} {e}; it was abandoned", False
+        except Exception as e:
+            return describe_exception(name, e), False
+        return to_output(value), True
+
+
+def _validation_text(e: pydantic.ValidationError) -> str:
+    parts = []
+    for err in e.errors(include_url=False):
+        loc = ".".join(str(p) for p in err["loc"]) or "(arguments)"
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unexpected argument"
+        parts.append(f"{loc}: {msg}")
+    return "; ".join(parts)
+
+
+def _first_line(text: Any) -> str:
+    s = text if isinstance(text, str) else str(text)
+    return s.splitlines()[0][:160] if s else ""
+
+
+def load_functions_file(path: Path | str) -> list[FunctionTool]:
+    """Every public top-level function defined in the file, or those in its `__all__`."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"--functions: no such file: {path}")
+    module_name = f"itemloop_user_functions_{abs(hash(str(path.resolve())))}"
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"--functions: cannot load {path} as Python")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    spec.loader.exec_module(module)
+    exported: Sequence[str] | None = getattr(module, "__all__", None)
+    if exported is not None:
+        fns = [getattr(module, n) for n in exported]
+    else:
+        fns = [
+            v
+            for n, v in vars(module).items()
+            if not n.startswith("_") and inspect.isfunction(v) and v.__module__ == module_name
+        ]
+    return [function_tool(f) for f in fns if callable(f)]
