@@ -55,6 +55,9 @@ class Dispatcher:
             outputs = [None] * len(calls)
         lane: list[int] = []
         try:
+            if len(calls) == 1:  # the common case: no task group needed
+                await self._one(0, calls[0], outputs, emit, on_start)
+                return [o for o in outputs if o is not None]
             async with anyio.create_task_group() as tg:
                 for i, call in enumerate(calls):
                     ex = self.by_type.get(str(call.get("type")))

@@ -1,0 +1,149 @@
+"""The command line, tested from outside as other programs use it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from helpers import fcall, message
+from responses_server import ScriptedResponsesServer
+
+TOOLS_FILE = Path(__file__).parent / "data" / "cli_tools.py"
+
+
+def itemloop(*args: str, input: str | None = None, env: dict[str, str] | None = None,
+             cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if k not in ("OPENAI_API_KEY", "OPENAI_BASE_URL")}
+    return subprocess.run(
+        [sys.executable, "-m", "itemloop.runtime.cli", *args],
+        input=input, capture_output=True, text=True, env={**base, **(env or {})}, timeout=120,
+        cwd=cwd,
+    )
+
+
+def test_help_lists_commands_and_sandboxes() -> None:
+    r = itemloop("--help")
+    assert r.returncode == 0
+    for word in ("run", "exec", "demo", "tools", "bubblewrap", "--image"):
+        assert word in r.stdout
+
+
+def test_run_without_key_or_script_says_what_to_set() -> None:
+    r = itemloop("run", "hello")
+    assert r.returncode == 2
+    assert "OPENAI_API_KEY" in r.stderr
+    assert "--script" in r.stderr
+    assert "itemloop demo" in r.stderr
+
+
+def test_tools_prints_definitions() -> None:
+    r = itemloop("tools", "--tools", "shell,local_shell", "--functions", str(TOOLS_FILE))
+    assert r.returncode == 0, r.stderr
+    defs = json.loads(r.stdout)
+    assert {"type": "shell"} in defs and {"type": "local_shell"} in defs
+    fn = next(d for d in defs if d.get("name") == "multiply")
+    assert fn["type"] == "function" and fn["strict"] is True
+    assert fn["description"] == "Multiply two integers."
+
+
+def test_tools_rejects_unknown_builtin() -> None:
+    r = itemloop("tools", "--tools", "shell,teleport")
+    assert r.returncode == 2
+    assert "teleport" in r.stderr and "apply_patch" in r.stderr
+
+
+def test_exec_reports_bad_lines_and_still_runs_the_rest() -> None:
+    lines = [
+        json.dumps(fcall("c1", "multiply", {"a": 6, "b": 7})),
+        "{not json",
+        json.dumps([1, 2]),
+        json.dumps(message("ignored: not a call")),
+        json.dumps(fcall("c2", "multiply", {"a": 2, "b": 2})),
+    ]
+    r = itemloop("exec", "--tools", "", "--functions", str(TOOLS_FILE), input="\n".join(lines) + "\n")
+    assert r.returncode == 2
+    assert "line 2: not valid JSON" in r.stderr
+    assert "line 3: not an item" in r.stderr
+    outs = [json.loads(line) for line in r.stdout.splitlines()]
+    assert outs == [
+        {"type": "function_call_output", "call_id": "c1", "output": "42"},
+        {"type": "function_call_output", "call_id": "c2", "output": "4"},
+    ]
+
+
+def test_exec_accepts_a_response_json(tmp_path: Path) -> None:
+    response = {"id": "resp_1", "object": "response",
+                "output": [message("x"), fcall("c9", "multiply", {"a": 3, "b": 3})]}
+    f = tmp_path / "resp.json"
+    f.write_text(json.dumps(response, indent=2))
+    r = itemloop("exec", "--tools", "", "--functions", str(TOOLS_FILE), "--input", str(f))
+    assert r.returncode == 0, r.stderr
+    assert [json.loads(x) for x in r.stdout.splitlines()] == [
+        {"type": "function_call_output", "call_id": "c9", "output": "9"}
+    ]
+
+
+def test_run_with_script_prints_final_answer_and_progress(tmp_path: Path) -> None:
+    script = tmp_path / "turns.jsonl"
+    script.write_text(
+        json.dumps([fcall("c1", "multiply", {"a": 4, "b": 5})]) + "\n"
+        + json.dumps({"output": [message("twenty")], "usage": {"input_tokens": 10, "output_tokens": 2}}) + "\n"
+    )
+    r = itemloop("run", "what is 4*5", "--script", str(script), "--tools", "",
+                 "--functions", str(TOOLS_FILE))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "twenty"
+    assert "multiply" in r.stderr and "ok" in r.stderr
+
+
+def test_run_json_events(tmp_path: Path) -> None:
+    script = tmp_path / "turns.jsonl"
+    script.write_text(json.dumps([fcall("c1", "multiply", {"a": 1, "b": "x"})]) + "\n"
+                      + json.dumps([message("done")]) + "\n")
+    r = itemloop("run", "go", "--script", str(script), "--tools", "", "--functions",
+                 str(TOOLS_FILE), "--json")
+    assert r.returncode == 0, r.stderr
+    events = [json.loads(line) for line in r.stdout.splitlines()]
+    kinds = [e["kind"] for e in events]
+    assert kinds[0] == "turn_started" and kinds[-1] == "run_finished"
+    fin = next(e for e in events if e["kind"] == "call_finished")
+    assert fin["ok"] is False and "invalid arguments" in fin["summary"]
+
+
+def test_run_against_a_responses_server(tmp_path: Path) -> None:
+    turns = [[fcall("c1", "multiply", {"a": 3, "b": 4})], [message("twelve")]]
+    with ScriptedResponsesServer(turns=turns) as server:
+        r = itemloop("run", "3*4?", "--base-url", server.url, "--model", "gpt-x", "--tools", "",
+                     "--functions", str(TOOLS_FILE), "--instructions", "be brief",
+                     env={"OPENAI_API_KEY": "sk-test"})
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "twelve"
+    second = server.response_requests()[1]
+    assert second["model"] == "gpt-x" and second["instructions"] == "be brief"
+    assert second["input"][-1] == {"type": "function_call_output", "call_id": "c1", "output": "12"}
+
+
+def test_bad_script_names_the_line(tmp_path: Path) -> None:
+    script = tmp_path / "bad.jsonl"
+    script.write_text('[{"type": "message"}]\n{"oops": 1}\n')
+    r = itemloop("run", "go", "--script", str(script), "--tools", "")
+    assert r.returncode == 2
+    assert "bad.jsonl:2" in r.stderr
+
+
+def test_session_resume_flags(tmp_path: Path) -> None:
+    script = tmp_path / "t.jsonl"
+    script.write_text(json.dumps([message("hi")]) + "\n")
+    journal = tmp_path / "s.jsonl"
+    r = itemloop("run", "a", "--script", str(script), "--tools", "", "--session", str(journal))
+    assert r.returncode == 0, r.stderr
+    r = itemloop("run", "b", "--script", str(script), "--tools", "", "--session", str(journal))
+    assert r.returncode == 2 and "--resume" in r.stderr
+    r = itemloop("run", "b", "--script", str(script), "--tools", "", "--session", str(journal),
+                 "--resume")
+    assert r.returncode == 0, r.stderr
+    users = [json.loads(x)["item"] for x in journal.read_text().splitlines() if '"item"' in x]
+    assert [u["content"][0]["text"] for u in users if u.get("role") == "user"] == ["a", "b"]

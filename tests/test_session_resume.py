@@ -1,0 +1,76 @@
+"""Contract 4: the journal holds every item before the next model request; a
+resumed session never re-runs a finished call nor silently re-runs a started one."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from helpers import fcall, message
+
+from itemloop.runtime.loop import Runtime
+from itemloop.runtime.scripted import ScriptedModel
+from itemloop.runtime.session import SessionStore
+
+pytestmark = pytest.mark.anyio
+
+RUNS: list[str] = []
+
+
+def record(tag: str) -> str:
+    RUNS.append(tag)
+    return f"recorded {tag}"
+
+
+async def test_history_is_on_disk_before_each_model_request(tmp_path: Path) -> None:
+    journal = tmp_path / "s.jsonl"
+    seen_on_disk: list[int] = []
+
+    def turn2(request: object) -> list[dict[str, object]]:
+        seen_on_disk.append(len(SessionStore(journal).load().items))
+        return [message("done")]
+
+    model = ScriptedModel([[fcall("c1", "record", {"tag": "a"})], turn2])
+    async with Runtime(model, tools=[record], session=journal) as rt:
+        await rt.run_until_done("go")
+    # user message + call + output were journaled before turn 2 was requested
+    assert seen_on_disk == [3]
+
+
+async def test_resume_runs_unstarted_calls_and_never_reruns_started_ones(tmp_path: Path) -> None:
+    RUNS.clear()
+    journal = tmp_path / "s.jsonl"
+    store = SessionStore(journal)
+    # A crash after the model asked for three calls: c1 finished, c2 started only.
+    store.append(
+        [
+            {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "go"}]},
+            fcall("c1", "record", {"tag": "one"}),
+            fcall("c2", "record", {"tag": "two"}),
+            fcall("c3", "record", {"tag": "three"}),
+            {"type": "function_call_output", "call_id": "c1", "output": "recorded one"},
+        ]
+    )
+    store.mark_started("c1")
+    store.mark_started("c2")
+    store.close()
+
+    model = ScriptedModel([[message("resumed")]])
+    async with Runtime(model, tools=[record], session=journal) as rt:
+        result = await rt.run_until_done(None)
+    assert result.reason == "completed"
+    assert RUNS == ["three"]  # c1 finished, c2 was interrupted: neither runs again
+    outs = {i["call_id"]: i["output"] for i in rt.history if i.get("type") == "function_call_output"}
+    assert outs["c1"] == "recorded one"
+    assert "started, but the runtime stopped before it finished" in outs["c2"]
+    assert outs["c3"] == "recorded three"
+    # The model saw every call answered exactly once.
+    sent = model.requests[0].input
+    assert sorted(i["call_id"] for i in sent if i.get("type") == "function_call_output") == ["c1", "c2", "c3"]
+
+
+async def test_torn_last_line_is_ignored(tmp_path: Path) -> None:
+    journal = tmp_path / "s.jsonl"
+    journal.write_text(json.dumps({"item": message("a")}) + "\n" + '{"item": {"type": "mes')
+    assert SessionStore(journal).load().items == [message("a")]
