@@ -17,6 +17,7 @@ import anyio
 
 from itemloop.sandbox.base import Sandbox, SandboxError, SandboxOptions
 from itemloop.tools.base import Executor, Item
+from itemloop.tools.function import FunctionTool
 
 from .dispatch import Dispatcher
 from .events import Event, RunFinished
@@ -57,10 +58,10 @@ def _tool_names(args: argparse.Namespace) -> list[str]:
     return names
 
 
-def _functions(args: argparse.Namespace) -> list[ToolLike]:
+def _functions(args: argparse.Namespace) -> list[FunctionTool]:
     from itemloop.tools.function import load_functions_file
 
-    tools: list[ToolLike] = []
+    tools: list[FunctionTool] = []
     for path in args.functions:
         try:
             tools += load_functions_file(path)
@@ -102,7 +103,8 @@ def _open_sandbox(args: argparse.Namespace, workspace: Path) -> Sandbox:
     if args.sandbox == "docker" and not args.image:
         raise CliError("--sandbox docker needs --image NAME (an image with /bin/sh)")
     try:
-        return open_sandbox(args.sandbox, workspace, _sandbox_options(args), image=args.image)
+        sandbox: Sandbox = open_sandbox(args.sandbox, workspace, _sandbox_options(args), image=args.image)
+        return sandbox
     except SandboxError as e:
         raise CliError(str(e)) from None
 

@@ -12,7 +12,15 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from .model import CompactionUnsupported, Item, ModelError, ModelRequest, ModelResponse, TextDelta
+from .model import (
+    CompactionUnsupported,
+    Item,
+    Model,
+    ModelError,
+    ModelRequest,
+    ModelResponse,
+    TextDelta,
+)
 
 ScriptedTurn = list[Item] | dict[str, Any]
 TurnSource = ScriptedTurn | Callable[[ModelRequest], ScriptedTurn]
@@ -101,3 +109,20 @@ _NEEDS_CALL_ID = {
     "apply_patch_call",
     "computer_call",
 }
+
+
+def choose_model(script: Sequence[TurnSource], *, model: str | None = None) -> Model:
+    """The real API when `OPENAI_API_KEY` is set, else a `ScriptedModel` of `script`.
+
+    What the examples use: offline by default, real with a key.
+    """
+    import os
+
+    if os.environ.get("OPENAI_API_KEY"):
+        from .openai_model import OpenAIModel
+
+        return OpenAIModel(
+            model or os.environ.get("ITEMLOOP_MODEL", "gpt-5.5"),
+            base_url=os.environ.get("OPENAI_BASE_URL"),
+        )
+    return ScriptedModel(script)

@@ -104,26 +104,28 @@ def count_items(tokenizer: Tokenizer, items: Sequence[Item]) -> int:
 # (approximately: `re` has no Unicode property classes). Letters split at
 # case changes as o200k does (`camelCase` -> `camel`, `Case`).
 _PIECES = re.compile(
-    r"(?P<w> ?[A-Z]*[a-z]+| ?[A-Z]+(?![a-z]))"  # an ASCII word, its leading space included
-    r"|(?P<c>[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]+)"  # CJK, kana, hangul
-    r"|(?P<u> ?[^\W\d_A-Za-z]+)"  # a word in another script, or with accents
-    r"|(?P<d>\d+)"
-    r"|(?P<n>\s*\n[\s]*)"  # newlines, with the indentation that follows
-    r"|(?P<s> +)"
-    r"|(?P<p> ?[^\w\s]+|_+)"  # punctuation runs
+    # o200k's pre-tokenizer, approximated with `re` (no Unicode property classes):
+    # a word takes one leading non-letter with it (` foo`, `.append`, `_name`)
+    # and ASCII words split at case changes (`camelCase` -> `camel`, `Case`).
+    r"(?P<w>(?:[^\w\r\n]|_)?(?:[A-Z]*[a-z]+|[A-Z]+(?![a-z])))"
+    r"|(?P<c>(?:[^\w\r\n]|_)?[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]+)"
+    r"|(?P<u>(?:[^\w\r\n]|_)?[^\W\d_]+)"  # a word in another script, or accented
+    r"|(?P<d>\d{1,3})"
+    r"|(?P<p> ?(?:[^\s\w]|_)+[\r\n/]*)"  # a run of punctuation
+    r"|(?P<n>\s*[\r\n]+)"
+    r"|(?P<s>\s+(?!\S)|\s+)"
 )
 
-# Calibrated against o200k_base on a corpus of English prose, Python and shell
-# sources, JSON and logs (see bench/compaction.py, which measures the error on
-# a different corpus). Index: ASCII word length including a leading space.
-_WORD_COST = (0.0, 1.0, 1.0, 1.0, 1.0, 1.02, 1.06, 1.12, 1.2, 1.3, 1.42, 1.55, 1.7, 1.85, 2.0)
-_WORD_CHARS_PER_TOKEN_BEYOND = 4.2
-_CJK_PER_CHAR = 0.8
-_OTHER_SCRIPT_CHARS_PER_TOKEN = 3.2
-_DIGITS_PER_TOKEN = 3.0
-_PUNCT_PER_CHAR = 0.6
-_NEWLINE_RUN = 1.0
-_SPACE_RUN = 1.0
+# Tokens per piece, calibrated against o200k_base on English prose, Python
+# source and JSON from one set of modules plus sentences in six languages;
+# bench/compaction.py measures the error on a different corpus. Index: the
+# piece's length in characters, its leading space or symbol included.
+_WORD_COST = (0.0, 1.0, 1.0, 1.02, 1.06, 1.07, 1.11, 1.12, 1.24, 1.28, 1.31, 1.34, 1.4, 1.9, 2.1)
+_WORD_CHARS_PER_TOKEN_BEYOND = 5.0
+_PUNCT_COST = (0.0, 1.0, 1.0, 1.02, 1.11, 1.4, 1.77, 2.4)
+_PUNCT_CHARS_PER_TOKEN_BEYOND = 3.0
+_CJK_PER_CHAR = 0.71
+_OTHER_SCRIPT_CHARS_PER_TOKEN = 4.5
 
 
 class EstimateTokenizer:
@@ -134,25 +136,21 @@ class EstimateTokenizer:
 
     def count(self, text: str) -> int:
         total = 0.0
-        words = _WORD_COST
-        top = len(words) - 1
+        words, wtop = _WORD_COST, len(_WORD_COST) - 1
+        puncts, ptop = _PUNCT_COST, len(_PUNCT_COST) - 1
         for m in _PIECES.finditer(text):
             kind = m.lastgroup
             n = m.end() - m.start()
             if kind == "w":
-                total += words[n] if n <= top else words[top] + (n - top) / _WORD_CHARS_PER_TOKEN_BEYOND
+                total += words[n] if n <= wtop else words[wtop] + (n - wtop) / _WORD_CHARS_PER_TOKEN_BEYOND
+            elif kind == "p":
+                total += puncts[n] if n <= ptop else puncts[ptop] + (n - ptop) / _PUNCT_CHARS_PER_TOKEN_BEYOND
             elif kind == "c":
-                total += n * _CJK_PER_CHAR
+                total += max(1.0, n * _CJK_PER_CHAR)
             elif kind == "u":
                 total += max(1.0, n / _OTHER_SCRIPT_CHARS_PER_TOKEN)
-            elif kind == "d":
-                total += math.ceil(n / _DIGITS_PER_TOKEN)
-            elif kind == "n":
-                total += _NEWLINE_RUN
-            elif kind == "s":
-                total += _SPACE_RUN
-            else:
-                total += max(1.0, n * _PUNCT_PER_CHAR)
+            else:  # digits (up to three a piece), newlines, spaces: one token each
+                total += 1.0
         return round(total)
 
 

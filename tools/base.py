@@ -27,11 +27,15 @@ class ExecResult:
 
 @runtime_checkable
 class Executor(Protocol):
-    item_types: tuple[str, ...]
-    """Call item types this executor answers, e.g. `("shell_call",)`."""
+    @property
+    def item_types(self) -> tuple[str, ...]:
+        """Call item types this executor answers, e.g. `("shell_call",)`."""
+        ...
 
-    sequential: bool
-    """True when calls touch shared state (the workspace) and must run one at a time, in order."""
+    @property
+    def sequential(self) -> bool:
+        """True when calls touch shared state (the workspace) and must run one at a time, in order."""
+        ...
 
     def definitions(self) -> list[Item]:
         """Tool definitions to send to the model."""

@@ -1,0 +1,50 @@
+"""Every example runs offline on its scripted model and does what it says."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = Path(__file__).parent.parent / "examples"
+
+
+def run_example(name: str, *args: str) -> str:
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENAI_API_KEY", "OPENAI_BASE_URL")}
+    r = subprocess.run([sys.executable, str(EXAMPLES / name), *args], capture_output=True,
+                       text=True, env=env, timeout=180)
+    assert r.returncode == 0, r.stderr
+    return r.stdout
+
+
+def test_every_example_has_a_test() -> None:
+    tested = {"function_tools.py", "shell_agent.py", "patch_files.py", "compaction.py"}
+    assert {p.name for p in EXAMPLES.glob("*.py")} <= tested
+
+
+def test_function_tools_example() -> None:
+    out = run_example("function_tools.py")
+    assert "convert: 26.2 mi" in out
+    assert "KeyError" in out and "Trondheim" in out  # the tool's error went back to the model
+    assert "reverse: poolmeti" in out
+    assert "lookup_population: 291940" in out
+
+
+@pytest.mark.bwrap
+def test_shell_example() -> None:
+    out = run_example("shell_agent.py")
+    assert "[0] 3 words.txt" in out
+    assert "key: none" in out
+    assert "Read-only file system" in out
+    assert "[timeout]" in out
+
+
+@pytest.mark.bwrap
+def test_patch_example() -> None:
+    out = run_example("patch_files.py")
+    assert out.count("[completed]") == 3
+    assert "[failed]" in out
+    assert "def greet(name: str) -> str:\n    return f'Hello, {name}!'\n" in out
