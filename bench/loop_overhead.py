@@ -12,6 +12,7 @@ dispatching the call, building the output, growing the history.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import statistics
@@ -29,7 +30,7 @@ def noop(x: int) -> int:
 
 
 def summarize(stamps: list[float]) -> dict[str, float]:
-    per_turn = [b - a for a, b in zip(stamps, stamps[1:], strict=False)]
+    per_turn = [b - a for a, b in itertools.pairwise(stamps)]
     k = max(1, len(per_turn) // 10)
     return {
         "mean_ms": statistics.fmean(per_turn) * 1e3,
@@ -52,10 +53,26 @@ async def run_itemloop(n: int) -> list[float]:
         def make(_: ModelRequest) -> list[dict[str, Any]]:
             stamps.append(time.perf_counter())
             if i == n:
-                return [{"type": "message", "role": "assistant", "id": "m", "status": "completed",
-                         "content": [{"type": "output_text", "text": "done", "annotations": []}]}]
-            return [{"type": "function_call", "id": f"fc_{i}", "call_id": f"call_{i}", "name": "noop",
-                     "arguments": json.dumps({"x": i}), "status": "completed"}]
+                return [
+                    {
+                        "type": "message",
+                        "role": "assistant",
+                        "id": "m",
+                        "status": "completed",
+                        "content": [{"type": "output_text", "text": "done", "annotations": []}],
+                    }
+                ]
+            return [
+                {
+                    "type": "function_call",
+                    "id": f"fc_{i}",
+                    "call_id": f"call_{i}",
+                    "name": "noop",
+                    "arguments": json.dumps({"x": i}),
+                    "status": "completed",
+                }
+            ]
+
         return make
 
     model = ScriptedModel([turn(i) for i in range(n + 1)])
@@ -74,7 +91,11 @@ def run_agents(n: int) -> list[float]:
     from agents.items import ModelResponse
     from agents.models.interface import Model
     from agents.usage import Usage
-    from openai.types.responses import ResponseFunctionToolCall, ResponseOutputMessage, ResponseOutputText
+    from openai.types.responses import (
+        ResponseFunctionToolCall,
+        ResponseOutputMessage,
+        ResponseOutputText,
+    )
 
     set_tracing_disabled(True)
     stamps: list[float] = []
@@ -88,13 +109,28 @@ def run_agents(n: int) -> list[float]:
             i = self.i
             self.i += 1
             if i == n:
-                out: list[Any] = [ResponseOutputMessage(
-                    id="m", type="message", role="assistant", status="completed",
-                    content=[ResponseOutputText(type="output_text", text="done", annotations=[])])]
+                out: list[Any] = [
+                    ResponseOutputMessage(
+                        id="m",
+                        type="message",
+                        role="assistant",
+                        status="completed",
+                        content=[
+                            ResponseOutputText(type="output_text", text="done", annotations=[])
+                        ],
+                    )
+                ]
             else:
-                out = [ResponseFunctionToolCall(
-                    id=f"fc_{i}", call_id=f"call_{i}", type="function_call", name="noop",
-                    arguments=json.dumps({"x": i}), status="completed")]
+                out = [
+                    ResponseFunctionToolCall(
+                        id=f"fc_{i}",
+                        call_id=f"call_{i}",
+                        type="function_call",
+                        name="noop",
+                        arguments=json.dumps({"x": i}),
+                        status="completed",
+                    )
+                ]
             return ModelResponse(output=out, usage=Usage(), response_id=None)
 
         def stream_response(self, *args: Any, **kwargs: Any) -> Any:
@@ -122,8 +158,10 @@ def startup() -> dict[str, float]:
 
     def rss(module: str) -> float:
         # VmRSS, not ru_maxrss: the latter survives exec and reports the parent's peak.
-        code = (f"import {module}\nfor line in open('/proc/self/status'):\n"
-                "    line.startswith('VmRSS') and print(line.split()[1])")
+        code = (
+            f"import {module}\nfor line in open('/proc/self/status'):\n"
+            "    line.startswith('VmRSS') and print(line.split()[1])"
+        )
         out = subprocess.run([py, "-c", code], check=True, capture_output=True, text=True).stdout
         return int(out) / 1024
 
@@ -145,20 +183,32 @@ def main() -> None:
     args = parser.parse_args()
     sizes = args.n or [200, 2000]
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} cpus")
-    print(f"{'N':>6} {'runtime':<14} {'per turn':>10} {'first 10%':>10} {'last 10%':>10} {'last/first':>10}")
+    print(
+        f"{'N':>6} {'runtime':<14} {'per turn':>10} {'first 10%':>10} {'last 10%':>10} {'last/first':>10}"
+    )
     for n in sizes:
         ours = summarize(anyio.run(run_itemloop, n))
         theirs = summarize(run_agents(n))
         for name, s in (("itemloop", ours), ("openai-agents", theirs)):
-            print(f"{n:>6} {name:<14} {s['mean_ms']:>8.3f}ms {s['first10_ms']:>8.3f}ms "
-                  f"{s['last10_ms']:>8.3f}ms {s['last10_ms'] / s['first10_ms']:>10.2f}")
-        print(f"{n:>6} ratio (openai-agents / itemloop per turn): {theirs['mean_ms'] / ours['mean_ms']:.1f}x")
+            print(
+                f"{n:>6} {name:<14} {s['mean_ms']:>8.3f}ms {s['first10_ms']:>8.3f}ms "
+                f"{s['last10_ms']:>8.3f}ms {s['last10_ms'] / s['first10_ms']:>10.2f}"
+            )
+        print(
+            f"{n:>6} ratio (openai-agents / itemloop per turn): {theirs['mean_ms'] / ours['mean_ms']:.1f}x"
+        )
     s = startup()
     print()
-    print(f"itemloop --help: {s['itemloop_help_ms']:.0f} ms (bare python: {s['python_bare_ms']:.0f} ms)")
-    print(f"import itemloop.runtime.loop: {s['import_itemloop_ms']:.0f} ms, "
-          f"RSS {s['rss_itemloop_mb']:.0f} MB")
-    print(f"import agents:                {s['import_agents_ms']:.0f} ms, RSS {s['rss_agents_mb']:.0f} MB")
+    print(
+        f"itemloop --help: {s['itemloop_help_ms']:.0f} ms (bare python: {s['python_bare_ms']:.0f} ms)"
+    )
+    print(
+        f"import itemloop.runtime.loop: {s['import_itemloop_ms']:.0f} ms, "
+        f"RSS {s['rss_itemloop_mb']:.0f} MB"
+    )
+    print(
+        f"import agents:                {s['import_agents_ms']:.0f} ms, RSS {s['rss_agents_mb']:.0f} MB"
+    )
     print(f"bare python RSS: {s['rss_python_mb']:.0f} MB")
 
 

@@ -1,7 +1,7 @@
 """Function and custom tools: plain Python functions the model can call.
 
-    python examples/function_tools.py          # offline, scripted model
-    OPENAI_API_KEY=... python examples/function_tools.py   # the real API
+python examples/function_tools.py          # offline, scripted model
+OPENAI_API_KEY=... python examples/function_tools.py   # the real API
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ import json
 from typing import Literal
 
 import anyio
-
 from itemloop.runtime import Runtime, choose_model, custom_tool
 from itemloop.runtime.events import CallFinished, RunFinished
 
@@ -34,28 +33,52 @@ def reverse(text: str) -> str:
 
 SCRIPT = [
     [
-        {"type": "function_call", "call_id": "c1", "name": "convert",
-         "arguments": json.dumps({"amount": 42.195, "unit": "km"})},
-        {"type": "function_call", "call_id": "c2", "name": "lookup_population",
-         "arguments": json.dumps({"city": "Trondheim"})},
+        {
+            "type": "function_call",
+            "call_id": "c1",
+            "name": "convert",
+            "arguments": json.dumps({"amount": 42.195, "unit": "km"}),
+        },
+        {
+            "type": "function_call",
+            "call_id": "c2",
+            "name": "lookup_population",
+            "arguments": json.dumps({"city": "Trondheim"}),
+        },
         {"type": "custom_tool_call", "call_id": "c3", "name": "reverse", "input": "itemloop"},
     ],
     [
-        {"type": "function_call", "call_id": "c4", "name": "lookup_population",
-         "arguments": json.dumps({"city": "Bergen"})},
+        {
+            "type": "function_call",
+            "call_id": "c4",
+            "name": "lookup_population",
+            "arguments": json.dumps({"city": "Bergen"}),
+        },
     ],
-    [{"type": "message", "role": "assistant", "content": [
-        {"type": "output_text", "text": "A marathon is 26.2 mi; Bergen has 291,940 people."}]}],
+    [
+        {
+            "type": "message",
+            "role": "assistant",
+            "content": [
+                {"type": "output_text", "text": "A marathon is 26.2 mi; Bergen has 291,940 people."}
+            ],
+        }
+    ],
 ]
 
 
 async def main() -> None:
     model = choose_model(SCRIPT)
-    tools = [convert, lookup_population,
-             custom_tool(reverse, description="Reverse the raw input text.")]
+    tools = [
+        convert,
+        lookup_population,
+        custom_tool(reverse, description="Reverse the raw input text."),
+    ]
     async with Runtime(model, tools=tools) as rt:
-        async for event in rt.run("How long is a marathon in miles, and how many people live in "
-                                  "Trondheim or else Bergen? Also reverse 'itemloop'."):
+        async for event in rt.run(
+            "How long is a marathon in miles, and how many people live in "
+            "Trondheim or else Bergen? Also reverse 'itemloop'."
+        ):
             if isinstance(event, CallFinished):
                 print(f"{event.name}: {event.output.get('output')}")
             elif isinstance(event, RunFinished):

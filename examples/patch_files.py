@@ -12,36 +12,78 @@ import tempfile
 from pathlib import Path
 
 import anyio
-
 from itemloop.runtime import Runtime, choose_model
 from itemloop.runtime.events import CallFinished, RunFinished
 from itemloop.sandbox import open_sandbox
 from itemloop.sandbox.base import SandboxOptions
 
 SCRIPT = [
-    [{"type": "apply_patch_call", "call_id": "c1", "status": "completed", "operation": {
-        "type": "create_file", "path": "app/greet.py",
-        "diff": "+def greet(name):\n+    return 'Hello, ' + name\n"}}],
-    [{"type": "apply_patch_call", "call_id": "c2", "status": "completed", "operation": {
-        "type": "update_file", "path": "app/greet.py",
-        "diff": "@@ def greet(name):\n-    return 'Hello, ' + name\n+    return f'Hello, {name}!'\n"}},
-     {"type": "apply_patch_call", "call_id": "c3", "status": "completed", "operation": {
-         "type": "update_file", "path": "app/greet.py",
-         "diff": "--- a/app/greet.py\n+++ b/app/greet.py\n@@ -1,2 +1,2 @@\n-def greet(person):\n"
-                 "+def greet(person: str) -> str:\n     return f'Hello, {name}!'\n"}}],
-    [{"type": "apply_patch_call", "call_id": "c4", "status": "completed", "operation": {
-        "type": "update_file", "path": "app/greet.py",
-        "diff": "--- a/app/greet.py\n+++ b/app/greet.py\n@@ -1,2 +1,2 @@\n-def greet(name):\n"
-                "+def greet(name: str) -> str:\n     return f'Hello, {name}!'\n"}}],
-    [{"type": "message", "role": "assistant", "content": [{"type": "output_text",
-      "text": "app/greet.py now has a typed, f-string greeting."}]}],
+    [
+        {
+            "type": "apply_patch_call",
+            "call_id": "c1",
+            "status": "completed",
+            "operation": {
+                "type": "create_file",
+                "path": "app/greet.py",
+                "diff": "+def greet(name):\n+    return 'Hello, ' + name\n",
+            },
+        }
+    ],
+    [
+        {
+            "type": "apply_patch_call",
+            "call_id": "c2",
+            "status": "completed",
+            "operation": {
+                "type": "update_file",
+                "path": "app/greet.py",
+                "diff": "@@ def greet(name):\n-    return 'Hello, ' + name\n+    return f'Hello, {name}!'\n",
+            },
+        },
+        {
+            "type": "apply_patch_call",
+            "call_id": "c3",
+            "status": "completed",
+            "operation": {
+                "type": "update_file",
+                "path": "app/greet.py",
+                "diff": "--- a/app/greet.py\n+++ b/app/greet.py\n@@ -1,2 +1,2 @@\n-def greet(person):\n"
+                "+def greet(person: str) -> str:\n     return f'Hello, {name}!'\n",
+            },
+        },
+    ],
+    [
+        {
+            "type": "apply_patch_call",
+            "call_id": "c4",
+            "status": "completed",
+            "operation": {
+                "type": "update_file",
+                "path": "app/greet.py",
+                "diff": "--- a/app/greet.py\n+++ b/app/greet.py\n@@ -1,2 +1,2 @@\n-def greet(name):\n"
+                "+def greet(name: str) -> str:\n     return f'Hello, {name}!'\n",
+            },
+        }
+    ],
+    [
+        {
+            "type": "message",
+            "role": "assistant",
+            "content": [
+                {"type": "output_text", "text": "app/greet.py now has a typed, f-string greeting."}
+            ],
+        }
+    ],
 ]
 
 
 async def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         sandbox = open_sandbox("local", Path(tmp), SandboxOptions())
-        async with Runtime(choose_model(SCRIPT), sandbox=sandbox, builtin_tools=["apply_patch"]) as rt:
+        async with Runtime(
+            choose_model(SCRIPT), sandbox=sandbox, builtin_tools=["apply_patch"]
+        ) as rt:
             async for event in rt.run("Write app/greet.py with a typed greet(name) function."):
                 if isinstance(event, CallFinished):
                     print(f"[{event.output['status']}] {event.output.get('output', '')}")

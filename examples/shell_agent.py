@@ -12,21 +12,47 @@ import tempfile
 from pathlib import Path
 
 import anyio
-
 from itemloop.runtime import Runtime, choose_model
 from itemloop.runtime.events import CallFinished, RunFinished
 from itemloop.sandbox import open_sandbox
 from itemloop.sandbox.base import SandboxOptions
 
 SCRIPT = [
-    [{"type": "shell_call", "call_id": "c1", "action": {
-        "commands": ["printf 'alpha\\nbeta\\ngamma\\n' > words.txt", "wc -l words.txt",
-                     "echo key: ${OPENAI_API_KEY:-none}", "touch /etc/itemloop-was-here"],
-        "timeout_ms": 10_000, "max_output_length": 2_000}}],
-    [{"type": "shell_call", "call_id": "c2", "action": {
-        "commands": ["sleep 60"], "timeout_ms": 300}}],
-    [{"type": "message", "role": "assistant", "content": [{"type": "output_text",
-      "text": "words.txt has 3 lines; /etc is read-only and the slow command timed out."}]}],
+    [
+        {
+            "type": "shell_call",
+            "call_id": "c1",
+            "action": {
+                "commands": [
+                    "printf 'alpha\\nbeta\\ngamma\\n' > words.txt",
+                    "wc -l words.txt",
+                    "echo key: ${OPENAI_API_KEY:-none}",
+                    "touch /etc/itemloop-was-here",
+                ],
+                "timeout_ms": 10_000,
+                "max_output_length": 2_000,
+            },
+        }
+    ],
+    [
+        {
+            "type": "shell_call",
+            "call_id": "c2",
+            "action": {"commands": ["sleep 60"], "timeout_ms": 300},
+        }
+    ],
+    [
+        {
+            "type": "message",
+            "role": "assistant",
+            "content": [
+                {
+                    "type": "output_text",
+                    "text": "words.txt has 3 lines; /etc is read-only and the slow command timed out.",
+                }
+            ],
+        }
+    ],
 ]
 
 
@@ -39,7 +65,9 @@ async def main(kind: str, image: str | None) -> None:
                     for chunk in event.output["output"]:
                         outcome = chunk["outcome"]
                         status = outcome.get("exit_code", outcome["type"])
-                        print(f"[{status}] {chunk['stdout'].strip()} {chunk['stderr'].strip()}".rstrip())
+                        print(
+                            f"[{status}] {chunk['stdout'].strip()} {chunk['stderr'].strip()}".rstrip()
+                        )
                 elif isinstance(event, RunFinished):
                     print(f"answer: {event.final_text}")
 

@@ -34,7 +34,20 @@ _EXPORTS = {
     "custom_tool": "itemloop.tools.custom",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "Event",
+    "Model",
+    "ModelRequest",
+    "ModelResponse",
+    "OpenAIModel",
+    "RunFinished",
+    "Runtime",
+    "ScriptedModel",
+    "SessionStore",
+    "choose_model",
+    "custom_tool",
+    "function_tool",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -23,12 +23,18 @@ def builtin_executors(
         if name == "shell":
             from itemloop.tools.shell import ShellExecutor
 
-            executors.append(ShellExecutor(sandbox, default_timeout_s=timeout_s, default_output_limit=output_limit))
+            executors.append(
+                ShellExecutor(
+                    sandbox, default_timeout_s=timeout_s, default_output_limit=output_limit
+                )
+            )
         elif name == "local_shell":
             from itemloop.tools.local_shell import LocalShellExecutor
 
             executors.append(
-                LocalShellExecutor(sandbox, default_timeout_s=timeout_s, default_output_limit=output_limit)
+                LocalShellExecutor(
+                    sandbox, default_timeout_s=timeout_s, default_output_limit=output_limit
+                )
             )
         elif name == "apply_patch":
             from itemloop.tools.apply_patch import ApplyPatchExecutor
@@ -40,5 +46,7 @@ def builtin_executors(
                 f"choose from: {', '.join(BUILTIN_TOOLS)}"
             )
         else:
-            raise ValueError(f"unknown built-in tool {name!r}; choose from: {', '.join(BUILTIN_TOOLS)}")
+            raise ValueError(
+                f"unknown built-in tool {name!r}; choose from: {', '.join(BUILTIN_TOOLS)}"
+            )
     return executors

@@ -35,37 +35,72 @@ def _add_sandbox_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("sandbox")
     g.add_argument("--workspace", type=Path, default=None, help="workspace directory (default: .)")
     g.add_argument(
-        "--sandbox", choices=("local", "docker", "host"), default="local",
+        "--sandbox",
+        choices=("local", "docker", "host"),
+        default="local",
         help="where commands run (default: local, i.e. bubblewrap)",
     )
     g.add_argument("--image", default=None, help="Docker image for --sandbox docker")
     g.add_argument("--network", action="store_true", help="allow network access (off by default)")
     g.add_argument(
-        "--env", action="append", default=[], metavar="KEY=VALUE",
+        "--env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
         help="environment variable for commands (repeatable; KEY alone passes the host's value)",
     )
     g.add_argument(
-        "--writable", action="append", default=[], metavar="PATH",
+        "--writable",
+        action="append",
+        default=[],
+        metavar="PATH",
         help="extra host path commands may write (repeatable)",
     )
-    g.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
-                   help="default timeout of one shell command (default: 120)")
-    g.add_argument("--output-limit", type=int, default=None, metavar="CHARS",
-                   help="default cap on one command's output (default: 1000000)")
+    g.add_argument(
+        "--timeout",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="default timeout of one shell command (default: 120)",
+    )
+    g.add_argument(
+        "--output-limit",
+        type=int,
+        default=None,
+        metavar="CHARS",
+        help="default cap on one command's output (default: 1000000)",
+    )
 
 
 def _add_tool_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("tools")
     g.add_argument(
-        "--tools", default="shell,apply_patch",
+        "--tools",
+        default="shell,apply_patch",
         help="built-in tools to offer: shell, local_shell, apply_patch (comma-separated; '' for none)",
     )
-    g.add_argument("--functions", type=Path, action="append", default=[], metavar="FILE.py",
-                   help="offer the public functions defined in FILE.py as function tools")
-    g.add_argument("--approve-mcp", action="append", default=None, metavar="SERVER",
-                   help="approve hosted MCP tool calls from SERVER ('*' for any)")
-    g.add_argument("--tool-timeout", type=float, default=600.0, metavar="SECONDS",
-                   help="timeout of one function or custom tool call (default: 600)")
+    g.add_argument(
+        "--functions",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="FILE.py",
+        help="offer the public functions defined in FILE.py as function tools",
+    )
+    g.add_argument(
+        "--approve-mcp",
+        action="append",
+        default=None,
+        metavar="SERVER",
+        help="approve hosted MCP tool calls from SERVER ('*' for any)",
+    )
+    g.add_argument(
+        "--tool-timeout",
+        type=float,
+        default=600.0,
+        metavar="SECONDS",
+        help="timeout of one function or custom tool call (default: 600)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -78,39 +113,79 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    run = sub.add_parser("run", help="run the agent loop on a prompt", epilog=EPILOG,
-                         formatter_class=argparse.RawDescriptionHelpFormatter)
+    run = sub.add_parser(
+        "run",
+        help="run the agent loop on a prompt",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     run.add_argument("prompt", nargs="?", help="the user's message (optional with --resume)")
     m = run.add_argument_group("model")
-    m.add_argument("--model", default=os.environ.get("ITEMLOOP_MODEL", DEFAULT_MODEL),
-                   help=f"model name (default: $ITEMLOOP_MODEL or {DEFAULT_MODEL})")
-    m.add_argument("--base-url", default=None,
-                   help="any Responses-compatible server (default: $OPENAI_BASE_URL or OpenAI); "
-                   "the key comes from $OPENAI_API_KEY")
-    m.add_argument("--script", type=Path, default=None, metavar="FILE",
-                   help="scripted model: replay turns from a JSON Lines file (offline, no key)")
+    m.add_argument(
+        "--model",
+        default=os.environ.get("ITEMLOOP_MODEL", DEFAULT_MODEL),
+        help=f"model name (default: $ITEMLOOP_MODEL or {DEFAULT_MODEL})",
+    )
+    m.add_argument(
+        "--base-url",
+        default=None,
+        help="any Responses-compatible server (default: $OPENAI_BASE_URL or OpenAI); "
+        "the key comes from $OPENAI_API_KEY",
+    )
+    m.add_argument(
+        "--script",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="scripted model: replay turns from a JSON Lines file (offline, no key)",
+    )
     m.add_argument("--instructions", default=None, help="system/developer instructions")
     m.add_argument("--no-stream", action="store_true", help="ask for JSON responses instead of SSE")
-    m.add_argument("--previous-response-id", action="store_true",
-                   help="stateful mode: store responses server-side and send only new items")
+    m.add_argument(
+        "--previous-response-id",
+        action="store_true",
+        help="stateful mode: store responses server-side and send only new items",
+    )
     loop = run.add_argument_group("loop")
-    loop.add_argument("--max-turns", type=int, default=50, help="stop after N model turns (default: 50)")
-    loop.add_argument("--compact-threshold", type=int, default=None, metavar="TOKENS",
-                      help="compact the history before a request would exceed TOKENS "
-                      "(default: a fraction of the model's context window)")
-    loop.add_argument("--compact-strategy", choices=("auto", "remote", "local", "server"),
-                      default="auto", help="how to compact (default: auto)")
-    loop.add_argument("--session", type=Path, default=None, metavar="FILE",
-                      help="journal every item to FILE (JSON Lines)")
-    loop.add_argument("--resume", action="store_true",
-                      help="continue the session in --session FILE")
+    loop.add_argument(
+        "--max-turns", type=int, default=50, help="stop after N model turns (default: 50)"
+    )
+    loop.add_argument(
+        "--compact-threshold",
+        type=int,
+        default=None,
+        metavar="TOKENS",
+        help="compact the history before a request would exceed TOKENS "
+        "(default: a fraction of the model's context window)",
+    )
+    loop.add_argument(
+        "--compact-strategy",
+        choices=("auto", "remote", "local", "server"),
+        default="auto",
+        help="how to compact (default: auto)",
+    )
+    loop.add_argument(
+        "--session",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="journal every item to FILE (JSON Lines)",
+    )
+    loop.add_argument(
+        "--resume", action="store_true", help="continue the session in --session FILE"
+    )
     loop.add_argument("--json", action="store_true", help="print events as JSON lines")
     _add_tool_flags(run)
     _add_sandbox_flags(run)
 
     ex = sub.add_parser("exec", help="execute call items from JSON lines; print output items")
-    ex.add_argument("--input", type=Path, default=None, metavar="FILE",
-                    help="read items from FILE instead of stdin (JSON lines, or one Response JSON)")
+    ex.add_argument(
+        "--input",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="read items from FILE instead of stdin (JSON lines, or one Response JSON)",
+    )
     _add_tool_flags(ex)
     _add_sandbox_flags(ex)
 

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-
 from itemloop.sandbox.base import Sandbox, SandboxError, SandboxOptions
 from itemloop.tools.base import Executor, Item
 from itemloop.tools.function import FunctionTool
@@ -52,7 +51,9 @@ def _tool_names(args: argparse.Namespace) -> list[str]:
     names = [n.strip() for n in str(args.tools).split(",") if n.strip()]
     for n in names:
         if n == "computer":
-            raise CliError("--tools: the computer tool is not available in this version of itemloop")
+            raise CliError(
+                "--tools: the computer tool is not available in this version of itemloop"
+            )
         if n not in BUILTIN_TOOLS:
             raise CliError(f"--tools: unknown tool {n!r}; choose from {', '.join(BUILTIN_TOOLS)}")
     return names
@@ -103,7 +104,9 @@ def _open_sandbox(args: argparse.Namespace, workspace: Path) -> Sandbox:
     if args.sandbox == "docker" and not args.image:
         raise CliError("--sandbox docker needs --image NAME (an image with /bin/sh)")
     try:
-        sandbox: Sandbox = open_sandbox(args.sandbox, workspace, _sandbox_options(args), image=args.image)
+        sandbox: Sandbox = open_sandbox(
+            args.sandbox, workspace, _sandbox_options(args), image=args.image
+        )
         return sandbox
     except SandboxError as e:
         raise CliError(str(e)) from None
@@ -192,9 +195,12 @@ async def _run(args: argparse.Namespace) -> int:
         make_compactor = None  # type: ignore[assignment]
     try:
         if make_compactor is not None:
-          compactor = make_compactor(
-            model, threshold=args.compact_threshold, strategy=args.compact_strategy, model_name=args.model
-        )
+            compactor = make_compactor(
+                model,
+                threshold=args.compact_threshold,
+                strategy=args.compact_strategy,
+                model_name=args.model,
+            )
     except ValueError as e:
         raise CliError(str(e)) from None
     approve = None
@@ -242,8 +248,10 @@ async def _demo(args: argparse.Namespace) -> int:
             workspace = Path(tmp)
         else:
             workspace = args.workspace.resolve()
-        print(f"itemloop demo: scripted model, {args.sandbox} sandbox, workspace {workspace}",
-              file=sys.stderr)
+        print(
+            f"itemloop demo: scripted model, {args.sandbox} sandbox, workspace {workspace}",
+            file=sys.stderr,
+        )
         sandbox = _open_sandbox(args, workspace)
         tools: list[ToolLike] = [
             demo_tools.word_count,
@@ -292,12 +300,16 @@ def read_items(text: str) -> tuple[list[Item], list[str]]:
         except json.JSONDecodeError as e:
             errors.append(f"line {lineno}: not valid JSON ({e.msg} at column {e.colno})")
             continue
-        if isinstance(value, dict) and isinstance(value.get("output"), list) and "type" not in value:
+        if (
+            isinstance(value, dict)
+            and isinstance(value.get("output"), list)
+            and "type" not in value
+        ):
             items += [i for i in value["output"] if isinstance(i, dict)]
         elif isinstance(value, dict) and isinstance(value.get("type"), str):
             items.append(value)
         else:
-            errors.append(f"line {lineno}: not an item (an item is a JSON object with a \"type\")")
+            errors.append(f'line {lineno}: not an item (an item is a JSON object with a "type")')
     return items, errors
 
 

@@ -14,8 +14,15 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 
 import anyio
-
-from itemloop.tools.base import OUTPUT_TYPES, ExecResult, Executor, Item, call_id_of, call_name, error_output
+from itemloop.tools.base import (
+    OUTPUT_TYPES,
+    ExecResult,
+    Executor,
+    Item,
+    call_id_of,
+    call_name,
+    error_output,
+)
 
 from .events import CallFinished, CallStarted, Event
 
@@ -77,7 +84,11 @@ class Dispatcher:
         return [o for o in outputs if o is not None]
 
     async def _lane(
-        self, indexes: list[int], calls: Sequence[Item], outputs: list[Item | None], emit: Emit,
+        self,
+        indexes: list[int],
+        calls: Sequence[Item],
+        outputs: list[Item | None],
+        emit: Emit,
         on_start: OnStart | None,
     ) -> None:
         for i in indexes:

@@ -75,7 +75,16 @@ class RunFinished:
     kind: Literal["run_finished"] = "run_finished"
 
 
-Event = TurnStarted | TextDelta | ItemReceived | CallStarted | CallFinished | Compacted | Warning | RunFinished
+Event = (
+    TurnStarted
+    | TextDelta
+    | ItemReceived
+    | CallStarted
+    | CallFinished
+    | Compacted
+    | Warning
+    | RunFinished
+)
 
 
 def event_to_json(event: Event) -> dict[str, Any]:

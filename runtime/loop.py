@@ -21,7 +21,6 @@ from typing import Any, Self
 
 import anyio
 from anyio.abc import TaskGroup
-
 from itemloop.sandbox.base import Sandbox, SandboxError
 from itemloop.tools.base import Executor, Item, call_id_of, error_output
 from itemloop.tools.custom import CustomExecutor, CustomTool
@@ -261,7 +260,9 @@ class Runtime:
         interrupted = [c for c in pending if call_id_of(c) in self._started]
         fresh = [c for c in pending if call_id_of(c) not in self._started]
         if interrupted:
-            emit(Warning(f"{len(interrupted)} call(s) were interrupted by the last stop; not re-run"))
+            emit(
+                Warning(f"{len(interrupted)} call(s) were interrupted by the last stop; not re-run")
+            )
             self._append(
                 [
                     error_output(

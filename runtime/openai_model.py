@@ -117,7 +117,9 @@ class OpenAIModel:
                         err = (event.get("response") or {}).get("error") or {}
                         raise ModelError(f"the model failed: {err.get('message', err)}")
                     elif etype == "error":
-                        raise ModelError(f"the model server sent an error: {event.get('message', event)}")
+                        raise ModelError(
+                            f"the model server sent an error: {event.get('message', event)}"
+                        )
         except openai.APIConnectionError as e:
             raise _Retryable(f"connection to the model server failed: {e}") from None
         except openai.APIStatusError:
@@ -140,7 +142,11 @@ class OpenAIModel:
             raw = await self._client.responses.with_raw_response.compact(**body)
         except openai.APIStatusError as e:
             text = str(e).lower()
-            if e.status_code in _UNSUPPORTED_STATUS or "not supported" in text or "unsupported" in text:
+            if (
+                e.status_code in _UNSUPPORTED_STATUS
+                or "not supported" in text
+                or "unsupported" in text
+            ):
                 raise CompactionUnsupported(_describe_status(e)) from None
             raise ModelError(_describe_status(e)) from None
         except openai.APIConnectionError as e:

@@ -75,7 +75,9 @@ class ProgressPrinter:
             if event.reason == "error":
                 self._line(f"error: {event.error}")
             elif event.reason == "max_turns":
-                self._line(f"stopped after {event.turns} turns (--max-turns); the model was still calling tools")
+                self._line(
+                    f"stopped after {event.turns} turns (--max-turns); the model was still calling tools"
+                )
             elif event.reason == "cancelled":
                 self._line("cancelled")
 

@@ -36,9 +36,7 @@ class SessionState:
         """Calls in the history without an output, in order."""
         answered = {_answer_id(i) for i in self.items if i.get("type") in _OUTPUT_TYPE_SET}
         return [
-            i
-            for i in self.items
-            if i.get("type") in OUTPUT_TYPES and call_id_of(i) not in answered
+            i for i in self.items if i.get("type") in OUTPUT_TYPES and call_id_of(i) not in answered
         ]
 
 

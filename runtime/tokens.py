@@ -40,15 +40,30 @@ BLOB_CHARS_PER_TOKEN = 4
 over-estimate, because what the server decrypts them to cannot be known here."""
 
 _SKIP_KEYS = frozenset(
-    {"id", "call_id", "approval_request_id", "status", "type", "role", "annotations",
-     "logprobs", "created_by", "detail", "file_id", "phase"}
+    {
+        "id",
+        "call_id",
+        "approval_request_id",
+        "status",
+        "type",
+        "role",
+        "annotations",
+        "logprobs",
+        "created_by",
+        "detail",
+        "file_id",
+        "phase",
+    }
 )
 _BLOB_KEYS = frozenset({"encrypted_content", "file_data"})
 
 
 class Tokenizer(Protocol):
-    name: str
-    exact: bool
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def exact(self) -> bool: ...
 
     def count(self, text: str) -> int: ...
 
@@ -142,9 +157,17 @@ class EstimateTokenizer:
             kind = m.lastgroup
             n = m.end() - m.start()
             if kind == "w":
-                total += words[n] if n <= wtop else words[wtop] + (n - wtop) / _WORD_CHARS_PER_TOKEN_BEYOND
+                total += (
+                    words[n]
+                    if n <= wtop
+                    else words[wtop] + (n - wtop) / _WORD_CHARS_PER_TOKEN_BEYOND
+                )
             elif kind == "p":
-                total += puncts[n] if n <= ptop else puncts[ptop] + (n - ptop) / _PUNCT_CHARS_PER_TOKEN_BEYOND
+                total += (
+                    puncts[n]
+                    if n <= ptop
+                    else puncts[ptop] + (n - ptop) / _PUNCT_CHARS_PER_TOKEN_BEYOND
+                )
             elif kind == "c":
                 total += max(1.0, n * _CJK_PER_CHAR)
             elif kind == "u":
@@ -163,8 +186,10 @@ _ENCODINGS: dict[str, tuple[str, str, dict[str, int]]] = {
         "446a9538cb6c348e3516120d7c08b09f57c36495e2acfffe59a5bf8b0cfb1a2d",
         "|".join(
             [
-                r"""[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?""",
-                r"""[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?""",
+                r"""[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+"""
+                r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)?""",
+                r"""[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*"""
+                r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)?""",
                 r"""\p{N}{1,3}""",
                 r""" ?[^\s\p{L}\p{N}]+[\r\n/]*""",
                 r"""\s*[\r\n]+""",
@@ -176,7 +201,8 @@ _ENCODINGS: dict[str, tuple[str, str, dict[str, int]]] = {
     ),
     "cl100k_base": (
         "223921b76ee99bde995b7ff738513eef100fb51d18c93597a113bcffe865b2a7",
-        r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}++|\p{N}{1,3}+| ?[^\s\p{L}\p{N}]++[\r\n]*+|\s++$|\s*[\r\n]|\s+(?!\S)|\s""",
+        r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}++|\p{N}{1,3}+"""
+        r"""| ?[^\s\p{L}\p{N}]++[\r\n]*+|\s++$|\s*[\r\n]|\s+(?!\S)|\s""",
         {
             "<|endoftext|>": 100257,
             "<|fim_prefix|>": 100258,
@@ -247,7 +273,9 @@ def exact_tokenizer(name: str = "o200k_base") -> TiktokenTokenizer | None:
         for token, rank in (line.split() for line in data.splitlines() if line)
     }
     _, pattern, special = _ENCODINGS[name]
-    encoding = tiktoken.Encoding(name, pat_str=pattern, mergeable_ranks=ranks, special_tokens=special)
+    encoding = tiktoken.Encoding(
+        name, pat_str=pattern, mergeable_ranks=ranks, special_tokens=special
+    )
     return TiktokenTokenizer(encoding)
 
 
@@ -261,10 +289,33 @@ def encoding_for_model(model_name: str) -> str:
     return "o200k_base"
 
 
+class DefaultTokenizer:
+    """The exact tokenizer for a model if its data is installed locally, else the
+    estimate; chosen on first use, so that building a runtime stays instant."""
+
+    def __init__(self, model_name: str = "") -> None:
+        self._encoding = encoding_for_model(model_name)
+        self._chosen: Tokenizer | None = None
+
+    def _tokenizer(self) -> Tokenizer:
+        if self._chosen is None:
+            self._chosen = exact_tokenizer(self._encoding) or EstimateTokenizer()
+        return self._chosen
+
+    @property
+    def name(self) -> str:
+        return self._tokenizer().name
+
+    @property
+    def exact(self) -> bool:
+        return self._tokenizer().exact
+
+    def count(self, text: str) -> int:
+        return self._tokenizer().count(text)
+
+
 def default_tokenizer(model_name: str = "") -> Tokenizer:
-    """The exact tokenizer for `model_name` if installed locally, else the estimate."""
-    exact = exact_tokenizer(encoding_for_model(model_name))
-    return exact if exact is not None else EstimateTokenizer()
+    return DefaultTokenizer(model_name)
 
 
 # -- the running total ---------------------------------------------------------------
@@ -312,7 +363,11 @@ class TokenLedger:
         self._mark(history)
 
     def total(
-        self, history: Sequence[Item], *, instructions: str | None = None, tools: Sequence[Item] = ()
+        self,
+        history: Sequence[Item],
+        *,
+        instructions: str | None = None,
+        tools: Sequence[Item] = (),
     ) -> int:
         """Tokens of a request carrying `history`, `instructions` and `tools`."""
         self._advance(history)

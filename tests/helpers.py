@@ -5,7 +5,17 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pydantic
+from openai.types.responses import ResponseInputItemParam
+
 Item = dict[str, Any]
+
+INPUT_ITEM = pydantic.TypeAdapter(ResponseInputItemParam)
+
+
+def assert_valid_input_item(item: dict[str, Any]) -> None:
+    """Every item the runtime builds must be one the API accepts as input."""
+    INPUT_ITEM.validate_python(item)
 
 
 def fcall(call_id: str, name: str, args: Any) -> Item:

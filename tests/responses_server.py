@@ -173,7 +173,9 @@ def _make_handler(server: ScriptedResponsesServer) -> type[BaseHTTPRequestHandle
             elif self.path.endswith("/responses"):
                 self._responses(body)
             else:
-                self._json(404, {"error": {"message": f"no route {self.path}", "type": "not_found"}})
+                self._json(
+                    404, {"error": {"message": f"no route {self.path}", "type": "not_found"}}
+                )
 
         def _compact(self, body: dict[str, Any]) -> None:
             fault = server._take_fault()
@@ -183,7 +185,12 @@ def _make_handler(server: ScriptedResponsesServer) -> type[BaseHTTPRequestHandle
             if isinstance(server.compact, int):
                 self._json(
                     server.compact,
-                    {"error": {"message": "compaction is not supported", "type": "invalid_request_error"}},
+                    {
+                        "error": {
+                            "message": "compaction is not supported",
+                            "type": "invalid_request_error",
+                        }
+                    },
                 )
                 return
             output = server.compact(body)
@@ -208,7 +215,11 @@ def _make_handler(server: ScriptedResponsesServer) -> type[BaseHTTPRequestHandle
             fault = server._take_fault()
             if isinstance(fault, int):
                 headers = {"retry-after-ms": "10"} if fault == 429 else {}
-                self._json(fault, {"error": {"message": f"injected {fault}", "type": "server_error"}}, headers)
+                self._json(
+                    fault,
+                    {"error": {"message": f"injected {fault}", "type": "server_error"}},
+                    headers,
+                )
                 return
             try:
                 n, turn = server._take_turn(body)

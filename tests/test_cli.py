@@ -14,12 +14,17 @@ from responses_server import ScriptedResponsesServer
 TOOLS_FILE = Path(__file__).parent / "data" / "cli_tools.py"
 
 
-def itemloop(*args: str, input: str | None = None, env: dict[str, str] | None = None,
-             cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+def itemloop(
+    *args: str, input: str | None = None, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     base = {k: v for k, v in os.environ.items() if k not in ("OPENAI_API_KEY", "OPENAI_BASE_URL")}
     return subprocess.run(
         [sys.executable, "-m", "itemloop.runtime.cli", *args],
-        input=input, capture_output=True, text=True, env={**base, **(env or {})}, timeout=120,
+        input=input,
+        capture_output=True,
+        text=True,
+        env={**base, **(env or {})},
+        timeout=120,
         cwd=cwd,
     )
 
@@ -63,7 +68,9 @@ def test_exec_reports_bad_lines_and_still_runs_the_rest() -> None:
         json.dumps(message("ignored: not a call")),
         json.dumps(fcall("c2", "multiply", {"a": 2, "b": 2})),
     ]
-    r = itemloop("exec", "--tools", "", "--functions", str(TOOLS_FILE), input="\n".join(lines) + "\n")
+    r = itemloop(
+        "exec", "--tools", "", "--functions", str(TOOLS_FILE), input="\n".join(lines) + "\n"
+    )
     assert r.returncode == 2
     assert "line 2: not valid JSON" in r.stderr
     assert "line 3: not an item" in r.stderr
@@ -75,8 +82,11 @@ def test_exec_reports_bad_lines_and_still_runs_the_rest() -> None:
 
 
 def test_exec_accepts_a_response_json(tmp_path: Path) -> None:
-    response = {"id": "resp_1", "object": "response",
-                "output": [message("x"), fcall("c9", "multiply", {"a": 3, "b": 3})]}
+    response = {
+        "id": "resp_1",
+        "object": "response",
+        "output": [message("x"), fcall("c9", "multiply", {"a": 3, "b": 3})],
+    }
     f = tmp_path / "resp.json"
     f.write_text(json.dumps(response, indent=2))
     r = itemloop("exec", "--tools", "", "--functions", str(TOOLS_FILE), "--input", str(f))
@@ -89,11 +99,16 @@ def test_exec_accepts_a_response_json(tmp_path: Path) -> None:
 def test_run_with_script_prints_final_answer_and_progress(tmp_path: Path) -> None:
     script = tmp_path / "turns.jsonl"
     script.write_text(
-        json.dumps([fcall("c1", "multiply", {"a": 4, "b": 5})]) + "\n"
-        + json.dumps({"output": [message("twenty")], "usage": {"input_tokens": 10, "output_tokens": 2}}) + "\n"
+        json.dumps([fcall("c1", "multiply", {"a": 4, "b": 5})])
+        + "\n"
+        + json.dumps(
+            {"output": [message("twenty")], "usage": {"input_tokens": 10, "output_tokens": 2}}
+        )
+        + "\n"
     )
-    r = itemloop("run", "what is 4*5", "--script", str(script), "--tools", "",
-                 "--functions", str(TOOLS_FILE))
+    r = itemloop(
+        "run", "what is 4*5", "--script", str(script), "--tools", "", "--functions", str(TOOLS_FILE)
+    )
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "twenty"
     assert "multiply" in r.stderr and "ok" in r.stderr
@@ -101,10 +116,23 @@ def test_run_with_script_prints_final_answer_and_progress(tmp_path: Path) -> Non
 
 def test_run_json_events(tmp_path: Path) -> None:
     script = tmp_path / "turns.jsonl"
-    script.write_text(json.dumps([fcall("c1", "multiply", {"a": 1, "b": "x"})]) + "\n"
-                      + json.dumps([message("done")]) + "\n")
-    r = itemloop("run", "go", "--script", str(script), "--tools", "", "--functions",
-                 str(TOOLS_FILE), "--json")
+    script.write_text(
+        json.dumps([fcall("c1", "multiply", {"a": 1, "b": "x"})])
+        + "\n"
+        + json.dumps([message("done")])
+        + "\n"
+    )
+    r = itemloop(
+        "run",
+        "go",
+        "--script",
+        str(script),
+        "--tools",
+        "",
+        "--functions",
+        str(TOOLS_FILE),
+        "--json",
+    )
     assert r.returncode == 0, r.stderr
     events = [json.loads(line) for line in r.stdout.splitlines()]
     kinds = [e["kind"] for e in events]
@@ -116,9 +144,21 @@ def test_run_json_events(tmp_path: Path) -> None:
 def test_run_against_a_responses_server(tmp_path: Path) -> None:
     turns = [[fcall("c1", "multiply", {"a": 3, "b": 4})], [message("twelve")]]
     with ScriptedResponsesServer(turns=turns) as server:
-        r = itemloop("run", "3*4?", "--base-url", server.url, "--model", "gpt-x", "--tools", "",
-                     "--functions", str(TOOLS_FILE), "--instructions", "be brief",
-                     env={"OPENAI_API_KEY": "sk-test"})
+        r = itemloop(
+            "run",
+            "3*4?",
+            "--base-url",
+            server.url,
+            "--model",
+            "gpt-x",
+            "--tools",
+            "",
+            "--functions",
+            str(TOOLS_FILE),
+            "--instructions",
+            "be brief",
+            env={"OPENAI_API_KEY": "sk-test"},
+        )
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "twelve"
     second = server.response_requests()[1]
@@ -142,8 +182,9 @@ def test_session_resume_flags(tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr
     r = itemloop("run", "b", "--script", str(script), "--tools", "", "--session", str(journal))
     assert r.returncode == 2 and "--resume" in r.stderr
-    r = itemloop("run", "b", "--script", str(script), "--tools", "", "--session", str(journal),
-                 "--resume")
+    r = itemloop(
+        "run", "b", "--script", str(script), "--tools", "", "--session", str(journal), "--resume"
+    )
     assert r.returncode == 0, r.stderr
     users = [json.loads(x)["item"] for x in journal.read_text().splitlines() if '"item"' in x]
     assert [u["content"][0]["text"] for u in users if u.get("role") == "user"] == ["a", "b"]

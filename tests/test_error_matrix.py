@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import anyio
 import pytest
-from conftest import assert_valid_input_item
-from helpers import fcall, message
-
+from helpers import assert_valid_input_item, fcall, message
 from itemloop.runtime.loop import Runtime
 from itemloop.runtime.scripted import ScriptedModel
 from itemloop.tools.custom import custom_tool
@@ -32,7 +30,11 @@ async def _one_call(call: dict[str, object], **kw: object) -> dict[str, object]:
     async with rt:
         result = await rt.run_until_done("go")
     assert result.reason == "completed"
-    outs = [i for i in rt.history if i.get("type", "").endswith("_output") or i.get("type") == "mcp_approval_response"]
+    outs = [
+        i
+        for i in rt.history
+        if i.get("type", "").endswith("_output") or i.get("type") == "mcp_approval_response"
+    ]
     assert len(outs) == 1, outs
     assert_valid_input_item(outs[0])
     return outs[0]
@@ -40,7 +42,11 @@ async def _one_call(call: dict[str, object], **kw: object) -> dict[str, object]:
 
 async def test_success() -> None:
     out = await _one_call(fcall("c1", "forecast", {"city": "Oslo", "days": 3}))
-    assert out == {"type": "function_call_output", "call_id": "c1", "output": "Oslo: sunny for 3 days"}
+    assert out == {
+        "type": "function_call_output",
+        "call_id": "c1",
+        "output": "Oslo: sunny for 3 days",
+    }
 
 
 async def test_malformed_json_arguments() -> None:
@@ -93,7 +99,12 @@ async def test_tool_timeout() -> None:
 
 
 async def test_builtin_tool_not_enabled() -> None:
-    call = {"type": "shell_call", "call_id": "c1", "action": {"commands": ["ls"]}, "status": "completed"}
+    call = {
+        "type": "shell_call",
+        "call_id": "c1",
+        "action": {"commands": ["ls"]},
+        "status": "completed",
+    }
     out = await _one_call(call)
     assert out["type"] == "shell_call_output"
     assert "shell tool is not enabled" in str(out["output"])

@@ -14,8 +14,13 @@ EXAMPLES = Path(__file__).parent.parent / "examples"
 
 def run_example(name: str, *args: str) -> str:
     env = {k: v for k, v in os.environ.items() if k not in ("OPENAI_API_KEY", "OPENAI_BASE_URL")}
-    r = subprocess.run([sys.executable, str(EXAMPLES / name), *args], capture_output=True,
-                       text=True, env=env, timeout=180)
+    r = subprocess.run(
+        [sys.executable, str(EXAMPLES / name), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=180,
+    )
     assert r.returncode == 0, r.stderr
     return r.stdout
 

@@ -7,13 +7,11 @@ import copy
 import json
 
 import pytest
-from conftest import assert_valid_input_item
-from helpers import fcall, message
-from responses_server import ScriptedResponsesServer
-
+from helpers import assert_valid_input_item, fcall, message
 from itemloop.runtime.events import CallFinished, RunFinished
 from itemloop.runtime.loop import Runtime
 from itemloop.runtime.openai_model import OpenAIModel
+from responses_server import ScriptedResponsesServer
 
 pytestmark = pytest.mark.anyio
 
@@ -47,7 +45,9 @@ def _model(server: ScriptedResponsesServer, *, stream: bool, **kw: object) -> Op
     return OpenAIModel("gpt-test", base_url=server.url, api_key="sk-test", stream=stream, **kw)  # type: ignore[arg-type]
 
 
-async def _run(model: OpenAIModel, prompt: str = "go", **kw: object) -> tuple[Runtime, list[object]]:
+async def _run(
+    model: OpenAIModel, prompt: str = "go", **kw: object
+) -> tuple[Runtime, list[object]]:
     events: list[object] = []
     rt = Runtime(model, tools=[add, upper], **kw)  # type: ignore[arg-type]
     async with rt:
@@ -92,7 +92,9 @@ async def test_calls_answered_once_in_order_and_items_round_trip(stream: bool) -
 
 
 async def test_unknown_item_bytes_survive_exactly() -> None:
-    with ScriptedResponsesServer(turns=[[FUTURE, fcall("c1", "add", {"a": 1, "b": 1})], [message("ok")]]) as server:
+    with ScriptedResponsesServer(
+        turns=[[FUTURE, fcall("c1", "add", {"a": 1, "b": 1})], [message("ok")]]
+    ) as server:
         await _run(_model(server, stream=True))
     raw_second = json.dumps(server.response_requests()[1]["input"][1], sort_keys=True)
     assert raw_second == json.dumps(FUTURE, sort_keys=True)
@@ -151,7 +153,7 @@ async def test_persistent_server_error_ends_run_with_clear_error() -> None:
 async def test_previous_response_id_mode_sends_only_new_items() -> None:
     turns = [[fcall("c1", "add", {"a": 1, "b": 2})], [message("three")]]
     with ScriptedResponsesServer(turns=turns) as server:
-        rt, _ = await _run(_model(server, stream=True, store=True), previous_response_id=True)
+        await _run(_model(server, stream=True, store=True), previous_response_id=True)
     first, second = server.response_requests()
     assert "previous_response_id" not in first
     assert second["previous_response_id"] == "resp_0000"

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 from helpers import fcall, message
-
 from itemloop.runtime.loop import Runtime
 from itemloop.runtime.scripted import ScriptedModel
 from itemloop.runtime.session import SessionStore
@@ -61,13 +60,19 @@ async def test_resume_runs_unstarted_calls_and_never_reruns_started_ones(tmp_pat
         result = await rt.run_until_done(None)
     assert result.reason == "completed"
     assert RUNS == ["three"]  # c1 finished, c2 was interrupted: neither runs again
-    outs = {i["call_id"]: i["output"] for i in rt.history if i.get("type") == "function_call_output"}
+    outs = {
+        i["call_id"]: i["output"] for i in rt.history if i.get("type") == "function_call_output"
+    }
     assert outs["c1"] == "recorded one"
     assert "started, but the runtime stopped before it finished" in outs["c2"]
     assert outs["c3"] == "recorded three"
     # The model saw every call answered exactly once.
     sent = model.requests[0].input
-    assert sorted(i["call_id"] for i in sent if i.get("type") == "function_call_output") == ["c1", "c2", "c3"]
+    assert sorted(i["call_id"] for i in sent if i.get("type") == "function_call_output") == [
+        "c1",
+        "c2",
+        "c3",
+    ]
 
 
 async def test_torn_last_line_is_ignored(tmp_path: Path) -> None:

@@ -89,7 +89,9 @@ def error_output(call: Item, message: str) -> Item:
         return {
             "type": "shell_call_output",
             "call_id": cid,
-            "output": [{"stdout": "", "stderr": message, "outcome": {"type": "exit", "exit_code": 1}}],
+            "output": [
+                {"stdout": "", "stderr": message, "outcome": {"type": "exit", "exit_code": 1}}
+            ],
         }
     if t == "local_shell_call":
         return {
@@ -98,7 +100,12 @@ def error_output(call: Item, message: str) -> Item:
             "output": json.dumps({"stdout": "", "stderr": message, "exit_code": 1}),
         }
     if t == "apply_patch_call":
-        return {"type": "apply_patch_call_output", "call_id": cid, "status": "failed", "output": message}
+        return {
+            "type": "apply_patch_call_output",
+            "call_id": cid,
+            "status": "failed",
+            "output": message,
+        }
     if t == "computer_call":
         return {
             "type": "computer_call_output",

@@ -50,7 +50,9 @@ class CustomExecutor:
     item_types = ("custom_tool_call",)
     sequential = False
 
-    def __init__(self, tools: Iterable[CustomTool], *, default_timeout_s: float | None = 600.0) -> None:
+    def __init__(
+        self, tools: Iterable[CustomTool], *, default_timeout_s: float | None = 600.0
+    ) -> None:
         self.tools = {t.name: t for t in tools}
         self.default_timeout_s = default_timeout_s
 
@@ -69,7 +71,10 @@ class CustomExecutor:
         if tool is None:
             return unknown_tool_message("custom tool", name, list(self.tools)), False
         if not isinstance(input_text, str):
-            return f"error: input for {name!r} must be a string, got {type(input_text).__name__}", False
+            return (
+                f"error: input for {name!r} must be a string, got {type(input_text).__name__}",
+                False,
+            )
         timeout = tool.timeout_s if tool.timeout_s is not None else self.default_timeout_s
         try:
             value = await invoke(tool.fn, (input_text,), {}, timeout)

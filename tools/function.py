@@ -99,7 +99,7 @@ def _strict_schema(schema: dict[str, Any]) -> dict[str, Any] | None:
         if node.get("type") == "object":
             props = node.get("properties", {})
             extra = node.get("additionalProperties")
-            if extra not in (None, False) or not props and extra is None and "$ref" not in node:
+            if extra not in (None, False) or (not props and extra is None and "$ref" not in node):
                 ok = False  # a free-form dict
             if set(node.get("required", [])) != set(props):
                 ok = False
@@ -147,7 +147,10 @@ class FunctionExecutor:
         if tool is None:
             return unknown_tool_message("function", name, list(self.tools)), False
         if not isinstance(arguments, str):
-            return f"error: arguments for {name!r} must be a JSON string, got {type(arguments).__name__}", False
+            return (
+                f"error: arguments for {name!r} must be a JSON string, got {type(arguments).__name__}",
+                False,
+            )
         try:
             raw = json.loads(arguments) if arguments.strip() else {}
         except json.JSONDecodeError as e:
@@ -156,7 +159,10 @@ class FunctionExecutor:
                 f"column {e.colno}): {arguments[:200]!r}"
             ), False
         if not isinstance(raw, dict):
-            return f"error: arguments for {name!r} must be a JSON object, got {type(raw).__name__}", False
+            return (
+                f"error: arguments for {name!r} must be a JSON object, got {type(raw).__name__}",
+                False,
+            )
         try:
             parsed = tool.args_model.model_validate(raw)
         except pydantic.ValidationError as e:

@@ -42,4 +42,8 @@ class McpApprovalExecutor:
                 f"the user has not approved calls to MCP server {server!r}; "
                 "itemloop approves them only with --approve-mcp"
             )
-        return ExecResult(output=out, ok=approved, summary=f"{server}.{tool}: {'approved' if approved else 'denied'}")
+        return ExecResult(
+            output=out,
+            ok=approved,
+            summary=f"{server}.{tool}: {'approved' if approved else 'denied'}",
+        )
