@@ -19,8 +19,9 @@ sandboxes:
   local   bubblewrap (default): host filesystem read-only, workspace writable,
           private /tmp, no network, no inherited secrets. Needs the `bwrap`
           binary (Debian: apt-get install bubblewrap) and user namespaces.
-  docker  one container per session from --image (needs only /bin/sh; an image
-          with python3 gets the fast in-container runner), network none.
+  docker  one container per session from --image, network none. An image with
+          only /bin/sh works (a `docker exec` per command, ~70 ms); an image
+          with python3 >= 3.8 and a local engine gets the fast path (~2 ms).
   host    plain subprocesses on the host, unconfined: only when asked for.
 
 examples:
@@ -68,7 +69,42 @@ def _add_sandbox_flags(p: argparse.ArgumentParser) -> None:
         type=int,
         default=None,
         metavar="CHARS",
-        help="default cap on one command's output (default: 1000000)",
+        help="default cap on one shell command's output, head and tail kept (default: 100000)",
+    )
+    g.add_argument(
+        "--cpu-time",
+        type=int,
+        default=None,
+        metavar="SECONDS",
+        help="CPU-time limit per command (rlimit; default: none)",
+    )
+    g.add_argument(
+        "--max-file-size",
+        type=int,
+        default=None,
+        metavar="BYTES",
+        help="largest file a command may write (default: 8 GiB)",
+    )
+    g.add_argument(
+        "--max-procs",
+        type=int,
+        default=None,
+        metavar="N",
+        help="process limit (docker: PIDs limit; default: 4096)",
+    )
+    g.add_argument(
+        "--memory",
+        type=int,
+        default=None,
+        metavar="BYTES",
+        help="memory limit of the docker container (default: 4 GiB)",
+    )
+    g.add_argument(
+        "--cpus",
+        type=float,
+        default=None,
+        metavar="N",
+        help="CPU limit of the docker container (default: 2)",
     )
 
 
@@ -155,7 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=None,
         metavar="TOKENS",
-        help="compact the history before a request would exceed TOKENS "
+        help="compact the history before a request would reach TOKENS "
         "(default: a fraction of the model's context window)",
     )
     loop.add_argument(

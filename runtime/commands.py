@@ -85,14 +85,20 @@ def _sandbox_options(args: argparse.Namespace) -> SandboxOptions:
             value = os.environ[key]
         env[key] = value
     defaults = SandboxOptions()
+
+    def pick(value: Any, default: Any) -> Any:
+        return default if value is None else value
+
     return SandboxOptions(
         network=args.network,
         env=env,
         writable_paths=tuple(args.writable),
-        default_timeout_s=args.timeout if args.timeout is not None else defaults.default_timeout_s,
-        default_output_limit=(
-            args.output_limit if args.output_limit is not None else defaults.default_output_limit
-        ),
+        default_timeout_s=pick(args.timeout, defaults.default_timeout_s),
+        cpu_time_s=pick(args.cpu_time, defaults.cpu_time_s),
+        max_file_size=pick(args.max_file_size, defaults.max_file_size),
+        max_processes=pick(args.max_procs, defaults.max_processes),
+        memory_bytes=pick(args.memory, defaults.memory_bytes),
+        cpus=pick(args.cpus, defaults.cpus),
     )
 
 
@@ -187,22 +193,18 @@ async def _run(args: argparse.Namespace) -> int:
     functions = _functions(args)
     model = _model(args)
     workspace = (args.workspace or Path.cwd()).resolve()
-    sandbox = _open_sandbox(args, workspace) if names else None
-    compactor = None
-    try:  # TODO(integration): compaction lands with issue 5
-        from .compaction import make_compactor
-    except ModuleNotFoundError:
-        make_compactor = None  # type: ignore[assignment]
+    from .compaction import make_compactor
+
     try:
-        if make_compactor is not None:
-            compactor = make_compactor(
-                model,
-                threshold=args.compact_threshold,
-                strategy=args.compact_strategy,
-                model_name=args.model,
-            )
+        compactor = make_compactor(
+            model,
+            threshold=args.compact_threshold,
+            strategy=args.compact_strategy,
+            model_name=args.model,
+        )
     except ValueError as e:
         raise CliError(str(e)) from None
+    sandbox = _open_sandbox(args, workspace) if names else None
     approve = None
     if args.approve_mcp:
         from itemloop.tools.mcp_approval import approve_servers

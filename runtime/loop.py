@@ -131,14 +131,15 @@ class Runtime:
                 await self._tg.__aexit__(et, e, tb)
         finally:
             self._tg = None
-            with anyio.CancelScope(shield=True):
-                try:
-                    if self.sandbox is not None:
-                        await self.sandbox.__aexit__(et, e, tb)
-                finally:
-                    if self.store is not None:
-                        self.store.close()
-                    await self.model.aclose()
+            # No shield scope around these: the sandbox's own task group was entered
+            # outside it and must exit outside it too; the sandbox shields its cleanup.
+            try:
+                if self.sandbox is not None:
+                    await self.sandbox.__aexit__(et, e, tb)
+            finally:
+                if self.store is not None:
+                    self.store.close()
+                await self.model.aclose()
 
     # -- running ---------------------------------------------------------------
 

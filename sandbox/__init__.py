@@ -1,1 +1,68 @@
-"""itemloop.sandbox."""
+"""itemloop.sandbox: where commands run and where workspace files live.
+
+`open_sandbox(kind, workspace, options, image)` builds one of the three
+backends; use the result as an async context manager (it starts on enter and
+kills everything it started on exit):
+
+- `local`: `BubblewrapSandbox`, the default on Linux (host filesystem
+  read-only, workspace read-write, no network, own PID namespace);
+- `docker`: `DockerSandbox`, one container per session from `image`;
+- `host`: `HostSandbox`, plain processes on the host, only when asked for.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .base import (
+    CommandResult,
+    FileStat,
+    Sandbox,
+    SandboxError,
+    SandboxOptions,
+    SandboxUnavailable,
+    WorkspacePathError,
+)
+from .bubblewrap import BubblewrapSandbox
+from .docker_sandbox import DockerSandbox
+from .host import HostSandbox
+
+SANDBOX_KINDS = ("local", "docker", "host")
+
+
+def open_sandbox(
+    kind: str,
+    workspace: Path,
+    options: SandboxOptions | None = None,
+    image: str | None = None,
+) -> Sandbox:
+    """The sandbox `kind` ("local", "docker" or "host") over `workspace`, not yet started."""
+    opts = options or SandboxOptions()
+    workspace = Path(workspace)
+    if not workspace.is_dir():
+        raise SandboxError(f"workspace {str(workspace)!r} is not a directory")
+    if kind == "local":
+        return BubblewrapSandbox(workspace, opts)
+    if kind == "docker":
+        if not image:
+            raise SandboxUnavailable("--sandbox docker needs an image: add --image NAME")
+        return DockerSandbox(workspace, opts, image=image)
+    if kind == "host":
+        return HostSandbox(workspace, opts)
+    raise SandboxError(f"unknown sandbox {kind!r}: choose one of {', '.join(SANDBOX_KINDS)}")
+
+
+__all__ = [
+    "SANDBOX_KINDS",
+    "BubblewrapSandbox",
+    "CommandResult",
+    "DockerSandbox",
+    "FileStat",
+    "HostSandbox",
+    "Sandbox",
+    "SandboxError",
+    "SandboxOptions",
+    "SandboxUnavailable",
+    "WorkspacePathError",
+    "open_sandbox",
+]

@@ -42,6 +42,9 @@ class CommandResult:
     duration_s: float
     stdout_dropped: int = 0
     stderr_dropped: int = 0
+    stdout_dropped_chars: int = 0
+    """Characters (UTF-8 sequences) in the `stdout_dropped` bytes."""
+    stderr_dropped_chars: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,13 +59,30 @@ class FileStat:
 
 @dataclass(frozen=True, slots=True)
 class SandboxOptions:
-    """Knobs a user can change from the CLI or the library."""
+    """Knobs a user can change from the CLI or the library.
+
+    `env` is the only way a variable of the runtime's environment reaches a
+    command (besides PATH, LANG, TERM and a private HOME): nothing is inherited.
+    `writable_paths` are extra host directories mounted read-write (at the same
+    path) next to the workspace. `default_output_limit` is in bytes per stream
+    (the head and tail are kept).
+
+    Resource limits: `cpu_time_s`, `max_file_size` and `max_processes` are
+    rlimits in the `local` and `host` sandboxes (RLIMIT_NPROC counts per user
+    and is not enforced by the kernel for root); in `docker`, `max_processes` is
+    the container's PIDs limit and `memory_bytes`/`cpus` its cgroup limits.
+    """
 
     network: bool = False
     env: Mapping[str, str] = field(default_factory=dict)
     writable_paths: Sequence[str] = ()
     default_timeout_s: float = 120.0
     default_output_limit: int = 1_000_000
+    cpu_time_s: int | None = None
+    max_file_size: int | None = 8 * 1024**3
+    max_processes: int | None = 4096
+    memory_bytes: int | None = 4 * 1024**3
+    cpus: float | None = 2.0
 
 
 @runtime_checkable

@@ -1,0 +1,150 @@
+"""Fixtures for the sandbox tests: real bubblewrap, a real Docker engine, no mocks.
+
+A backend's tests are skipped (with the reason) only when it truly cannot run
+here: bubblewrap missing or unable to create namespaces, no Docker engine, or
+the test image not built (`.ci/setup-sandboxes.sh` builds it).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from itemloop.sandbox import SandboxOptions, open_sandbox
+from itemloop.sandbox.session import RunnerSandbox
+
+BUSYBOX_IMAGE = os.environ.get("ITEMLOOP_TEST_IMAGE", "itemloop-test:busybox")
+PYTHON_IMAGE = os.environ.get("ITEMLOOP_TEST_PYTHON_IMAGE", "itemloop-test:python")
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def _bwrap_problem() -> str | None:
+    if shutil.which("bwrap") is None:
+        return "bubblewrap (bwrap) is not installed"
+    r = subprocess.run(
+        ["bwrap", "--unshare-all", "--unshare-user", "--ro-bind", "/", "/", "true"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if r.returncode != 0:
+        return f"bubblewrap cannot create namespaces here: {r.stderr.strip()}"
+    return None
+
+
+def _docker_problem(image: str) -> str | None:
+    try:
+        import docker
+
+        client = docker.from_env()
+        client.ping()
+    except Exception as e:
+        return f"no Docker engine reachable: {e}"
+    try:
+        client.images.get(image)
+    except Exception:
+        return f"test image {image} is missing (run .ci/setup-sandboxes.sh)"
+    return None
+
+
+_PROBLEMS: dict[str, str | None] = {}
+
+
+def problem(kind: str) -> str | None:
+    if kind not in _PROBLEMS:
+        if kind == "local":
+            _PROBLEMS[kind] = _bwrap_problem()
+        elif kind == "docker":
+            _PROBLEMS[kind] = _docker_problem(BUSYBOX_IMAGE)
+        elif kind == "docker-python":
+            _PROBLEMS[kind] = _docker_problem(PYTHON_IMAGE)
+        else:
+            _PROBLEMS[kind] = None
+    return _PROBLEMS[kind]
+
+
+CONFINED = [
+    pytest.param("local", marks=pytest.mark.bwrap),
+    pytest.param("docker", marks=pytest.mark.docker),
+    pytest.param("docker-python", marks=pytest.mark.docker),
+]
+ALL = [*CONFINED, "host"]
+
+
+def make_sandbox(
+    kind: str, workspace: Path, options: SandboxOptions | None = None
+) -> RunnerSandbox:
+    reason = problem(kind)
+    if reason:
+        if os.environ.get("CI"):
+            # CI installs every backend (.ci/setup-sandboxes.sh): a skip there would
+            # hide a broken install behind a green run.
+            pytest.fail(f"{kind} sandbox unavailable in CI: {reason}")
+        pytest.skip(reason)
+    if kind == "docker":
+        sb = open_sandbox("docker", workspace, options, image=BUSYBOX_IMAGE)
+    elif kind == "docker-python":
+        sb = open_sandbox("docker", workspace, options, image=PYTHON_IMAGE)
+    else:
+        sb = open_sandbox(kind, workspace, options)
+    assert isinstance(sb, RunnerSandbox)
+    return sb
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Path:
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    return ws
+
+
+@pytest.fixture(params=ALL)
+async def any_sandbox(
+    request: pytest.FixtureRequest, workspace: Path
+) -> AsyncIterator[RunnerSandbox]:
+    async with make_sandbox(request.param, workspace) as sb:
+        yield sb
+
+
+@pytest.fixture(params=CONFINED)
+async def confined(request: pytest.FixtureRequest, workspace: Path) -> AsyncIterator[RunnerSandbox]:
+    async with make_sandbox(request.param, workspace) as sb:
+        yield sb
+
+
+def host_processes_matching(needle: str) -> list[str]:
+    """Command lines of live host processes containing `needle` (seen from the host)."""
+    found = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/cmdline", "rb") as f:
+                cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
+            with open(f"/proc/{name}/stat", "rb") as f:
+                state = f.read().rsplit(b")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if needle in cmd and state != b"Z":
+            found.append(f"{name}: {cmd}")
+    return found
+
+
+@pytest.fixture
+def make() -> object:
+    """`make(kind, workspace, options=None)`: a not-yet-started sandbox, or a skip."""
+    return make_sandbox
+
+
+@pytest.fixture
+def host_procs() -> object:
+    """`host_procs(needle)`: live host processes whose command line contains `needle`."""
+    return host_processes_matching
