@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+
 from itemloop.runtime.compaction import ThresholdCompactor
 from itemloop.runtime.model import ModelRequest, ModelResponse
 from itemloop.runtime.scripted import ScriptedModel

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+
 from itemloop.sandbox import SandboxOptions, SandboxUnavailable, open_sandbox
 
 WARMUP = 10

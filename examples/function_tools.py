@@ -10,6 +10,7 @@ import json
 from typing import Literal
 
 import anyio
+
 from itemloop.runtime import Runtime, choose_model, custom_tool
 from itemloop.runtime.events import CallFinished, RunFinished
 

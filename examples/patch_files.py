@@ -12,6 +12,7 @@ import tempfile
 from pathlib import Path
 
 import anyio
+
 from itemloop.runtime import Runtime, choose_model
 from itemloop.runtime.events import CallFinished, RunFinished
 from itemloop.sandbox import open_sandbox

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+
 from itemloop.sandbox.base import Sandbox, SandboxError, SandboxOptions
 from itemloop.tools.base import Executor, Item
 from itemloop.tools.function import FunctionTool

@@ -14,6 +14,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 
 import anyio
+
 from itemloop.tools.base import (
     OUTPUT_TYPES,
     ExecResult,

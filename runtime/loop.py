@@ -21,6 +21,7 @@ from typing import Any, Self
 
 import anyio
 from anyio.abc import TaskGroup
+
 from itemloop.sandbox.base import Sandbox, SandboxError
 from itemloop.tools.base import Executor, Item, call_id_of, error_output
 from itemloop.tools.custom import CustomExecutor, CustomTool

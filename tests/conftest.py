@@ -8,7 +8,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from responses_server import ScriptedResponsesServer  # noqa: E402
+from responses_server import ScriptedResponsesServer
 
 
 @pytest.fixture

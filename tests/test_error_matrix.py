@@ -6,6 +6,7 @@ from __future__ import annotations
 import anyio
 import pytest
 from helpers import assert_valid_input_item, fcall, message
+
 from itemloop.runtime.loop import Runtime
 from itemloop.runtime.scripted import ScriptedModel
 from itemloop.tools.custom import custom_tool

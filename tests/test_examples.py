@@ -53,3 +53,10 @@ def test_patch_example() -> None:
     assert out.count("[completed]") == 3
     assert "[failed]" in out
     assert "def greet(name: str) -> str:\n    return f'Hello, {name}!'\n" in out
+
+
+def test_compaction_example() -> None:
+    out = run_example("compaction.py")
+    assert out.count("compacted (local)") >= 2
+    assert "does not offer /responses/compact" in out
+    assert "answer: Read 20 pages" in out

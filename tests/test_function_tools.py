@@ -6,6 +6,7 @@ from pathlib import Path
 import pydantic
 import pytest
 from helpers import fcall
+
 from itemloop.tools.function import FunctionExecutor, function_tool, load_functions_file
 
 pytestmark = pytest.mark.anyio

@@ -8,10 +8,11 @@ import json
 
 import pytest
 from helpers import assert_valid_input_item, fcall, message
+from responses_server import ScriptedResponsesServer
+
 from itemloop.runtime.events import CallFinished, RunFinished
 from itemloop.runtime.loop import Runtime
 from itemloop.runtime.openai_model import OpenAIModel
-from responses_server import ScriptedResponsesServer
 
 pytestmark = pytest.mark.anyio
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from helpers import fcall, message
+
 from itemloop.runtime.loop import Runtime
 from itemloop.runtime.scripted import ScriptedModel
 from itemloop.runtime.session import SessionStore

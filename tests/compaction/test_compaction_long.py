@@ -9,13 +9,14 @@ from typing import Any
 import pydantic
 import pytest
 from corpus import long_history, user
+from openai.types.responses import ResponseInputItemParam
+from responses_server import ScriptedResponsesServer
+from test_compaction_runtime import final, remote_compact, summary_turn
+
 from itemloop.runtime.compaction import SUMMARY_PREFIX, SUMMARY_PROMPT, ThresholdCompactor, orphans
 from itemloop.runtime.model import ModelRequest
 from itemloop.runtime.openai_model import OpenAIModel
 from itemloop.runtime.tokens import EstimateTokenizer
-from openai.types.responses import ResponseInputItemParam
-from responses_server import ScriptedResponsesServer
-from test_compaction_runtime import final, remote_compact, summary_turn
 
 pytestmark = pytest.mark.anyio
 

@@ -10,6 +10,9 @@ from typing import Any
 import pydantic
 import pytest
 from corpus import compaction_item, user
+from openai.types.responses import ResponseInputItemParam
+from responses_server import ScriptedResponsesServer
+
 from itemloop.runtime.compaction import (
     SUMMARY_PREFIX,
     SUMMARY_PROMPT,
@@ -20,8 +23,6 @@ from itemloop.runtime.events import Compacted, RunFinished, Warning
 from itemloop.runtime.loop import Runtime
 from itemloop.runtime.openai_model import OpenAIModel
 from itemloop.runtime.tokens import EstimateTokenizer, count_item
-from openai.types.responses import ResponseInputItemParam
-from responses_server import ScriptedResponsesServer
 
 pytestmark = pytest.mark.anyio
 

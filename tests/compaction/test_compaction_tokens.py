@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from corpus import assistant, fcall, fout, long_history, shell_pair, user
+
 from itemloop.runtime import tokens as tok
 from itemloop.runtime.compaction import make_compactor
 from itemloop.runtime.context_windows import UNKNOWN, context_window, default_threshold

@@ -15,6 +15,7 @@ from corpus import (
     shell_pair,
     user,
 )
+
 from itemloop.runtime.compaction import orphans, units
 from itemloop.tools.base import OUTPUT_TYPES
 

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+
 from itemloop.sandbox import SandboxOptions, open_sandbox
 from itemloop.sandbox.session import RunnerSandbox
 

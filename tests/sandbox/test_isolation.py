@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+
 from itemloop.sandbox.session import RunnerSandbox
 
 Make = Callable[..., RunnerSandbox]

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
 from itemloop.sandbox import SandboxError
 from itemloop.sandbox.session import RunnerSandbox
 

@@ -8,6 +8,7 @@ from typing import Any
 import openai.types.responses as oai
 import pydantic
 import pytest
+
 from itemloop.sandbox.session import RunnerSandbox
 from itemloop.tools.base import Executor
 from itemloop.tools.local_shell import LocalShellExecutor
