@@ -245,13 +245,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .commands import CliError, run_command
 
     try:
-        return anyio.run(run_command, args)
+        status = anyio.run(run_command, args)
     except CliError as e:
         print(f"itemloop: {e}", file=sys.stderr)
         return e.status
     except KeyboardInterrupt:
         print("itemloop: interrupted", file=sys.stderr)
-        return 130
+        status = 130
+    _exit_past_abandoned_threads(status)
+    return status
+
+
+def _exit_past_abandoned_threads(status: int) -> None:
+    """A sync tool that overran its timeout keeps its worker thread; the run
+    already answered that call, so the process must not wait for it to exit."""
+    import threading
+
+    if any(
+        t.is_alive() and not t.daemon
+        for t in threading.enumerate()
+        if t is not threading.main_thread()
+    ):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from itemloop.tools.function import FunctionTool
 
 from .dispatch import Dispatcher
 from .events import Event, RunFinished
+from .items import ensure_call_ids
 from .loop import Runtime, ToolLike
 from .model import Model
 from .progress import JsonPrinter, ProgressPrinter
@@ -190,6 +191,8 @@ async def _run(args: argparse.Namespace) -> int:
         raise CliError("run needs a PROMPT (or --resume with --session FILE)")
     if args.session is not None and args.session.exists() and not args.resume:
         raise CliError(f"--session {args.session} already exists: add --resume to continue it")
+    if args.resume and args.prompt is None and not _has_history(args.session):
+        raise CliError(f"--resume: {args.session} holds no session to continue; give a PROMPT")
     names = _tool_names(args)
     functions = _functions(args)
     model = _model(args)
@@ -231,6 +234,15 @@ async def _run(args: argparse.Namespace) -> int:
             return await _drive(rt, args.prompt, _printer(args))
     except SandboxError as e:
         raise CliError(str(e), status=1) from None
+
+
+def _has_history(path: Path) -> bool:
+    from .session import SessionError, SessionStore
+
+    try:
+        return bool(SessionStore(path).load().items)
+    except (OSError, SessionError) as e:
+        raise CliError(f"--session {path}: {e}") from None
 
 
 # -- itemloop demo -------------------------------------------------------------------
@@ -281,18 +293,16 @@ async def _demo(args: argparse.Namespace) -> int:
 
 
 def read_items(text: str) -> tuple[list[Item], list[str]]:
-    """Items from JSON lines or one Response JSON; and a message per bad line."""
+    """Items from JSON lines, or one JSON document (a Response, a list of items, or
+    one item, pretty-printed or not); and a message per input that is not an item."""
     stripped = text.strip()
     if stripped.startswith(("{", "[")) and "\n" in stripped:
         try:
             whole = json.loads(stripped)
         except json.JSONDecodeError:
-            pass
+            pass  # not one document: JSON lines
         else:
-            if isinstance(whole, dict) and isinstance(whole.get("output"), list):
-                return [i for i in whole["output"] if isinstance(i, dict)], []
-            if isinstance(whole, list):
-                return [i for i in whole if isinstance(i, dict)], []
+            return _items_of(whole, "input")
     items: list[Item] = []
     errors: list[str] = []
     for lineno, line in enumerate(text.splitlines(), 1):
@@ -303,16 +313,27 @@ def read_items(text: str) -> tuple[list[Item], list[str]]:
         except json.JSONDecodeError as e:
             errors.append(f"line {lineno}: not valid JSON ({e.msg} at column {e.colno})")
             continue
-        if (
-            isinstance(value, dict)
-            and isinstance(value.get("output"), list)
-            and "type" not in value
-        ):
-            items += [i for i in value["output"] if isinstance(i, dict)]
-        elif isinstance(value, dict) and isinstance(value.get("type"), str):
-            items.append(value)
+        found, errs = _items_of(value, f"line {lineno}")
+        items += found
+        errors += errs
+    return items, errors
+
+
+def _items_of(value: Any, where: str) -> tuple[list[Item], list[str]]:
+    if isinstance(value, dict) and isinstance(value.get("output"), list) and "type" not in value:
+        value = value["output"]  # a Response
+    if isinstance(value, dict):
+        value = [value]
+    if not isinstance(value, list):
+        return [], [f'{where}: not an item (an item is a JSON object with a "type")']
+    items: list[Item] = []
+    errors: list[str] = []
+    for n, v in enumerate(value):
+        if isinstance(v, dict) and isinstance(v.get("type"), str):
+            items.append(v)
         else:
-            errors.append(f'line {lineno}: not an item (an item is a JSON object with a "type")')
+            at = f"{where}" if len(value) == 1 else f"{where}, entry {n + 1}"
+            errors.append(f'{at}: not an item (an item is a JSON object with a "type")')
     return items, errors
 
 
@@ -328,6 +349,8 @@ async def _exec(args: argparse.Namespace) -> int:
     for err in errors:
         print(f"itemloop exec: {err}", file=sys.stderr)
     calls = [i for i in items if Dispatcher.is_call(i)]
+    for note in ensure_call_ids(calls):
+        print(f"itemloop exec: {note}", file=sys.stderr)
     names = _tool_names(args)
     functions = _functions(args)
     workspace = (args.workspace or Path.cwd()).resolve()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 
 import anyio
 
@@ -29,6 +30,18 @@ from .events import CallFinished, CallStarted, Event
 
 Emit = Callable[[Event], None]
 OnStart = Callable[[Item], Awaitable[None]]
+OnFinish = Callable[[Item], None]
+
+
+@dataclass(slots=True)
+class _Batch:
+    """One turn's calls and where their outputs go."""
+
+    calls: Sequence[Item]
+    outputs: list[Item | None]
+    emit: Emit
+    on_start: OnStart | None
+    on_finish: OnFinish | None
 
 
 class Dispatcher:
@@ -53,28 +66,31 @@ class Dispatcher:
         emit: Emit,
         on_start: OnStart | None = None,
         outputs: list[Item | None] | None = None,
+        on_finish: OnFinish | None = None,
     ) -> list[Item]:
         """Execute `calls`; return their outputs in call order.
 
         `outputs`, when given, is filled in place, so a caller that is cancelled
-        still holds one output per call.
+        still holds one output per call. `on_start` runs before a call starts
+        (to journal it), `on_finish` with each output as soon as it exists.
         """
         if outputs is None:
             outputs = [None] * len(calls)
-        lane: list[int] = []
+        batch = _Batch(calls, outputs, emit, on_start, on_finish)
         try:
             if len(calls) == 1:  # the common case: no task group needed
-                await self._one(0, calls[0], outputs, emit, on_start)
-                return [o for o in outputs if o is not None]
-            async with anyio.create_task_group() as tg:
-                for i, call in enumerate(calls):
-                    ex = self.by_type.get(str(call.get("type")))
-                    if ex is not None and ex.sequential:
-                        lane.append(i)
-                    else:
-                        tg.start_soon(self._one_limited, i, call, outputs, emit, on_start)
-                if lane:
-                    tg.start_soon(self._lane, lane, calls, outputs, emit, on_start)
+                await self._one(batch, 0)
+            else:
+                lane: list[int] = []
+                async with anyio.create_task_group() as tg:
+                    for i, call in enumerate(calls):
+                        ex = self.by_type.get(str(call.get("type")))
+                        if ex is not None and ex.sequential:
+                            lane.append(i)
+                        else:
+                            tg.start_soon(self._one_limited, batch, i)
+                    if lane:
+                        tg.start_soon(self._lane, batch, lane)
         finally:
             # Cancelled, or an executor escaped: whatever is unanswered still gets its one output.
             for i, call in enumerate(calls):
@@ -84,36 +100,28 @@ class Dispatcher:
                     )
         return [o for o in outputs if o is not None]
 
-    async def _lane(
-        self,
-        indexes: list[int],
-        calls: Sequence[Item],
-        outputs: list[Item | None],
-        emit: Emit,
-        on_start: OnStart | None,
-    ) -> None:
+    async def _lane(self, batch: _Batch, indexes: list[int]) -> None:
         for i in indexes:
-            await self._one(i, calls[i], outputs, emit, on_start)
+            await self._one(batch, i)
 
-    async def _one_limited(
-        self, i: int, call: Item, outputs: list[Item | None], emit: Emit, on_start: OnStart | None
-    ) -> None:
+    async def _one_limited(self, batch: _Batch, i: int) -> None:
         async with self.limiter:
-            await self._one(i, call, outputs, emit, on_start)
+            await self._one(batch, i)
 
-    async def _one(
-        self, i: int, call: Item, outputs: list[Item | None], emit: Emit, on_start: OnStart | None
-    ) -> None:
+    async def _one(self, batch: _Batch, i: int) -> None:
+        call = batch.calls[i]
         ctype = str(call.get("type"))
         cid = call_id_of(call)
         name = call_name(call)
-        if on_start is not None:
-            await on_start(call)
-        emit(CallStarted(call_id=cid, item_type=ctype, name=name))
+        if batch.on_start is not None:
+            await batch.on_start(call)
+        batch.emit(CallStarted(call_id=cid, item_type=ctype, name=name))
         t0 = time.perf_counter()
         result = await self._execute(call)
-        outputs[i] = result.output
-        emit(
+        batch.outputs[i] = result.output
+        if batch.on_finish is not None:
+            batch.on_finish(result.output)
+        batch.emit(
             CallFinished(
                 call_id=cid,
                 item_type=ctype,
@@ -127,9 +135,6 @@ class Dispatcher:
 
     async def _execute(self, call: Item) -> ExecResult:
         ctype = str(call.get("type"))
-        if not call_id_of(call):
-            # Without an id no output can be matched to it; answer with what we can.
-            call = {**call, "call_id": "missing"}
         ex = self.by_type.get(ctype)
         if ex is None:
             offered = sorted({str(d.get("name") or d.get("type")) for d in self.definitions()})

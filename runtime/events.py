@@ -6,6 +6,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from openai.types.responses import ResponseOutputItem
+
 from .model import Item
 
 
@@ -24,6 +26,9 @@ class TextDelta:
 @dataclass(frozen=True, slots=True)
 class ItemReceived:
     item: Item
+    """As the server sent it."""
+    parsed: ResponseOutputItem | None = None
+    """The same item as an `openai` class; None for types this code does not know."""
     kind: Literal["item_received"] = "item_received"
 
 
@@ -88,4 +93,5 @@ Event = (
 
 
 def event_to_json(event: Event) -> dict[str, Any]:
-    return {f.name: getattr(event, f.name) for f in dataclasses.fields(event)}
+    """The event as JSON-able data (the raw item stands for the parsed one)."""
+    return {f.name: getattr(event, f.name) for f in dataclasses.fields(event) if f.name != "parsed"}

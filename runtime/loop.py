@@ -13,6 +13,7 @@ own (a tool's error goes back to the model as that call's output).
 
 from __future__ import annotations
 
+import logging
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
@@ -32,10 +33,13 @@ from .builtin import builtin_executors
 from .compactor import Compactor
 from .dispatch import Dispatcher
 from .events import Event, ItemReceived, RunFinished, TextDelta, TurnStarted, Warning
+from .items import ensure_call_ids, parse_output_item
 from .model import Model, ModelError, ModelRequest, ModelResponse
 from .session import SessionStore
 
 ToolLike = FunctionTool | CustomTool | Callable[..., Any]
+
+log = logging.getLogger("itemloop")
 
 
 def user_message(text: str) -> Item:
@@ -194,6 +198,13 @@ class Runtime:
                     final = RunFinished("cancelled", turns, "", error="the run was cancelled")
             except (ModelError, SandboxError) as e:
                 final = RunFinished("error", turns, "", error=str(e))
+            except Exception as e:
+                # A bug of the runtime's own, or input it could not handle: the run
+                # ends with the reason rather than a traceback through the caller.
+                log.exception("itemloop run failed")
+                final = RunFinished(
+                    "error", turns, "", error=f"internal error: {type(e).__name__}: {e}"
+                )
             finally:
                 if self.store is not None:
                     self.store.sync()
@@ -220,9 +231,11 @@ class Runtime:
             emit(TextDelta(delta))
 
         response = await self.model.respond(request, on_text=on_text)
+        for note in ensure_call_ids(response.output):
+            emit(Warning(note))
         self._append(response.output)
         for item in response.output:
-            emit(ItemReceived(item))
+            emit(ItemReceived(item, parse_output_item(item)))
         if self.use_previous_response_id:
             self.response_id = response.id
             self._sent = len(self.history)
@@ -243,13 +256,19 @@ class Runtime:
         )
 
     async def _execute(self, calls: Sequence[Item], emit: Callable[[Event], None]) -> None:
+        store = self.store
+
         async def on_start(call: Item) -> None:
-            if self.store is not None:
-                self.store.mark_started(call_id_of(call))
+            if store is not None:
+                store.mark_started(call_id_of(call))
+
+        def on_finish(output: Item) -> None:
+            if store is not None:
+                store.mark_finished(output)
 
         outputs: list[Item | None] = [None] * len(calls)
         try:
-            await self.dispatcher.run(calls, emit, on_start, outputs)
+            await self.dispatcher.run(calls, emit, on_start, outputs, on_finish)
         finally:
             # Also when cancelled: every call that was sent out gets its one output.
             self._append([o for o in outputs if o is not None])

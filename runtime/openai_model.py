@@ -89,11 +89,12 @@ class OpenAIModel:
             return _to_response(raw)
 
     async def _json(self, body: dict[str, Any]) -> dict[str, Any]:
+        # Connection failures and 429/5xx were already retried by the openai client.
+        raw = await self._client.responses.with_raw_response.create(**body)
         try:
-            raw = await self._client.responses.with_raw_response.create(**body)
-        except openai.APIConnectionError as e:
-            raise _Retryable(f"connection to the model server failed: {e}") from None
-        data: dict[str, Any] = json.loads(raw.http_response.content)
+            data: dict[str, Any] = json.loads(raw.http_response.content)
+        except json.JSONDecodeError as e:
+            raise ModelError(f"the model server answered with invalid JSON: {e}") from None
         return data
 
     async def _stream(self, body: dict[str, Any], on_text: TextDelta | None) -> dict[str, Any]:
@@ -106,10 +107,12 @@ class OpenAIModel:
                     etype = event.get("type")
                     if etype == "response.output_text.delta" and on_text is not None:
                         await on_text(str(event.get("delta", "")))
-                    elif etype == "response.output_item.done":
+                    elif etype == "response.output_item.done" and isinstance(
+                        event.get("item"), dict
+                    ):
                         done[int(event.get("output_index", len(done)))] = event["item"]
                     elif etype in ("response.completed", "response.incomplete"):
-                        response: dict[str, Any] = event["response"]
+                        response: dict[str, Any] = event.get("response") or {}
                         if not response.get("output") and done:
                             response["output"] = [done[i] for i in sorted(done)]
                         return response
@@ -120,12 +123,8 @@ class OpenAIModel:
                         raise ModelError(
                             f"the model server sent an error: {event.get('message', event)}"
                         )
-        except openai.APIConnectionError as e:
-            raise _Retryable(f"connection to the model server failed: {e}") from None
-        except openai.APIStatusError:
-            raise
-        except (ModelError, _Retryable):
-            raise
+        except (openai.APIConnectionError, openai.APIStatusError, ModelError, _Retryable):
+            raise  # the client already retried these; respond() reports them
         except Exception as e:  # the transport library's read errors mid-stream
             if type(e).__module__.split(".")[0] in ("httpx", "httpx2", "httpcore", "httpcore2"):
                 raise _Retryable(f"the response stream was cut: {type(e).__name__}: {e}") from None
@@ -169,14 +168,35 @@ async def _sse(lines: AsyncIterator[str]) -> AsyncIterator[dict[str, Any]]:
             payload = "\n".join(data)
             data = []
             if payload != "[DONE]":
-                yield json.loads(payload)
+                yield _event(payload)
     if data and data != ["[DONE]"]:
-        yield json.loads("\n".join(data))
+        yield _event("\n".join(data))
+
+
+def _event(payload: str) -> dict[str, Any]:
+    try:
+        event = json.loads(payload)
+    except json.JSONDecodeError as e:
+        raise ModelError(
+            f"the model server sent a malformed event ({e.msg}): {payload[:200]!r}"
+        ) from None
+    if not isinstance(event, dict):
+        raise ModelError(f"the model server sent a malformed event: {payload[:200]!r}")
+    return event
 
 
 def _to_response(raw: dict[str, Any]) -> ModelResponse:
+    output = raw.get("output") or []
+    if not isinstance(output, list) or not all(isinstance(i, dict) for i in output):
+        raise ModelError(
+            f"the model server's response has no list of output items: {output!r:.200}"
+        )
+    usage = raw.get("usage")
     return ModelResponse(
-        output=list(raw.get("output") or []), id=raw.get("id"), usage=raw.get("usage"), raw=raw
+        output=output,
+        id=raw.get("id"),
+        usage=usage if isinstance(usage, dict) else None,
+        raw=raw,
     )
 
 

@@ -43,14 +43,15 @@ def load_script(path: Path) -> list[ScriptedTurn]:
             turn = json.loads(line)
         except json.JSONDecodeError as e:
             raise ScriptError(f"{path}:{lineno}: not valid JSON: {e.msg}") from None
-        if isinstance(turn, dict) and isinstance(turn.get("output"), list):
-            turns.append(turn)
-        elif isinstance(turn, list) and all(isinstance(i, dict) for i in turn):
+        items = turn.get("output") if isinstance(turn, dict) else turn
+        if isinstance(items, list) and all(
+            isinstance(i, dict) and isinstance(i.get("type"), str) for i in items
+        ):
             turns.append(turn)
         else:
             raise ScriptError(
-                f"{path}:{lineno}: a turn is a JSON array of output items "
-                'or an object {"output": [...], "usage": {...}}'
+                f"{path}:{lineno}: a turn is a JSON array of output items (objects with a "
+                '"type") or an object {"output": [...], "usage": {...}}'
             )
     return turns
 
@@ -82,12 +83,15 @@ class ScriptedModel:
         source = self.turns[n]
         turn = source(request) if callable(source) else source
         if isinstance(turn, dict):
-            output, usage = list(turn["output"]), turn.get("usage")
+            output, usage = turn.get("output"), turn.get("usage")
         else:
-            output, usage = list(turn), None
-        for i, item in enumerate(output):
-            if item.get("type") in _NEEDS_CALL_ID and not item.get("call_id"):
-                item["call_id"] = f"call_s{n}_{i}"
+            output, usage = turn, None
+        if not isinstance(output, list) or not all(isinstance(i, dict) for i in output):
+            raise ModelError(
+                f"scripted turn {n + 1} is not a list of output items: {output!r:.200}"
+            )
+        output = list(output)
+        for item in output:
             if on_text is not None and item.get("type") == "message":
                 for part in item.get("content", ()):
                     if part.get("type") == "output_text":
@@ -99,16 +103,6 @@ class ScriptedModel:
 
     async def aclose(self) -> None:
         pass
-
-
-_NEEDS_CALL_ID = {
-    "function_call",
-    "custom_tool_call",
-    "shell_call",
-    "local_shell_call",
-    "apply_patch_call",
-    "computer_call",
-}
 
 
 def choose_model(script: Sequence[TurnSource], *, model: str | None = None) -> Model:

@@ -1,11 +1,14 @@
 """The session store: an append-only JSON Lines journal of the history.
 
 Records: `{"item": ...}` appends an item; `{"started": call_id}` marks a call
-as running before it runs; `{"replace": [...]}` replaces the whole history
-(compaction); `{"response_id": ...}` remembers the last response for the
-`previous_response_id` mode. Each batch is flushed and fsynced before the next
-model request (DESIGN.md, contract 4), so a crash loses at most the turn in
-flight, and a resumed session knows which calls started but never finished.
+as running before it runs; `{"finished": output}` saves a call's output the
+moment it exists (the turn's outputs join the history in call order once all
+are done, so a crash in between must not lose the ones that finished);
+`{"replace": [...]}` replaces the whole history (compaction);
+`{"response_id": ...}` remembers the last response for the
+`previous_response_id` mode. Everything is flushed and fsynced before the next
+model request (DESIGN.md, contract 4), and a resumed session knows which calls
+finished, which started but never finished, and which never started.
 """
 
 from __future__ import annotations
@@ -60,24 +63,40 @@ class SessionStore:
         state = SessionState()
         if not self.path.exists():
             return state
-        with self.path.open(encoding="utf-8") as f:
-            for lineno, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    rec = json.loads(line)
-                except json.JSONDecodeError:
-                    if not line.endswith("\n"):
-                        break  # a torn last line from a crash: everything before it stands
-                    raise SessionError(f"{self.path}:{lineno}: corrupt session record") from None
-                if "item" in rec:
-                    state.items.append(rec["item"])
-                elif "started" in rec:
-                    state.started.add(rec["started"])
-                elif "replace" in rec:
-                    state.items = list(rec["replace"])
-                elif "response_id" in rec:
-                    state.response_id = rec["response_id"]
+        finished: dict[str, Item] = {}
+        data = self.path.read_bytes()
+        good = 0  # offset just past the last complete record
+        for lineno, line in enumerate(data.splitlines(keepends=True), 1):
+            if not line.endswith(b"\n"):
+                break  # a torn last line from a crash: everything before it stands
+            good += len(line)
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                raise SessionError(f"{self.path}:{lineno}: corrupt session record") from None
+            if "item" in rec:
+                state.items.append(rec["item"])
+            elif "started" in rec:
+                state.started.add(rec["started"])
+            elif "finished" in rec:
+                finished[_answer_id(rec["finished"])] = rec["finished"]
+            elif "replace" in rec:
+                state.items = list(rec["replace"])
+            elif "response_id" in rec:
+                state.response_id = rec["response_id"]
+        if good < len(data):
+            # Cut the torn tail off, or the next record would be glued onto it.
+            with self.path.open("r+b") as f:
+                f.truncate(good)
+        # Outputs that finished in a turn the crash interrupted: put them back, in call order.
+        recovered = [
+            finished[call_id_of(c)] for c in state.unanswered_calls() if call_id_of(c) in finished
+        ]
+        if recovered:
+            state.items.extend(recovered)
+            self.append(recovered)
         return state
 
     def _file(self) -> IO[str]:
@@ -96,6 +115,10 @@ class SessionStore:
     def mark_started(self, call_id: str) -> None:
         self._write({"started": call_id})
         self.sync()  # the mark must be on disk before the call can have effects
+
+    def mark_finished(self, output: Item) -> None:
+        self._write({"finished": output})
+        self.sync()
 
     def replace(self, items: list[Item]) -> None:
         self._write({"replace": items})

@@ -73,7 +73,7 @@ def test_exec_reports_bad_lines_and_still_runs_the_rest() -> None:
     )
     assert r.returncode == 2
     assert "line 2: not valid JSON" in r.stderr
-    assert "line 3: not an item" in r.stderr
+    assert "line 3, entry 1: not an item" in r.stderr
     outs = [json.loads(line) for line in r.stdout.splitlines()]
     assert outs == [
         {"type": "function_call_output", "call_id": "c1", "output": "42"},
@@ -188,3 +188,58 @@ def test_session_resume_flags(tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr
     users = [json.loads(x)["item"] for x in journal.read_text().splitlines() if '"item"' in x]
     assert [u["content"][0]["text"] for u in users if u.get("role") == "user"] == ["a", "b"]
+
+
+def test_exec_accepts_one_pretty_printed_item_and_reports_non_items() -> None:
+    call = json.dumps(fcall("c1", "multiply", {"a": 2, "b": 5}), indent=2)
+    r = itemloop("exec", "--tools", "", "--functions", str(TOOLS_FILE), input=call)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["output"] == "10"
+    response = json.dumps({"output": [fcall("c2", "multiply", {"a": 1, "b": 1}), 7]}, indent=1)
+    r = itemloop("exec", "--tools", "", "--functions", str(TOOLS_FILE), input=response)
+    assert r.returncode == 2
+    assert "entry 2: not an item" in r.stderr
+    assert json.loads(r.stdout)["call_id"] == "c2"
+
+
+def test_resume_of_an_empty_session_without_prompt_is_refused(tmp_path: Path) -> None:
+    r = itemloop(
+        "run",
+        "--session",
+        str(tmp_path / "new.jsonl"),
+        "--resume",
+        "--script",
+        str(tmp_path / "none.jsonl"),
+        "--tools",
+        "",
+    )
+    assert r.returncode == 2
+    assert "holds no session to continue" in r.stderr
+
+
+def test_a_hung_sync_tool_does_not_keep_the_cli_alive(tmp_path: Path) -> None:
+    tools = tmp_path / "hang.py"
+    tools.write_text(
+        "import threading\n\ndef hang() -> str:\n    threading.Event().wait()\n    return ''\n"
+    )
+    script = tmp_path / "t.jsonl"
+    script.write_text(
+        json.dumps([fcall("c1", "hang", {})]) + "\n" + json.dumps([message("gave up")]) + "\n"
+    )
+    # Without the fix the process waits forever for the abandoned thread: the
+    # subprocess timeout (120 s) would fail this test.
+    r = itemloop(
+        "run",
+        "go",
+        "--script",
+        str(script),
+        "--tools",
+        "",
+        "--functions",
+        str(tools),
+        "--tool-timeout",
+        "0.2",
+    )
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "gave up"
+    assert "did not finish within 0.2 s" in r.stderr

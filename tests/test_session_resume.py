@@ -80,3 +80,47 @@ async def test_torn_last_line_is_ignored(tmp_path: Path) -> None:
     journal = tmp_path / "s.jsonl"
     journal.write_text(json.dumps({"item": message("a")}) + "\n" + '{"item": {"type": "mes')
     assert SessionStore(journal).load().items == [message("a")]
+
+
+async def test_outputs_finished_before_a_crash_are_recovered_not_reported_interrupted(
+    tmp_path: Path,
+) -> None:
+    RUNS.clear()
+    journal = tmp_path / "s.jsonl"
+    store = SessionStore(journal)
+    # Crash mid-turn: c1 finished (its output saved the moment it existed), c2 was running.
+    store.append([fcall("c1", "record", {"tag": "one"}), fcall("c2", "record", {"tag": "two"})])
+    store.mark_started("c1")
+    store.mark_started("c2")
+    store.mark_finished({"type": "function_call_output", "call_id": "c1", "output": "recorded one"})
+    store.close()
+
+    model = ScriptedModel([[message("resumed")]])
+    async with Runtime(model, tools=[record], session=journal) as rt:
+        await rt.run_until_done(None)
+    outs = {
+        i["call_id"]: i["output"] for i in rt.history if i.get("type") == "function_call_output"
+    }
+    assert outs["c1"] == "recorded one"
+    assert "started, but the runtime stopped" in outs["c2"]
+    assert RUNS == []
+
+
+async def test_run_journals_each_output_when_it_finishes(tmp_path: Path) -> None:
+    journal = tmp_path / "s.jsonl"
+    model = ScriptedModel([[fcall("c1", "record", {"tag": "x"})], [message("done")]])
+    async with Runtime(model, tools=[record], session=journal) as rt:
+        await rt.run_until_done("go")
+    kinds = [next(iter(json.loads(line))) for line in journal.read_text().splitlines()]
+    # started, then finished, then the output joins the history
+    assert kinds.index("started") < kinds.index("finished") < len(kinds) - 2
+
+
+def test_torn_line_is_cut_so_the_journal_stays_appendable(tmp_path: Path) -> None:
+    journal = tmp_path / "s.jsonl"
+    journal.write_text(json.dumps({"item": message("a")}) + "\n" + '{"item": {"ty')
+    store = SessionStore(journal)
+    assert store.load().items == [message("a")]
+    store.append([message("b")])
+    store.close()
+    assert SessionStore(journal).load().items == [message("a"), message("b")]

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from .base import ExecResult, Item
+from .base import ExecResult, Item, call_id_of
 from .callables import ToolTimeout, describe_exception, invoke, to_output, unknown_tool_message
 
 
@@ -62,7 +62,7 @@ class CustomExecutor:
     async def execute(self, call: Item) -> ExecResult:
         name = str(call.get("name", ""))
         text, ok = await self._run(name, call.get("input"))
-        out: Item = {"type": "custom_tool_call_output", "call_id": call["call_id"], "output": text}
+        out: Item = {"type": "custom_tool_call_output", "call_id": call_id_of(call), "output": text}
         summary = "ok" if ok else (text.splitlines()[0][:160] if isinstance(text, str) else "error")
         return ExecResult(output=out, ok=ok, summary=summary)
 
@@ -80,6 +80,7 @@ class CustomExecutor:
             value = await invoke(tool.fn, (input_text,), {}, timeout)
         except ToolTimeout as e:
             return f"error: tool {name!r} {e}; it was abandoned", False
-        except Exception as e:
+        except (Exception, SystemExit, KeyboardInterrupt) as e:
+            # A tool that calls sys.exit() must not end the run: it is the tool's error.
             return describe_exception(name, e), False
         return to_output(value), True

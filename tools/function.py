@@ -19,7 +19,7 @@ from typing import Any, get_type_hints
 
 import pydantic
 
-from .base import ExecResult, Item
+from .base import ExecResult, Item, call_id_of
 from .callables import ToolTimeout, describe_exception, invoke, to_output, unknown_tool_message
 
 
@@ -137,7 +137,7 @@ class FunctionExecutor:
         name = str(call.get("name", ""))
         text, ok = await self._run(name, call.get("arguments"))
         return ExecResult(
-            output={"type": "function_call_output", "call_id": call["call_id"], "output": text},
+            output={"type": "function_call_output", "call_id": call_id_of(call), "output": text},
             ok=ok,
             summary="ok" if ok else _first_line(text),
         )
@@ -173,7 +173,8 @@ class FunctionExecutor:
             value = await invoke(tool.fn, (), kwargs, timeout)
         except ToolTimeout as e:
             return f"error: tool {name!r} {e}; it was abandoned", False
-        except Exception as e:
+        except (Exception, SystemExit, KeyboardInterrupt) as e:
+            # A tool that calls sys.exit() must not end the run: it is the tool's error.
             return describe_exception(name, e), False
         return to_output(value), True
 
