@@ -24,6 +24,10 @@ sandboxes:
           with python3 >= 3.8 and a local engine gets the fast path (~2 ms).
   host    plain subprocesses on the host, unconfined: only when asked for.
 
+MCP servers (--mcp-stdio, --mcp-http) are programs you chose: they run on the
+host as you, outside the sandbox, with only HOME, LOGNAME, PATH, SHELL, TERM,
+USER and what --mcp-env gives them. Their tools are offered as SERVER__TOOL.
+
 examples:
   itemloop demo
   OPENAI_API_KEY=... itemloop run "fix the failing test" --workspace .
@@ -122,6 +126,41 @@ def _add_tool_flags(p: argparse.ArgumentParser) -> None:
         default=[],
         metavar="FILE.py",
         help="offer the public functions defined in FILE.py as function tools",
+    )
+    g.add_argument(
+        "--mcp-stdio",
+        action="append",
+        default=[],
+        metavar="'NAME=COMMAND ARGS'",
+        help="offer the tools of an MCP server started as COMMAND (stdio; repeatable)",
+    )
+    g.add_argument(
+        "--mcp-http",
+        action="append",
+        default=[],
+        metavar="NAME=URL",
+        help="offer the tools of an MCP server at URL (streamable HTTP; repeatable)",
+    )
+    g.add_argument(
+        "--mcp-env",
+        action="append",
+        default=[],
+        metavar="NAME:KEY=VALUE",
+        help="environment for stdio server NAME (NAME:KEY copies itemloop's own value)",
+    )
+    g.add_argument(
+        "--mcp-header",
+        action="append",
+        default=[],
+        metavar="'NAME:Header: value'",
+        help="HTTP header for MCP server NAME (repeatable)",
+    )
+    g.add_argument(
+        "--mcp-timeout",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="timeout of one MCP tool call (default: 300)",
     )
     g.add_argument(
         "--approve-mcp",

@@ -7,17 +7,19 @@ import json
 import os
 import sys
 import tempfile
-from collections.abc import Sequence
 from contextlib import AsyncExitStack
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
 from itemloop.sandbox.base import Sandbox, SandboxError, SandboxOptions
 from itemloop.tools.base import Executor, Item
 from itemloop.tools.function import FunctionTool
+
+if TYPE_CHECKING:
+    from itemloop.tools.mcp_config import McpServer
 
 from .dispatch import Dispatcher
 from .events import Event, RunFinished
@@ -36,7 +38,7 @@ class CliError(Exception):
 async def run_command(args: argparse.Namespace) -> int:
     command: str = args.command
     if command == "tools":
-        return _tools(args)
+        return await _tools(args)
     if command == "exec":
         return await _exec(args)
     if command == "demo":
@@ -73,6 +75,27 @@ def _functions(args: argparse.Namespace) -> list[FunctionTool]:
         except Exception as e:
             raise CliError(f"--functions {path}: {type(e).__name__}: {e}") from None
     return tools
+
+
+def _mcp_servers(args: argparse.Namespace) -> list[McpServer]:
+    from itemloop.tools.mcp_config import McpSpecError, servers_from_cli
+
+    try:
+        return servers_from_cli(
+            args.mcp_stdio,
+            args.mcp_http,
+            args.mcp_env,
+            args.mcp_header,
+            call_timeout_s=args.mcp_timeout,
+        )
+    except McpSpecError as e:
+        raise CliError(str(e)) from None
+
+
+def _mcp_error(e: BaseException) -> CliError | None:
+    from itemloop.tools.mcp_client import McpConnectError
+
+    return CliError(str(e), status=1) if isinstance(e, McpConnectError) else None
 
 
 def _sandbox_options(args: argparse.Namespace) -> SandboxOptions:
@@ -143,13 +166,22 @@ async def _drive(rt: Runtime, prompt: str | None, printer: ProgressPrinter | Jso
 # -- itemloop tools ----------------------------------------------------------------
 
 
-def _tools(args: argparse.Namespace) -> int:
+async def _tools(args: argparse.Namespace) -> int:
     from itemloop.tools.function import FunctionExecutor
 
     defs: list[Item] = [{"type": n} for n in _tool_names(args)]
     functions = _functions(args)
     if functions:
         defs = FunctionExecutor(functions).definitions() + defs
+    servers = _mcp_servers(args)
+    if servers:
+        from itemloop.tools.mcp import McpTools
+
+        try:
+            async with McpTools(servers) as mcp:
+                defs = defs + mcp.definitions()
+        except Exception as e:
+            raise _mcp_error(e) or e from None
     print(json.dumps(defs, indent=2, ensure_ascii=False))
     return 0
 
@@ -228,12 +260,15 @@ async def _run(args: argparse.Namespace) -> int:
         approve_mcp=approve,
         shell_timeout_s=args.timeout,
         shell_output_limit=args.output_limit,
+        mcp_servers=_mcp_servers(args),
     )
     try:
         async with rt:
             return await _drive(rt, args.prompt, _printer(args))
     except SandboxError as e:
         raise CliError(str(e), status=1) from None
+    except Exception as e:
+        raise _mcp_error(e) or e from None
 
 
 def _has_history(path: Path) -> bool:
@@ -355,34 +390,42 @@ async def _exec(args: argparse.Namespace) -> int:
     functions = _functions(args)
     workspace = (args.workspace or Path.cwd()).resolve()
     sandbox = _open_sandbox(args, workspace) if names else None
-    executors: list[Executor] = []
+    servers = _mcp_servers(args)
     from itemloop.tools.function import FunctionExecutor
     from itemloop.tools.mcp_approval import McpApprovalExecutor, approve_servers
 
-    if functions:
-        executors.append(FunctionExecutor(functions, default_timeout_s=args.tool_timeout))
     approve = None
     if args.approve_mcp:
         approve = approve_servers(None if "*" in args.approve_mcp else set(args.approve_mcp))
-    executors.append(McpApprovalExecutor(approve))
-
-    async def execute(sb: Sandbox | None) -> Sequence[Item]:
-        if sb is not None:
-            from .builtin import builtin_executors
-
-            executors.extend(
-                builtin_executors(names, sb, timeout_s=args.timeout, output_limit=args.output_limit)
-            )
-        return await Dispatcher(executors).run(calls, lambda e: None)
 
     try:
-        if sandbox is not None:
-            async with sandbox:
-                outputs = await execute(sandbox)
-        else:
-            outputs = await execute(None)
+        async with AsyncExitStack() as stack:
+            answering: list[Executor] = []
+            if functions:
+                answering.append(FunctionExecutor(functions, default_timeout_s=args.tool_timeout))
+            if servers:
+                from itemloop.tools.mcp import McpTools
+
+                answering.append(await stack.enter_async_context(McpTools(servers)))
+            executors: list[Executor] = [McpApprovalExecutor(approve)]
+            if len(answering) > 1:
+                from itemloop.tools.router import FunctionRouter
+
+                executors.append(FunctionRouter(answering))
+            else:
+                executors += answering
+            if sandbox is not None:
+                from .builtin import builtin_executors
+
+                await stack.enter_async_context(sandbox)
+                executors += builtin_executors(
+                    names, sandbox, timeout_s=args.timeout, output_limit=args.output_limit
+                )
+            outputs = await Dispatcher(executors).run(calls, lambda e: None)
     except SandboxError as e:
         raise CliError(str(e), status=1) from None
+    except Exception as e:
+        raise _mcp_error(e) or e from None
     for out in outputs:
         sys.stdout.write(json.dumps(out, ensure_ascii=False) + "\n")
     sys.stdout.flush()

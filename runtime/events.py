@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Literal
-
-from openai.types.responses import ResponseOutputItem
+from typing import TYPE_CHECKING, Any, Literal
 
 from .model import Item
+
+if TYPE_CHECKING:  # importing openai's types costs ~0.5 s: only when parsing
+    from openai.types.responses import ResponseOutputItem
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,12 +11,14 @@ from __future__ import annotations
 import itertools
 from collections.abc import Sequence
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pydantic
-from openai.types.responses import ResponseOutputItem
 
 from itemloop.tools.base import OUTPUT_TYPES
+
+if TYPE_CHECKING:
+    from openai.types.responses import ResponseOutputItem
 
 Item = dict[str, Any]
 
@@ -25,6 +27,9 @@ _synthetic_ids = itertools.count(1)
 
 @cache
 def _adapter() -> pydantic.TypeAdapter[ResponseOutputItem]:
+    # Built on first use: openai's item types are a large import.
+    from openai.types.responses import ResponseOutputItem
+
     return pydantic.TypeAdapter(ResponseOutputItem)
 
 

@@ -16,9 +16,10 @@ from __future__ import annotations
 import logging
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AsyncExitStack
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 import anyio
 from anyio.abc import TaskGroup
@@ -28,6 +29,7 @@ from itemloop.tools.base import Executor, Item, call_id_of, error_output
 from itemloop.tools.custom import CustomExecutor, CustomTool
 from itemloop.tools.function import FunctionExecutor, FunctionTool
 from itemloop.tools.mcp_approval import ApprovalPolicy, McpApprovalExecutor
+from itemloop.tools.router import FunctionRouter
 
 from .builtin import builtin_executors
 from .compactor import Compactor
@@ -36,6 +38,10 @@ from .events import Event, ItemReceived, RunFinished, TextDelta, TurnStarted, Wa
 from .items import ensure_call_ids, parse_output_item
 from .model import Model, ModelError, ModelRequest, ModelResponse
 from .session import SessionStore
+
+if TYPE_CHECKING:
+    from itemloop.tools.mcp import McpTools
+    from itemloop.tools.mcp_config import McpServer
 
 ToolLike = FunctionTool | CustomTool | Callable[..., Any]
 
@@ -79,6 +85,7 @@ class Runtime:
         approve_mcp: ApprovalPolicy | None = None,
         shell_timeout_s: float | None = None,
         shell_output_limit: int | None = None,
+        mcp_servers: Sequence[McpServer] = (),
     ) -> None:
         self.model = model
         self.sandbox = sandbox
@@ -91,9 +98,24 @@ class Runtime:
             builtin_tools = ("shell", "apply_patch") if sandbox is not None else ()
         functions = [t for t in tools if not isinstance(t, CustomTool)]
         customs = [t for t in tools if isinstance(t, CustomTool)]
-        all_executors: list[Executor] = list(executors)
+        all_executors: list[Executor] = [
+            e for e in executors if "function_call" not in e.item_types
+        ]
+        # Python functions, MCP tools and any user executor all answer function_call:
+        # one router in front of them picks by name.
+        answering: list[Executor] = [e for e in executors if "function_call" in e.item_types]
         if functions:
-            all_executors.append(FunctionExecutor(functions, default_timeout_s=tool_timeout_s))
+            answering.append(FunctionExecutor(functions, default_timeout_s=tool_timeout_s))
+        self.mcp: McpTools | None = None
+        if mcp_servers:
+            from itemloop.tools.mcp import McpTools  # the mcp package is a large import
+
+            self.mcp = McpTools(mcp_servers)
+            answering.append(self.mcp)
+        if len(answering) == 1:
+            all_executors.append(answering[0])
+        elif answering:
+            all_executors.append(FunctionRouter(answering))
         if customs:
             all_executors.append(CustomExecutor(customs, default_timeout_s=tool_timeout_s))
         if builtin_tools:
@@ -104,13 +126,15 @@ class Runtime:
             )
         all_executors.append(McpApprovalExecutor(approve_mcp))
         self.dispatcher = Dispatcher(all_executors, max_concurrency=max_concurrency)
-        self.tool_definitions = self.dispatcher.definitions() + self.hosted_tools
+        # MCP tools are known only once connected: definitions are built on enter.
+        self.tool_definitions: list[Item] = []
         self.store = SessionStore(session) if isinstance(session, (str, Path)) else session
         self.history: list[Item] = []
         self.response_id: str | None = None
         self._started: set[str] = set()
         self._sent = 0  # history[:_sent] is known to the server (previous_response_id mode)
         self._tg: TaskGroup | None = None
+        self._resources = AsyncExitStack()
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -121,8 +145,17 @@ class Runtime:
             self._started = state.started
             self.response_id = state.response_id
             self._sent = len(self.history)
-        if self.sandbox is not None:
-            await self.sandbox.__aenter__()
+        try:
+            if self.mcp is not None:
+                await self._resources.enter_async_context(self.mcp)
+            if self.sandbox is not None:
+                await self._resources.enter_async_context(self.sandbox)
+        except BaseException:
+            await self._resources.aclose()
+            if self.store is not None:
+                self.store.close()
+            raise
+        self.tool_definitions = self.dispatcher.definitions() + self.hosted_tools
         self._tg = anyio.create_task_group()
         await self._tg.__aenter__()
         return self
@@ -136,11 +169,11 @@ class Runtime:
                 await self._tg.__aexit__(et, e, tb)
         finally:
             self._tg = None
-            # No shield scope around these: the sandbox's own task group was entered
-            # outside it and must exit outside it too; the sandbox shields its cleanup.
+            # No shield scope around these: the sandbox's and MCP's own task groups
+            # were entered outside it and must exit outside it too; they shield
+            # their own cleanup.
             try:
-                if self.sandbox is not None:
-                    await self.sandbox.__aexit__(et, e, tb)
+                await self._resources.__aexit__(et, e, tb)
             finally:
                 if self.store is not None:
                     self.store.close()
@@ -178,6 +211,9 @@ class Runtime:
         with channel:
             try:
                 with scope:
+                    if self.mcp is not None:
+                        for note in self.mcp.warnings:
+                            emit(Warning(note))
                     await self._answer_pending(emit)
                     if prompt is not None:
                         self._append([user_message(prompt)])

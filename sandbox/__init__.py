@@ -13,6 +13,7 @@ kills everything it started on exit):
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from .base import (
     CommandResult,
@@ -23,9 +24,26 @@ from .base import (
     SandboxUnavailable,
     WorkspacePathError,
 )
-from .bubblewrap import BubblewrapSandbox
-from .docker_sandbox import DockerSandbox
-from .host import HostSandbox
+
+if TYPE_CHECKING:
+    from .bubblewrap import BubblewrapSandbox
+    from .docker_sandbox import DockerSandbox
+    from .host import HostSandbox
+
+# Backends load on first use: the docker package alone is a ~0.1 s import.
+_BACKENDS = {
+    "BubblewrapSandbox": ".bubblewrap",
+    "DockerSandbox": ".docker_sandbox",
+    "HostSandbox": ".host",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _BACKENDS:
+        from importlib import import_module
+
+        return getattr(import_module(_BACKENDS[name], __name__), name)
+    raise AttributeError(f"module 'itemloop.sandbox' has no attribute {name!r}")
 
 SANDBOX_KINDS = ("local", "docker", "host")
 
@@ -42,12 +60,18 @@ def open_sandbox(
     if not workspace.is_dir():
         raise SandboxError(f"workspace {str(workspace)!r} is not a directory")
     if kind == "local":
+        from .bubblewrap import BubblewrapSandbox
+
         return BubblewrapSandbox(workspace, opts)
     if kind == "docker":
         if not image:
             raise SandboxUnavailable("--sandbox docker needs an image: add --image NAME")
+        from .docker_sandbox import DockerSandbox
+
         return DockerSandbox(workspace, opts, image=image)
     if kind == "host":
+        from .host import HostSandbox
+
         return HostSandbox(workspace, opts)
     raise SandboxError(f"unknown sandbox {kind!r}: choose one of {', '.join(SANDBOX_KINDS)}")
 

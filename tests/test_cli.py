@@ -243,3 +243,33 @@ def test_a_hung_sync_tool_does_not_keep_the_cli_alive(tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "gave up"
     assert "did not finish within 0.2 s" in r.stderr
+
+
+MCP_SERVER = Path(__file__).parent / "mcp" / "servers" / "demo_server.py"
+
+
+def test_run_offers_and_calls_an_mcp_stdio_server(tmp_path: Path) -> None:
+    script = tmp_path / "t.jsonl"
+    script.write_text(
+        json.dumps([fcall("c1", "demo__add", {"a": 2, "b": 40})])
+        + "\n"
+        + json.dumps([message("forty-two")])
+        + "\n"
+    )
+    spec = f"demo={sys.executable} {MCP_SERVER} stdio"
+    r = itemloop(
+        "run", "add", "--script", str(script), "--tools", "", "--mcp-stdio", spec, "--json"
+    )
+    assert r.returncode == 0, r.stderr
+    events = [json.loads(line) for line in r.stdout.splitlines()]
+    out = next(e for e in events if e["kind"] == "call_finished")["output"]
+    assert out == {"type": "function_call_output", "call_id": "c1", "output": "42"}
+    r = itemloop("tools", "--tools", "", "--mcp-stdio", spec)
+    assert r.returncode == 0, r.stderr
+    assert "demo__add" in {d["name"] for d in json.loads(r.stdout)}
+
+
+def test_mcp_server_that_cannot_start_is_a_clear_error(tmp_path: Path) -> None:
+    r = itemloop("tools", "--tools", "", "--mcp-stdio", "gone=/nonexistent/server --flag")
+    assert r.returncode == 1
+    assert "gone" in r.stderr and "Traceback" not in r.stderr

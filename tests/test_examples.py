@@ -26,7 +26,14 @@ def run_example(name: str, *args: str) -> str:
 
 
 def test_every_example_has_a_test() -> None:
-    tested = {"function_tools.py", "shell_agent.py", "patch_files.py", "compaction.py"}
+    tested = {
+        "function_tools.py",
+        "shell_agent.py",
+        "patch_files.py",
+        "compaction.py",
+        "mcp_tools.py",  # tests/mcp/test_mcp_example.py
+        "computer_use.py",  # tests/computer/
+    }
     assert {p.name for p in EXAMPLES.glob("*.py")} <= tested
 
 

@@ -1,0 +1,192 @@
+"""MCP tools as Responses `function` tools, and MCP tool results as `function_call_output`s.
+
+Names: `<server>__<tool>`, made to fit the API's `^[a-zA-Z0-9_-]{1,64}$` and
+unique. Schemas: the MCP tool's `inputSchema` as `parameters`, with `strict:
+true` only when the schema is plainly inside what strict mode takes (every
+property required, closed objects, only well-known keywords); anything else is
+sent as-is with `strict: false`, because a schema strict mode rejects would fail
+every request of the run.
+
+Results: text stays text; images become `input_image` parts and binary
+resources `input_file` parts (data URLs); an `isError` result becomes text
+that starts `error: tool ... reported an error:` so the model knows.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable
+from typing import Any
+
+import mcp_types as mt
+
+from .base import Item
+from .callables import ToolOutput
+
+_NAME_OK = re.compile(r"[^A-Za-z0-9_-]")
+MAX_NAME = 64
+
+# Keywords strict mode is known to take; a schema using anything else stays non-strict.
+_STRICT_KEYWORDS = {
+    "type",
+    "properties",
+    "required",
+    "additionalProperties",
+    "items",
+    "description",
+    "title",
+    "enum",
+    "const",
+    "anyOf",
+    "$defs",
+    "definitions",
+    "$ref",
+    "$schema",
+}
+
+
+def sanitize_name(name: str) -> str:
+    return _NAME_OK.sub("_", name)[:MAX_NAME] or "_"
+
+
+def unique_name(base: str, taken: set[str]) -> str:
+    """`base` (sanitised), or `base_2`, `base_3`, ... cut to fit 64 characters."""
+    name = sanitize_name(base)
+    n = 2
+    while name in taken:
+        suffix = f"_{n}"
+        name = sanitize_name(base)[: MAX_NAME - len(suffix)] + suffix
+        n += 1
+    taken.add(name)
+    return name
+
+
+def tool_definition(name: str, tool: mt.Tool, server: str) -> Item:
+    schema = dict(tool.input_schema) if isinstance(tool.input_schema, dict) else {}
+    strict = strict_parameters(schema)
+    description = tool.description or tool.title or ""
+    if name != f"{server}__{tool.name}":  # sanitised or de-duplicated: say what it really is
+        prefix = f"[MCP server {server!r}, tool {tool.name!r}]"
+        description = f"{prefix} {description}".strip()
+    return {
+        "type": "function",
+        "name": name,
+        "description": description,
+        "parameters": strict if strict is not None else _loose_parameters(schema),
+        "strict": strict is not None,
+    }
+
+
+def _loose_parameters(schema: dict[str, Any]) -> dict[str, Any]:
+    out = dict(schema)
+    out.setdefault("type", "object")
+    if out.get("type") == "object":
+        out.setdefault("properties", {})
+    return out
+
+
+def strict_parameters(schema: dict[str, Any]) -> dict[str, Any] | None:
+    """`schema` in strict form (closed objects, no titles), or None when strict mode may reject it."""
+    ok = True
+
+    def walk(node: Any, *, in_properties: bool = False) -> Any:
+        nonlocal ok
+        if isinstance(node, list):
+            return [walk(n) for n in node]
+        if not isinstance(node, dict):
+            return node
+        if in_properties:  # keys are property names, not keywords
+            return {k: walk(v) for k, v in node.items()}
+        if set(node) - _STRICT_KEYWORDS:
+            ok = False
+        out: dict[str, Any] = {}
+        for k, v in node.items():
+            if k == "title":
+                continue
+            out[k] = walk(v, in_properties=k in ("properties", "$defs", "definitions"))
+        if node.get("type") == "object" or "properties" in node:
+            props = node.get("properties") or {}
+            if not props or node.get("additionalProperties") not in (None, False):
+                ok = False  # free-form or empty objects: strict mode cannot say "anything"
+            if set(node.get("required", [])) != set(props):
+                ok = False  # optional parameters: strict mode requires every one
+            out["additionalProperties"] = False
+        return out
+
+    if schema.get("type") != "object":
+        return None
+    result = walk(schema)
+    result.pop("$schema", None)
+    return result if ok else None
+
+
+def result_output(result: mt.CallToolResult, *, server: str, tool: str) -> tuple[ToolOutput, bool]:
+    """The `output` for a `CallToolResult`, and whether the call succeeded."""
+    parts = list(_parts(result.content))
+    if result.structured_content is not None and not any(p["type"] == "input_text" for p in parts):
+        parts.append(
+            {
+                "type": "input_text",
+                "text": json.dumps(result.structured_content, ensure_ascii=False),
+            }
+        )
+    if result.is_error:
+        head = f"error: tool {tool!r} (MCP server {server!r}) reported an error"
+        if not parts:
+            return head + " (no details given)", False
+        parts.insert(0, {"type": "input_text", "text": head + ":"})
+    return _compact(parts), not result.is_error
+
+
+def _compact(parts: list[Item]) -> ToolOutput:
+    """Text only: one string. Anything else: the list of parts."""
+    if all(p["type"] == "input_text" for p in parts):
+        return "\n".join(str(p["text"]) for p in parts)
+    return parts
+
+
+def _parts(content: Iterable[mt.ContentBlock]) -> Iterable[Item]:
+    for block in content:
+        if isinstance(block, mt.TextContent):
+            yield {"type": "input_text", "text": block.text}
+        elif isinstance(block, mt.ImageContent):
+            yield _image(block.mime_type, block.data)
+        elif isinstance(block, mt.AudioContent):
+            size = len(block.data) * 3 // 4
+            yield {
+                "type": "input_text",
+                "text": f"[audio ({block.mime_type}, about {size} bytes) omitted: "
+                "audio cannot be returned as a function call output]",
+            }
+        elif isinstance(block, mt.EmbeddedResource):
+            yield from _resource(block.resource)
+        elif isinstance(block, mt.ResourceLink):
+            desc = f" - {block.description}" if block.description else ""
+            mime = f", {block.mime_type}" if block.mime_type else ""
+            yield {
+                "type": "input_text",
+                "text": f"[resource link: {block.uri} ({block.name}{mime}){desc}]",
+            }
+        else:  # a content type newer than this code
+            data = block.model_dump(mode="json", by_alias=True, exclude_none=True)
+            yield {"type": "input_text", "text": json.dumps(data, ensure_ascii=False)}
+
+
+def _resource(res: mt.TextResourceContents | mt.BlobResourceContents) -> Iterable[Item]:
+    mime = res.mime_type or "application/octet-stream"
+    if isinstance(res, mt.TextResourceContents):
+        yield {"type": "input_text", "text": f"[resource {res.uri} ({mime})]\n{res.text}"}
+    elif mime.startswith("image/"):
+        yield _image(mime, res.blob)
+    else:
+        filename = str(res.uri).rstrip("/").rsplit("/", 1)[-1] or "resource"
+        yield {
+            "type": "input_file",
+            "filename": filename,
+            "file_data": f"data:{mime};base64,{res.blob}",
+        }
+
+
+def _image(mime: str, data: str) -> Item:
+    return {"type": "input_image", "image_url": f"data:{mime};base64,{data}", "detail": "auto"}
