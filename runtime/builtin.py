@@ -7,7 +7,9 @@ from collections.abc import Sequence
 from itemloop.sandbox.base import Sandbox
 from itemloop.tools.base import Executor
 
-BUILTIN_TOOLS = ("shell", "local_shell", "apply_patch")
+BUILTIN_TOOLS = ("shell", "local_shell", "apply_patch", "computer")
+SANDBOX_TOOLS = ("shell", "local_shell", "apply_patch")
+"""The built-in tools that run in the sandbox; `computer` drives a `Computer` instead."""
 DEFAULT_TOOLS = ("shell", "apply_patch")
 DEFAULT_TIMEOUT_S = 120.0
 """Per shell command, unless the call's `timeout_ms` says otherwise."""
@@ -42,11 +44,6 @@ def builtin_executors(
             from itemloop.tools.apply_patch import ApplyPatchExecutor
 
             executors.append(ApplyPatchExecutor(sandbox))
-        elif name == "computer":
-            raise ValueError(
-                "the computer tool is not available in this version of itemloop; "
-                f"choose from: {', '.join(BUILTIN_TOOLS)}"
-            )
         else:
             raise ValueError(
                 f"unknown built-in tool {name!r}; choose from: {', '.join(BUILTIN_TOOLS)}"

@@ -112,12 +112,39 @@ def _add_sandbox_flags(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_computer_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("computer use (--tools computer)")
+    g.add_argument(
+        "--computer",
+        choices=("browser", "xvfb"),
+        default="browser",
+        help="a headless Chromium page (default) or an X display (Xvfb + xdotool)",
+    )
+    g.add_argument("--start-url", default="about:blank", help="the browser's first page")
+    g.add_argument(
+        "--display-size", default="1024x768", metavar="WxH", help="screen size (default: 1024x768)"
+    )
+    g.add_argument(
+        "--computer-tool",
+        choices=("auto", "computer", "computer_use_preview"),
+        default="auto",
+        help="tool type offered: computer_use_preview for computer-use-preview models, "
+        "computer for newer ones (default: auto, by --model)",
+    )
+    g.add_argument(
+        "--ack-safety-checks",
+        action="store_true",
+        help="acknowledge the model's pending safety checks (off: such calls are not run)",
+    )
+
+
 def _add_tool_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("tools")
     g.add_argument(
         "--tools",
         default="shell,apply_patch",
-        help="built-in tools to offer: shell, local_shell, apply_patch (comma-separated; '' for none)",
+        help="built-in tools to offer: shell, local_shell, apply_patch, computer "
+        "(comma-separated; '' for none)",
     )
     g.add_argument(
         "--functions",
@@ -251,6 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     loop.add_argument("--json", action="store_true", help="print events as JSON lines")
     _add_tool_flags(run)
+    _add_computer_flags(run)
     _add_sandbox_flags(run)
 
     ex = sub.add_parser("exec", help="execute call items from JSON lines; print output items")
@@ -262,6 +290,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="read items from FILE instead of stdin (JSON lines, or one Response JSON)",
     )
     _add_tool_flags(ex)
+    _add_computer_flags(ex)
     _add_sandbox_flags(ex)
 
     demo = sub.add_parser("demo", help="a scripted session exercising every executor, offline")
@@ -270,6 +299,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     tools = sub.add_parser("tools", help="print the tool definitions the model would be sent")
     _add_tool_flags(tools)
+    _add_computer_flags(tools)
     return parser
 
 

@@ -7,6 +7,7 @@ import json
 import os
 import sys
 import tempfile
+from collections.abc import Sequence
 from contextlib import AsyncExitStack
 from importlib import resources
 from pathlib import Path
@@ -54,10 +55,6 @@ def _tool_names(args: argparse.Namespace) -> list[str]:
 
     names = [n.strip() for n in str(args.tools).split(",") if n.strip()]
     for n in names:
-        if n == "computer":
-            raise CliError(
-                "--tools: the computer tool is not available in this version of itemloop"
-            )
         if n not in BUILTIN_TOOLS:
             raise CliError(f"--tools: unknown tool {n!r}; choose from {', '.join(BUILTIN_TOOLS)}")
     return names
@@ -96,6 +93,43 @@ def _mcp_error(e: BaseException) -> CliError | None:
     from itemloop.tools.mcp_client import McpConnectError
 
     return CliError(str(e), status=1) if isinstance(e, McpConnectError) else None
+
+
+def _sandbox_tools(names: Sequence[str]) -> list[str]:
+    return [n for n in names if n != "computer"]
+
+
+def _computer(args: argparse.Namespace, names: Sequence[str]) -> tuple[Any, Executor | None]:
+    """The computer to open (not yet started) and its executor, when --tools has computer."""
+    if "computer" not in names:
+        return None, None
+    from itemloop.tools.computer import ComputerExecutor, acknowledge_all
+
+    width, x, height = str(args.display_size).lower().partition("x")
+    if not (x and width.isdigit() and height.isdigit() and int(width) > 0 and int(height) > 0):
+        raise CliError(
+            f"--display-size {args.display_size!r}: expected WIDTHxHEIGHT, e.g. 1280x800"
+        )
+    w, h = int(width), int(height)
+    computer: Any
+    if args.computer == "xvfb":
+        from itemloop.sandbox.xvfb_computer import XvfbComputer
+
+        computer = XvfbComputer(w, h)
+    else:
+        from itemloop.sandbox.browser_computer import BrowserComputer
+
+        computer = BrowserComputer(w, h, start_url=args.start_url)
+    tool_type = args.computer_tool
+    if tool_type == "auto":
+        model = str(getattr(args, "model", "") or "")
+        tool_type = "computer_use_preview" if model.startswith("computer-use") else "computer"
+    executor = ComputerExecutor(
+        computer,
+        tool_type=tool_type,
+        acknowledge_safety_checks=acknowledge_all if args.ack_safety_checks else None,
+    )
+    return computer, executor
 
 
 def _sandbox_options(args: argparse.Namespace) -> SandboxOptions:
@@ -169,7 +203,11 @@ async def _drive(rt: Runtime, prompt: str | None, printer: ProgressPrinter | Jso
 async def _tools(args: argparse.Namespace) -> int:
     from itemloop.tools.function import FunctionExecutor
 
-    defs: list[Item] = [{"type": n} for n in _tool_names(args)]
+    names = _tool_names(args)
+    defs: list[Item] = [{"type": n} for n in _sandbox_tools(names)]
+    _, computer_executor = _computer(args, names)
+    if computer_executor is not None:
+        defs += computer_executor.definitions()
     functions = _functions(args)
     if functions:
         defs = FunctionExecutor(functions).definitions() + defs
@@ -240,7 +278,9 @@ async def _run(args: argparse.Namespace) -> int:
         )
     except ValueError as e:
         raise CliError(str(e)) from None
-    sandbox = _open_sandbox(args, workspace) if names else None
+    sandbox_tools = _sandbox_tools(names)
+    sandbox = _open_sandbox(args, workspace) if sandbox_tools else None
+    computer, computer_executor = _computer(args, names)
     approve = None
     if args.approve_mcp:
         from itemloop.tools.mcp_approval import approve_servers
@@ -250,7 +290,8 @@ async def _run(args: argparse.Namespace) -> int:
         model,
         tools=functions,
         sandbox=sandbox,
-        builtin_tools=names,
+        builtin_tools=sandbox_tools,
+        executors=[computer_executor] if computer_executor is not None else [],
         instructions=args.instructions,
         max_turns=args.max_turns,
         tool_timeout_s=args.tool_timeout,
@@ -263,8 +304,11 @@ async def _run(args: argparse.Namespace) -> int:
         mcp_servers=_mcp_servers(args),
     )
     try:
-        async with rt:
-            return await _drive(rt, args.prompt, _printer(args))
+        async with AsyncExitStack() as stack:
+            if computer is not None:
+                await stack.enter_async_context(computer)
+            async with rt:
+                return await _drive(rt, args.prompt, _printer(args))
     except SandboxError as e:
         raise CliError(str(e), status=1) from None
     except Exception as e:
@@ -389,7 +433,9 @@ async def _exec(args: argparse.Namespace) -> int:
     names = _tool_names(args)
     functions = _functions(args)
     workspace = (args.workspace or Path.cwd()).resolve()
-    sandbox = _open_sandbox(args, workspace) if names else None
+    sandbox_tools = _sandbox_tools(names)
+    sandbox = _open_sandbox(args, workspace) if sandbox_tools else None
+    computer, computer_executor = _computer(args, names)
     servers = _mcp_servers(args)
     from itemloop.tools.function import FunctionExecutor
     from itemloop.tools.mcp_approval import McpApprovalExecutor, approve_servers
@@ -408,6 +454,9 @@ async def _exec(args: argparse.Namespace) -> int:
 
                 answering.append(await stack.enter_async_context(McpTools(servers)))
             executors: list[Executor] = [McpApprovalExecutor(approve)]
+            if computer is not None and computer_executor is not None:
+                await stack.enter_async_context(computer)
+                executors.append(computer_executor)
             if len(answering) > 1:
                 from itemloop.tools.router import FunctionRouter
 
@@ -419,7 +468,7 @@ async def _exec(args: argparse.Namespace) -> int:
 
                 await stack.enter_async_context(sandbox)
                 executors += builtin_executors(
-                    names, sandbox, timeout_s=args.timeout, output_limit=args.output_limit
+                    sandbox_tools, sandbox, timeout_s=args.timeout, output_limit=args.output_limit
                 )
             outputs = await Dispatcher(executors).run(calls, lambda e: None)
     except SandboxError as e:

@@ -1,0 +1,82 @@
+"""Helpers shared by the computer tests: the Tk probe on an XvfbComputer, and PNG checks."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import anyio
+from anyio.streams.buffered import BufferedByteReceiveStream
+
+from itemloop.sandbox.xvfb_computer import XvfbComputer
+
+HERE = Path(__file__).parent
+DEADLINE_S = 15.0
+"""How long a condition may take to come true before the test fails (not a timing assertion)."""
+
+Event = dict[str, Any]
+W, H = 800, 600
+"""The display size of the browser tests."""
+
+
+class XProbe:
+    """The Tk window of x_probe.py on `computer`, and the events it has reported."""
+
+    def __init__(self, stream: BufferedByteReceiveStream) -> None:
+        self._stream = stream
+        self.events: list[Event] = []
+
+    @classmethod
+    async def start(cls, computer: XvfbComputer) -> XProbe:
+        proc = await computer.launch(
+            [
+                sys.executable,
+                str(HERE / "x_probe.py"),
+                str(computer.display_width),
+                str(computer.display_height),
+            ],
+            stdout=subprocess.PIPE,
+        )
+        assert proc.stdout is not None
+        probe = cls(BufferedByteReceiveStream(proc.stdout))
+        await probe.wait_for(lambda e: e["event"] == "ready")
+        return probe
+
+    async def wait_for(self, match: Callable[[Event], bool]) -> Event:
+        """The first event (already seen or coming) that matches; fails after DEADLINE_S."""
+        for e in self.events:
+            if match(e):
+                return e
+        with anyio.fail_after(DEADLINE_S):
+            while True:
+                line = await self._stream.receive_until(b"\n", 1 << 20)
+                event: Event = json.loads(line)
+                self.events.append(event)
+                if match(event):
+                    return event
+
+    def of(self, kind: str) -> list[Event]:
+        return [e for e in self.events if e["event"] == kind]
+
+
+def png_size(png: bytes) -> tuple[int, int]:
+    from PIL import Image
+
+    assert png[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
+    with Image.open(io.BytesIO(png)) as im:
+        assert im.format == "PNG"
+        return im.size
+
+
+def pixel(png: bytes, x: int, y: int) -> tuple[int, ...]:
+    from PIL import Image
+
+    with Image.open(io.BytesIO(png)) as im:
+        value = im.convert("RGB").getpixel((x, y))
+    assert isinstance(value, tuple)
+    return value
