@@ -45,6 +45,7 @@ def __getattr__(name: str) -> Any:
         return getattr(import_module(_BACKENDS[name], __name__), name)
     raise AttributeError(f"module 'itemloop.sandbox' has no attribute {name!r}")
 
+
 SANDBOX_KINDS = ("local", "docker", "host")
 
 

@@ -11,6 +11,23 @@ command costs a message and a spawn rather than a new set of namespaces. The
 sandbox dies with the runtime (`--die-with-parent`), and killing it kills
 everything in its PID namespace.
 
+With the network off (the default) two more things hold:
+
+- Host Unix sockets are out of reach: a seccomp filter (`seccomp.py`, given
+  to bubblewrap with `--seccomp FD`) makes `socket(AF_UNIX, ...)` fail with
+  EACCES, so a command cannot `connect()` to a pathname socket anywhere on the
+  read-only host filesystem (the network namespace only isolates abstract
+  sockets). Stream socketpairs keep working (the runner's keepers use them,
+  and the runner itself never calls `socket()`: it gets its socket with
+  `--fd`). On an architecture the filter does not know, the sandbox refuses
+  to start rather than start without it.
+- Well-known credential locations of the invoking user's home that exist
+  (`CREDENTIAL_PATHS`: ~/.ssh, ~/.gnupg, ~/.aws, ~/.netrc, ...) are hidden:
+  an empty tmpfs over each directory, `/dev/null` over each file. One that
+  holds the workspace or a writable path is left alone. The home is the
+  `host_home` argument (default: $HOME and the user's home in the password
+  database).
+
 There is no fallback: if bubblewrap is missing or cannot create namespaces,
 starting fails with `SandboxUnavailable` saying why and how to fix it.
 """
@@ -18,13 +35,34 @@ starting fails with `SandboxUnavailable` saying why and how to fix it.
 from __future__ import annotations
 
 import os
+import pwd
 import shutil
+from collections.abc import Sequence
+from pathlib import Path
 
-from .base import SandboxUnavailable
+from .base import SandboxOptions, SandboxUnavailable
 from .process import STANDARD_PATH, host_runner_argv
+from .seccomp import UnsupportedArch, deny_unix_sockets_filter
 from .session import RunnerSandbox
 
 HOME = "/tmp/home"
+HIDDEN_ROOTS = ("/tmp", "/run")
+"""Host directories the sandbox replaces with its own empty tmpfs."""
+
+CREDENTIAL_PATHS = (
+    ".ssh",
+    ".gnupg",
+    ".aws",
+    ".azure",
+    ".config/gcloud",
+    ".config/gh",
+    ".docker",
+    ".kube",
+    ".netrc",
+    ".pypirc",
+    ".git-credentials",
+)
+"""Relative to the invoking user's home: hidden from commands while the network is off."""
 
 INSTALL_HINT = (
     "install bubblewrap (Debian/Ubuntu: apt-get install bubblewrap; Fedora: dnf install "
@@ -45,8 +83,61 @@ def bwrap_path() -> str | None:
     return shutil.which("bwrap", path=os.environ.get("PATH", STANDARD_PATH) + ":" + STANDARD_PATH)
 
 
+def _inside(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip("/") + "/")
+
+
+def invoking_homes() -> list[str]:
+    """The invoking user's home directories: $HOME and the password database's."""
+    homes = [os.path.expanduser("~")]
+    try:
+        homes.append(pwd.getpwuid(os.getuid()).pw_dir)
+    except KeyError:
+        pass
+    return [h for h in dict.fromkeys(homes) if h and os.path.isabs(h)]
+
+
+def credential_masks(homes: Sequence[str], keep: Sequence[str]) -> list[tuple[str, bool]]:
+    """(host path, is a directory) of every credential location to hide.
+
+    Only those that exist; symlinks are resolved (the mount goes on the target);
+    none under the sandbox's own /tmp and /run, none that holds a path of `keep`.
+    """
+    keep_real = [os.path.realpath(k) for k in keep]
+    masks: dict[str, bool] = {}
+    for home in homes:
+        for rel in CREDENTIAL_PATHS:
+            path = os.path.realpath(os.path.join(home, rel))
+            if not os.path.lexists(path) or path in masks:
+                continue
+            if any(_inside(path, h) for h in HIDDEN_ROOTS):
+                continue
+            if any(_inside(k, path) for k in keep_real):
+                continue
+            if os.path.isdir(path):
+                masks[path] = True
+            elif os.path.isfile(path):
+                masks[path] = False
+    return sorted(masks.items())
+
+
 class BubblewrapSandbox(RunnerSandbox):
     name = "local"
+
+    def __init__(
+        self,
+        workspace: Path,
+        options: SandboxOptions | None = None,
+        *,
+        host_home: str | Sequence[str] | None = None,
+    ) -> None:
+        super().__init__(workspace, options)
+        if host_home is None:
+            self.host_homes = invoking_homes()
+        elif isinstance(host_home, str):
+            self.host_homes = [host_home]
+        else:
+            self.host_homes = list(host_home)
 
     def home(self) -> str:
         return HOME
@@ -54,8 +145,12 @@ class BubblewrapSandbox(RunnerSandbox):
     def path_env(self) -> str:
         return os.environ.get("PATH") or STANDARD_PATH
 
-    def bwrap_args(self) -> list[str]:
-        """The bubblewrap options (everything before the command)."""
+    def bwrap_args(self, seccomp_fd: int | None = None) -> list[str]:
+        """The bubblewrap options (everything before the command).
+
+        `seccomp_fd`: a descriptor to read the compiled seccomp filter from (see
+        `seccomp_filter`), passed to bubblewrap.
+        """
         bwrap = bwrap_path()
         if bwrap is None:
             raise SandboxUnavailable(f"the local sandbox needs bubblewrap (bwrap): {INSTALL_HINT}")
@@ -83,12 +178,53 @@ class BubblewrapSandbox(RunnerSandbox):
                 raise SandboxUnavailable(f"writable path {extra!r} is not a directory")
             args += ["--bind", real, real]
         ws = str(self.workspace)
-        args += ["--bind", ws, ws, "--chdir", ws]
+        args += ["--bind", ws, ws]
+        # After the binds, so that a mask inside the workspace (a workspace that is
+        # the home directory) still applies to what commands see.
+        for path, is_dir in self.masked_paths():
+            if is_dir:
+                args += ["--tmpfs", path]
+            else:
+                args += ["--ro-bind", "/dev/null", path]
+        if seccomp_fd is not None:
+            args += ["--seccomp", str(seccomp_fd)]
+        args += ["--chdir", ws]
         return args
 
+    def masked_paths(self) -> list[tuple[str, bool]]:
+        """Credential locations hidden from commands: (host path, is a directory)."""
+        if self.options.network:
+            return []
+        keep = [str(self.workspace), *self.options.writable_paths]
+        return credential_masks(self.host_homes, keep)
+
+    def seccomp_filter(self) -> bytes | None:
+        """The compiled seccomp filter; None with the network on."""
+        if self.options.network:
+            return None
+        try:
+            return deny_unix_sockets_filter()
+        except UnsupportedArch as e:
+            raise SandboxUnavailable(
+                f"the local sandbox cannot keep commands away from the host's Unix sockets "
+                f"here: {e}. Choose --sandbox docker --image IMAGE, or allow the network "
+                "(--network; it lets commands reach the host's sockets too)"
+            ) from None
+
     def launch_argv(self, runner_fd: int) -> list[str]:
-        runner = host_runner_argv(runner_fd, hidden=["/tmp", "/run", "/dev", "/proc"])
-        return [*self.bwrap_args(), "--", *runner]
+        program = self.seccomp_filter()
+        seccomp_fd = None
+        if program is not None:
+            r, w = os.pipe()
+            try:
+                os.write(w, program)  # far below a pipe's capacity
+            finally:
+                os.close(w)
+            seccomp_fd = self.pass_fd(r)
+        args = self.bwrap_args(seccomp_fd)
+        hidden = [*HIDDEN_ROOTS, "/dev", "/proc", *(p for p, _ in self.masked_paths())]
+        runner = host_runner_argv(runner_fd, hidden=hidden)
+        return [*args, "--", *runner]
 
     def unavailable(self, detail: str) -> SandboxUnavailable:
         low = detail.lower()

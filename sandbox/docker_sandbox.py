@@ -16,6 +16,9 @@ Two ways to run a command:
   (`_runner.py`) runs inside the container for the whole session and connects
   back over a Unix socket in a bind-mounted directory; commands cost a message
   and a spawn, as in the `local` sandbox, with the same process-tree handling.
+  The socket's host directory is private to the runtime's uid (0700; the
+  container runs as that uid), and the connection is accepted only from a
+  peer with that uid (SO_PEERCRED).
 - **Exec path** (only `/bin/sh`): one `exec` through the Docker API per command
   (tens of milliseconds each). The command is started by a `/bin/sh` wrapper
   that records its PID; on timeout every process of the container whose PID is
@@ -53,6 +56,7 @@ from .session import RunnerSandbox
 
 WORKSPACE = "/workspace"
 CTL_DIR = "/run/itemloop"
+PIDS_DIR = "/run/itemloop-pids"
 HOME = "/tmp"
 LABEL = "itemloop.sandbox"
 
@@ -152,12 +156,13 @@ class DockerSandbox(RunnerSandbox):
     ) -> RunnerConnection | None:
         self.client = await anyio.to_thread.run_sync(self._connect_engine)
         await anyio.to_thread.run_sync(remove_leftovers, self.client)
+        # 0700: only this uid (the container's commands run as it) reaches ctl.sock.
         self.ctl_dir = Path(tempfile.mkdtemp(prefix="itemloop-docker-"))
         stack.callback(shutil.rmtree, self.ctl_dir, True)
+        self.ctl_dir.chmod(0o700)
         pids = self.ctl_dir / "pids"
         pids.mkdir()
-        pids.chmod(0o1777)
-        self.ctl_dir.chmod(0o755)
+        pids.chmod(0o1777)  # mounted on its own: a command run as another user writes here
         self.container = await anyio.to_thread.run_sync(self._create_container)
         stack.push_async_callback(self._remove_container)
         if not self.fast_path:
@@ -196,6 +201,7 @@ class DockerSandbox(RunnerSandbox):
         volumes: dict[str, dict[str, str]] = {
             str(self.workspace): {"bind": WORKSPACE, "mode": "rw"},
             str(self.ctl_dir): {"bind": CTL_DIR, "mode": "rw"},
+            str(self.ctl_dir / "pids"): {"bind": PIDS_DIR, "mode": "rw"},
         }
         for extra in o.writable_paths:
             real = os.path.realpath(extra)
@@ -246,7 +252,7 @@ class DockerSandbox(RunnerSandbox):
         sock_path = str(self.ctl_dir / "ctl.sock")
         listener = await anyio.create_unix_listener(sock_path)
         async with listener:
-            os.chmod(sock_path, 0o666)
+            os.chmod(sock_path, 0o600)
             await anyio.to_thread.run_sync(
                 lambda: self.container.exec_run(
                     [
@@ -263,7 +269,11 @@ class DockerSandbox(RunnerSandbox):
             )
             stream: anyio.abc.SocketStream | None = None
             with anyio.move_on_after(READY_TIMEOUT_S):
-                stream = await listener.accept()  # type: ignore[attr-defined,unused-ignore]
+                while stream is None:
+                    stream = await listener.accept()  # type: ignore[attr-defined,unused-ignore]
+                    if stream is not None and not peer_is_us(stream):
+                        await stream.aclose()
+                        stream = None
         if stream is None:
             return None  # python3 is there but the runner did not come up: exec path
         conn = RunnerConnection(stream, tg)
@@ -310,7 +320,7 @@ class DockerSandbox(RunnerSandbox):
     ) -> CommandResult:
         api = self.client.api
         token = secrets.token_hex(8)
-        pidfile = f"{CTL_DIR}/pids/{token}"
+        pidfile = f"{PIDS_DIR}/{token}"
         host_pidfile = self._ctl_path("pids", token)
         env = {**env, "ITEMLOOP_PIDFILE": pidfile}
         started = time.monotonic()
@@ -392,6 +402,22 @@ class DockerSandbox(RunnerSandbox):
                 user=user or "",
                 environment={"PATH": STANDARD_PATH},
             )
+
+
+def peer_uid(sock: socket.socket) -> int:
+    """The uid of the process at the other end of a Unix socket (SO_PEERCRED)."""
+    creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    _pid, uid, _gid = struct.unpack("3i", creds)
+    return int(uid)
+
+
+def peer_is_us(stream: anyio.abc.SocketStream, uid: int | None = None) -> bool:
+    """Whether the peer of `stream` runs as `uid` (default: ours), as the runner does."""
+    raw = stream.extra(anyio.abc.SocketAttribute.raw_socket)
+    try:
+        return peer_uid(raw) == (os.getuid() if uid is None else uid)
+    except OSError:
+        return False
 
 
 def _close(sock: Any) -> None:

@@ -7,6 +7,7 @@ protocol is `WorkspaceFiles` on the host directory, for every backend.
 
 from __future__ import annotations
 
+import os
 import socket
 from collections.abc import Mapping, Sequence
 from contextlib import AsyncExitStack
@@ -43,6 +44,7 @@ class RunnerSandbox:
         self._stack: AsyncExitStack | None = None
         self._conn: RunnerConnection | None = None
         self._started = False
+        self._launch_fds: list[int] = []
 
     # --- what backends provide ------------------------------------------------
 
@@ -58,8 +60,17 @@ class RunnerSandbox:
         raise NotImplementedError
 
     def launch_argv(self, runner_fd: int) -> list[str]:
-        """The argv that starts the runner with its socket on `runner_fd`."""
+        """The argv that starts the runner with its socket on `runner_fd`.
+
+        Other descriptors the launched process needs (named in the argv) are
+        registered with `pass_fd`; they are closed here once it has started.
+        """
         raise NotImplementedError
+
+    def pass_fd(self, fd: int) -> int:
+        """Hand `fd` (now owned by the sandbox) to the process `launch_argv` starts."""
+        self._launch_fds.append(fd)
+        return fd
 
     def launch_env(self) -> dict[str, str]:
         """The environment of the launched process (never the runtime's own)."""
@@ -111,15 +122,21 @@ class RunnerSandbox:
                     stdin=-3,  # subprocess.DEVNULL
                     stdout=-3,
                     stderr=-1,  # subprocess.PIPE
-                    pass_fds=(child.fileno(),),
+                    pass_fds=(child.fileno(), *self._launch_fds),
                     env=self.launch_env(),
                     cwd=str(self.workspace),
                     start_new_session=True,
                 )
             except OSError as e:
                 raise self.unavailable(f"cannot execute {argv[0]}: {e.strerror}") from None
+        except BaseException:
+            parent.close()
+            raise
         finally:
             child.close()
+            fds, self._launch_fds = self._launch_fds, []
+            for fd in fds:
+                os.close(fd)
         errors = HeadTailBuffer(8192)
         stack.push_async_callback(_stop_process, proc)
         assert proc.stderr is not None

@@ -19,7 +19,7 @@ from typing import Any
 from itemloop.sandbox.base import Sandbox, SandboxError
 
 from .base import ExecResult, Item, call_id_of
-from .shell import MAX_TIMEOUT_S, byte_limit_for, capped_streams, positive_int
+from .shell import MAX_TIMEOUT_MS, MAX_TIMEOUT_S, byte_limit_for, capped_streams, positive_int
 
 
 class LocalShellExecutor:
@@ -95,7 +95,7 @@ class LocalShellExecutor:
         if not isinstance(cwd, str):
             raise ValueError("`action.working_directory` must be a string")
         cwd = self._relative_cwd(cwd)
-        timeout_ms = positive_int(action.get("timeout_ms"), "timeout_ms")
+        timeout_ms = positive_int(action.get("timeout_ms"), "timeout_ms", maximum=MAX_TIMEOUT_MS)
         timeout_s = timeout_ms / 1000 if timeout_ms is not None else self.default_timeout_s
         user = action.get("user")
         if user is not None and not isinstance(user, str):

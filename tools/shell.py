@@ -7,11 +7,13 @@ runs out is killed with its whole process tree, and commands after it are not
 run (their chunks say so, with a `timeout` outcome). `max_output_length` caps
 each chunk's combined stdout+stderr in characters, keeping the head and the
 tail around a marker that says how many characters were cut; the cap used is
-echoed in the output item.
+echoed in the output item. `max_output_length` is clamped to
+`MAX_OUTPUT_LENGTH` and `timeout_ms` to a day; NaN and infinity are refused.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any
 
@@ -21,6 +23,10 @@ from itemloop.sandbox.capture import cap_text, split_budget, split_marked
 from .base import ExecResult, Item, call_id_of
 
 MAX_TIMEOUT_S = 24 * 3600.0
+MAX_TIMEOUT_MS = int(MAX_TIMEOUT_S * 1000)
+MAX_OUTPUT_LENGTH = 10_000_000
+"""The largest `max_output_length` honoured, in characters (the API caps a chunk's
+stdout at 10,485,760); larger requests are clamped to it."""
 
 
 def byte_limit_for(chars: int) -> int:
@@ -40,14 +46,22 @@ def capped_streams(result: CommandResult, limit: int) -> tuple[str, str]:
     return out, err
 
 
-def positive_int(value: Any, name: str) -> int | None:
-    """`value` as a positive int, None when absent; ValueError with a message the model can use."""
+def positive_int(value: Any, name: str, *, maximum: int | None = None) -> int | None:
+    """`value` as a positive int, None when absent; ValueError with a message the model can use.
+
+    Non-finite numbers (NaN, and the infinity JSON's `1e400` parses to) are
+    refused; a finite value above `maximum` is clamped to it.
+    """
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
+    if isinstance(value, bool) or not isinstance(value, int | float):
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite positive integer, got {value!r}")
     if value <= 0:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    if maximum is not None and value > maximum:
+        return maximum
     return int(value)
 
 
@@ -78,8 +92,15 @@ class ShellExecutor:
         try:
             if not isinstance(action, dict):
                 raise ValueError("shell_call has no `action` object")
-            limit = positive_int(action.get("max_output_length"), "max_output_length") or limit
-            timeout_ms = positive_int(action.get("timeout_ms"), "timeout_ms")
+            limit = (
+                positive_int(
+                    action.get("max_output_length"), "max_output_length", maximum=MAX_OUTPUT_LENGTH
+                )
+                or limit
+            )
+            timeout_ms = positive_int(
+                action.get("timeout_ms"), "timeout_ms", maximum=MAX_TIMEOUT_MS
+            )
             commands = action.get("commands")
             if not isinstance(commands, list) or not commands:
                 raise ValueError("`action.commands` must be a non-empty list of command strings")

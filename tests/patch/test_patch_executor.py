@@ -156,15 +156,23 @@ def test_writes_are_atomic_renames_in_the_same_directory(
     renames: list[tuple[str, str]] = []
     real_replace = os.replace
 
-    def recording_replace(src: Any, dst: Any) -> None:
-        renames.append((str(src), str(dst)))
-        real_replace(src, dst)
+    def where(name: Any, dir_fd: int | None) -> Path:
+        # The rename is relative to directory descriptors (no path is trusted twice).
+        base = Path(os.readlink(f"/proc/self/fd/{dir_fd}")) if dir_fd is not None else Path()
+        return (base / str(name)).absolute()
+
+    def recording_replace(src: Any, dst: Any, **kw: Any) -> None:
+        renames.append(
+            (str(where(src, kw.get("src_dir_fd"))), str(where(dst, kw.get("dst_dir_fd"))))
+        )
+        real_replace(src, dst, **kw)
 
     monkeypatch.setattr(os, "replace", recording_replace)
     assert execute(executor, call("update_file", "d/f.txt", "@@\n-a\n+b\n")).ok
     assert len(renames) == 1
     src, dst = renames[0]
     assert Path(src).parent == Path(dst).parent == (workspace / "d").resolve()
+    assert Path(dst).name == "f.txt"
     assert sorted(p.name for p in (workspace / "d").iterdir()) == ["f.txt"]
 
 

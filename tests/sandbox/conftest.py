@@ -59,6 +59,11 @@ def _docker_problem(image: str) -> str | None:
 _PROBLEMS: dict[str, str | None] = {}
 
 
+def in_ci() -> bool:
+    """CI=1/true/yes (as CI services set it); CI=0/false/no or unset is not CI."""
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
 def problem(kind: str) -> str | None:
     if kind not in _PROBLEMS:
         if kind == "local":
@@ -85,7 +90,7 @@ def make_sandbox(
 ) -> RunnerSandbox:
     reason = problem(kind)
     if reason:
-        if os.environ.get("CI"):
+        if in_ci():
             # CI installs every backend (.ci/setup-sandboxes.sh): a skip there would
             # hide a broken install behind a green run.
             pytest.fail(f"{kind} sandbox unavailable in CI: {reason}")

@@ -12,7 +12,7 @@ import pytest
 from itemloop.sandbox.session import RunnerSandbox
 from itemloop.tools.base import Executor
 from itemloop.tools.local_shell import LocalShellExecutor
-from itemloop.tools.shell import ShellExecutor
+from itemloop.tools.shell import MAX_OUTPUT_LENGTH, ShellExecutor, byte_limit_for
 
 pytestmark = pytest.mark.anyio
 
@@ -208,3 +208,54 @@ async def test_local_shell_user_in_docker_exec_path(workspace: Any, make: Any) -
         res = await LocalShellExecutor(sb).execute(local_call(["id", "-u"], user="nobody"))
         payload = json.loads(valid(res.output)["output"])
         assert payload["stdout"] == "65534\n", payload
+
+
+class RecordingSandbox:
+    """A real sandbox that records the bounds each command was run with."""
+
+    def __init__(self, inner: RunnerSandbox) -> None:
+        self.inner = inner
+        self.workspace_mount = inner.workspace_mount
+        self.runs: list[dict[str, Any]] = []
+
+    async def run(self, argv: Any = None, **kw: Any) -> Any:
+        self.runs.append(kw)
+        return await self.inner.run(argv, **kw)
+
+
+async def test_model_supplied_bounds_are_clamped_or_refused(workspace: Any, make: Any) -> None:
+    async with make("host", workspace) as host:
+        sb = RecordingSandbox(host)
+        sh = ShellExecutor(sb)  # type: ignore[arg-type]
+        lsh = LocalShellExecutor(sb)  # type: ignore[arg-type]
+        # Huge but finite: clamped, and the clamp is what is echoed and used.
+        res = await sh.execute(shell_call(["echo hi"], max_output_length=1e12, timeout_ms=1e300))
+        out = valid(res.output)
+        assert res.ok, out
+        assert out["max_output_length"] == MAX_OUTPUT_LENGTH == 10_000_000
+        assert out["output"][0]["stdout"] == "hi\n"
+        assert sb.runs[-1]["output_limit"] <= byte_limit_for(MAX_OUTPUT_LENGTH)
+        assert sb.runs[-1]["timeout_s"] <= 24 * 3600
+        res = await sh.execute(shell_call(["echo hi"], max_output_length=10**30))
+        assert valid(res.output)["max_output_length"] == MAX_OUTPUT_LENGTH
+        res = await lsh.execute(local_call(["echo", "hi"], timeout_ms=10**30))
+        assert json.loads(valid(res.output)["output"])["stdout"] == "hi\n"
+        assert sb.runs[-1]["timeout_s"] <= 24 * 3600
+        # Not finite (JSON's 1e400 is infinity): a clear invalid-argument error, nothing run.
+        runs = len(sb.runs)
+        for field, value in [
+            ("max_output_length", "1e400"),
+            ("timeout_ms", "1e400"),
+            ("timeout_ms", "-1e400"),
+            ("max_output_length", "NaN"),
+        ]:
+            action = json.loads(f'{{"commands": ["echo hi"], "{field}": {value}}}')
+            res = await sh.execute({"type": "shell_call", "call_id": "c1", "action": action})
+            (chunk,) = valid(res.output)["output"]
+            assert "invalid shell_call" in chunk["stderr"] and field in chunk["stderr"]
+            assert not res.ok
+        res = await lsh.execute(local_call(["echo", "hi"], timeout_ms=json.loads("1e400")))
+        payload = json.loads(valid(res.output)["output"])
+        assert "invalid local_shell_call: timeout_ms must be a finite" in payload["stderr"]
+        assert not res.ok
+        assert len(sb.runs) == runs
