@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from itemloop.sandbox.base import Sandbox, SandboxError, SandboxOptions
-from itemloop.tools.base import Executor, Item
+from itemloop.tools.base import Executor, Item, check_unique_names
 from itemloop.tools.function import FunctionTool
 
 if TYPE_CHECKING:
@@ -28,6 +28,7 @@ from .items import ensure_call_ids
 from .loop import Runtime, ToolLike
 from .model import Model
 from .progress import JsonPrinter, ProgressPrinter
+from .session import SessionError
 
 
 class CliError(Exception):
@@ -71,6 +72,10 @@ def _functions(args: argparse.Namespace) -> list[FunctionTool]:
             raise CliError(str(e)) from None
         except Exception as e:
             raise CliError(f"--functions {path}: {type(e).__name__}: {e}") from None
+    try:
+        check_unique_names([t.definition() for t in tools])
+    except ValueError as e:
+        raise CliError(f"--functions: {e}") from None
     return tools
 
 
@@ -220,6 +225,10 @@ async def _tools(args: argparse.Namespace) -> int:
                 defs = defs + mcp.definitions()
         except Exception as e:
             raise _mcp_error(e) or e from None
+    try:
+        check_unique_names(defs)
+    except ValueError as e:
+        raise CliError(str(e)) from None
     print(json.dumps(defs, indent=2, ensure_ascii=False))
     return 0
 
@@ -286,23 +295,26 @@ async def _run(args: argparse.Namespace) -> int:
         from itemloop.tools.mcp_approval import approve_servers
 
         approve = approve_servers(None if "*" in args.approve_mcp else set(args.approve_mcp))
-    rt = Runtime(
-        model,
-        tools=functions,
-        sandbox=sandbox,
-        builtin_tools=sandbox_tools,
-        executors=[computer_executor] if computer_executor is not None else [],
-        instructions=args.instructions,
-        max_turns=args.max_turns,
-        tool_timeout_s=args.tool_timeout,
-        session=args.session,
-        compactor=compactor,
-        previous_response_id=args.previous_response_id,
-        approve_mcp=approve,
-        shell_timeout_s=args.timeout,
-        shell_output_limit=args.output_limit,
-        mcp_servers=_mcp_servers(args),
-    )
+    try:
+        rt = Runtime(
+            model,
+            tools=functions,
+            sandbox=sandbox,
+            builtin_tools=sandbox_tools,
+            executors=[computer_executor] if computer_executor is not None else [],
+            instructions=args.instructions,
+            max_turns=args.max_turns,
+            tool_timeout_s=args.tool_timeout,
+            session=args.session,
+            compactor=compactor,
+            previous_response_id=args.previous_response_id,
+            approve_mcp=approve,
+            shell_timeout_s=args.timeout,
+            shell_output_limit=args.output_limit,
+            mcp_servers=_mcp_servers(args),
+        )
+    except ValueError as e:  # e.g. two tools with one name
+        raise CliError(str(e)) from None
     try:
         async with AsyncExitStack() as stack:
             if computer is not None:
@@ -311,6 +323,10 @@ async def _run(args: argparse.Namespace) -> int:
                 return await _drive(rt, args.prompt, _printer(args))
     except SandboxError as e:
         raise CliError(str(e), status=1) from None
+    except (SessionError, OSError) as e:
+        raise CliError(f"--session {args.session}: {e}", status=1) from None
+    except ValueError as e:
+        raise CliError(str(e)) from None
     except Exception as e:
         raise _mcp_error(e) or e from None
 
@@ -470,9 +486,13 @@ async def _exec(args: argparse.Namespace) -> int:
                 executors += builtin_executors(
                     sandbox_tools, sandbox, timeout_s=args.timeout, output_limit=args.output_limit
                 )
-            outputs = await Dispatcher(executors).run(calls, lambda e: None)
+            dispatcher = Dispatcher(executors)
+            check_unique_names(dispatcher.definitions())
+            outputs = await dispatcher.run(calls, lambda e: None)
     except SandboxError as e:
         raise CliError(str(e), status=1) from None
+    except ValueError as e:
+        raise CliError(str(e)) from None
     except Exception as e:
         raise _mcp_error(e) or e from None
     for out in outputs:

@@ -8,7 +8,7 @@ an item this code does not know stays unparsed, never dropped.
 
 from __future__ import annotations
 
-import itertools
+import uuid
 from collections.abc import Sequence
 from functools import cache
 from typing import TYPE_CHECKING, Any
@@ -21,8 +21,6 @@ if TYPE_CHECKING:
     from openai.types.responses import ResponseOutputItem
 
 Item = dict[str, Any]
-
-_synthetic_ids = itertools.count(1)
 
 
 @cache
@@ -56,7 +54,8 @@ def ensure_call_ids(items: Sequence[Item]) -> list[str]:
         key = "id" if t == "mcp_approval_request" else "call_id"
         value = item.get(key)
         if not isinstance(value, str) or not value:
-            new = f"call_itemloop_{next(_synthetic_ids)}"
+            # Unique across processes too: a resumed session must not reuse one.
+            new = f"call_itemloop_{uuid.uuid4().hex[:24]}"
             item[key] = new
             notes.append(f"a {t} item had no usable {key} ({value!r}); it was given {new!r}")
     return notes

@@ -25,7 +25,7 @@ import anyio
 from anyio.abc import TaskGroup
 
 from itemloop.sandbox.base import Sandbox, SandboxError
-from itemloop.tools.base import Executor, Item, call_id_of, error_output
+from itemloop.tools.base import Executor, Item, call_id_of, check_unique_names, error_output
 from itemloop.tools.custom import CustomExecutor, CustomTool
 from itemloop.tools.function import FunctionExecutor, FunctionTool
 from itemloop.tools.mcp_approval import ApprovalPolicy, McpApprovalExecutor
@@ -132,6 +132,7 @@ class Runtime:
         self.history: list[Item] = []
         self.response_id: str | None = None
         self._started: set[str] = set()
+        self._finished: dict[str, Item] = {}
         self._sent = 0  # history[:_sent] is known to the server (previous_response_id mode)
         self._tg: TaskGroup | None = None
         self._resources = AsyncExitStack()
@@ -139,23 +140,30 @@ class Runtime:
     # -- lifecycle -------------------------------------------------------------
 
     async def __aenter__(self) -> Self:
-        if self.store is not None:
-            state = self.store.load()
-            self.history = state.items
-            self._started = state.started
-            self.response_id = state.response_id
-            self._sent = len(self.history)
         try:
+            if self.store is not None:
+                state = self.store.load()
+                self.history = state.items
+                self._started = state.started
+                self._finished = state.finished
+                self.response_id = state.response_id
+                self._sent = state.sent
             if self.mcp is not None:
                 await self._resources.enter_async_context(self.mcp)
             if self.sandbox is not None:
                 await self._resources.enter_async_context(self.sandbox)
+            self.tool_definitions = self.dispatcher.definitions() + self.hosted_tools
+            check_unique_names(self.tool_definitions)
         except BaseException:
-            await self._resources.aclose()
-            if self.store is not None:
-                self.store.close()
+            # Whatever started is stopped again: servers, sandbox, journal, client.
+            # (No shield scope: the resources' task groups were entered outside it.)
+            try:
+                await self._resources.aclose()
+            finally:
+                if self.store is not None:
+                    self.store.close()
+                await self.model.aclose()
             raise
-        self.tool_definitions = self.dispatcher.definitions() + self.hosted_tools
         self._tg = anyio.create_task_group()
         await self._tg.__aenter__()
         return self
@@ -276,7 +284,7 @@ class Runtime:
             self.response_id = response.id
             self._sent = len(self.history)
             if self.store is not None:
-                self.store.set_response_id(response.id)
+                self.store.set_response_id(response.id, self._sent)
         if self.compactor is not None:
             self.compactor.observe(self.history, response)
         return response
@@ -292,6 +300,17 @@ class Runtime:
         )
 
     async def _execute(self, calls: Sequence[Item], emit: Callable[[Event], None]) -> None:
+        outputs: list[Item | None] = [None] * len(calls)
+        try:
+            await self._dispatch(calls, emit, outputs)
+        finally:
+            # Also when cancelled: every call that was sent out gets its one output.
+            self._append([o for o in outputs if o is not None])
+
+    async def _dispatch(
+        self, calls: Sequence[Item], emit: Callable[[Event], None], outputs: list[Item | None]
+    ) -> None:
+        """Run `calls`, journaling each start and each output as it happens."""
         store = self.store
 
         async def on_start(call: Item) -> None:
@@ -302,36 +321,37 @@ class Runtime:
             if store is not None:
                 store.mark_finished(output)
 
-        outputs: list[Item | None] = [None] * len(calls)
-        try:
-            await self.dispatcher.run(calls, emit, on_start, outputs, on_finish)
-        finally:
-            # Also when cancelled: every call that was sent out gets its one output.
-            self._append([o for o in outputs if o is not None])
+        await self.dispatcher.run(calls, emit, on_start, outputs, on_finish)
 
     async def _answer_pending(self, emit: Callable[[Event], None]) -> None:
-        """On resume: run calls that never started; never re-run one that did."""
+        """On resume, answer the calls the last stop left unanswered, in call order:
+        an output saved when its call finished is used as it is; a call that
+        started but never finished is not re-run; one that never started runs now."""
         pending = _unanswered(self.history)
         if not pending:
             return
-        interrupted = [c for c in pending if call_id_of(c) in self._started]
-        fresh = [c for c in pending if call_id_of(c) not in self._started]
+        outputs: list[Item | None] = [None] * len(pending)
+        fresh: list[int] = []
+        interrupted = 0
+        for i, call in enumerate(pending):
+            cid = call_id_of(call)
+            if cid in self._finished:
+                outputs[i] = self._finished[cid]
+            elif cid in self._started:
+                interrupted += 1
+                outputs[i] = error_output(call, INTERRUPTED)
+            else:
+                fresh.append(i)
         if interrupted:
-            emit(
-                Warning(f"{len(interrupted)} call(s) were interrupted by the last stop; not re-run")
-            )
-            self._append(
-                [
-                    error_output(
-                        c,
-                        "error: this call was started, but the runtime stopped before it finished; "
-                        "it was not run again. Check its effects before retrying it.",
-                    )
-                    for c in interrupted
-                ]
-            )
-        if fresh:
-            await self._execute(fresh, emit)
+            emit(Warning(f"{interrupted} call(s) were interrupted by the last stop; not re-run"))
+        ran: list[Item | None] = [None] * len(fresh)
+        try:
+            if fresh:
+                await self._dispatch([pending[i] for i in fresh], emit, ran)
+        finally:
+            for i, out in zip(fresh, ran, strict=True):
+                outputs[i] = out
+            self._append([o for o in outputs if o is not None])
 
     def _append(self, items: Sequence[Item]) -> None:
         self.history.extend(items)
@@ -371,6 +391,12 @@ class _EventChannel:
                 return
             self._wake = anyio.Event()
             await self._wake.wait()
+
+
+INTERRUPTED = (
+    "error: this call was started, but the runtime stopped before it finished; "
+    "it was not run again. Check its effects before retrying it."
+)
 
 
 def _unanswered(history: Sequence[Item]) -> list[Item]:

@@ -34,6 +34,11 @@ class SessionState:
     items: list[Item] = field(default_factory=list)
     started: set[str] = field(default_factory=set)
     response_id: str | None = None
+    sent: int = 0
+    """How many items of the history the server holds under `response_id`."""
+    finished: dict[str, Item] = field(default_factory=dict)
+    """Outputs saved when their call finished, by call id; those of calls still
+    unanswered in `items` were cut off by a crash and belong back in the history."""
 
     def unanswered_calls(self) -> list[Item]:
         """Calls in the history without an output, in order."""
@@ -44,6 +49,28 @@ class SessionState:
 
 
 _OUTPUT_TYPE_SET = set(OUTPUT_TYPES.values())
+
+
+def _apply(state: SessionState, rec: Any) -> bool:
+    """Replay one journal record onto `state`; False when it is not one."""
+    if not isinstance(rec, dict):
+        return False
+    if isinstance(rec.get("item"), dict):
+        state.items.append(rec["item"])
+    elif isinstance(rec.get("started"), str):
+        state.started.add(rec["started"])
+    elif isinstance(rec.get("finished"), dict):
+        state.finished[_answer_id(rec["finished"])] = rec["finished"]
+    elif isinstance(rec.get("replace"), list):
+        state.items = [i for i in rec["replace"] if isinstance(i, dict)]
+        # A compacted history is new to the server, whatever it held before.
+        state.response_id, state.sent = None, 0
+    elif "response_id" in rec:
+        state.response_id = rec["response_id"]
+        state.sent = int(rec.get("sent", len(state.items)))
+    else:
+        return False
+    return True
 
 
 def _answer_id(output: Item) -> str:
@@ -63,7 +90,6 @@ class SessionStore:
         state = SessionState()
         if not self.path.exists():
             return state
-        finished: dict[str, Item] = {}
         data = self.path.read_bytes()
         good = 0  # offset just past the last complete record
         for lineno, line in enumerate(data.splitlines(keepends=True), 1):
@@ -75,28 +101,15 @@ class SessionStore:
             try:
                 rec = json.loads(line)
             except json.JSONDecodeError:
-                raise SessionError(f"{self.path}:{lineno}: corrupt session record") from None
-            if "item" in rec:
-                state.items.append(rec["item"])
-            elif "started" in rec:
-                state.started.add(rec["started"])
-            elif "finished" in rec:
-                finished[_answer_id(rec["finished"])] = rec["finished"]
-            elif "replace" in rec:
-                state.items = list(rec["replace"])
-            elif "response_id" in rec:
-                state.response_id = rec["response_id"]
+                rec = None
+            if not _apply(state, rec):
+                raise SessionError(
+                    f"{self.path}:{lineno}: not an itemloop session record: {line[:120]!r}"
+                )
         if good < len(data):
             # Cut the torn tail off, or the next record would be glued onto it.
             with self.path.open("r+b") as f:
                 f.truncate(good)
-        # Outputs that finished in a turn the crash interrupted: put them back, in call order.
-        recovered = [
-            finished[call_id_of(c)] for c in state.unanswered_calls() if call_id_of(c) in finished
-        ]
-        if recovered:
-            state.items.extend(recovered)
-            self.append(recovered)
         return state
 
     def _file(self) -> IO[str]:
@@ -123,8 +136,9 @@ class SessionStore:
     def replace(self, items: list[Item]) -> None:
         self._write({"replace": items})
 
-    def set_response_id(self, response_id: str | None) -> None:
-        self._write({"response_id": response_id})
+    def set_response_id(self, response_id: str | None, sent: int) -> None:
+        """The server holds the first `sent` items of the history under `response_id`."""
+        self._write({"response_id": response_id, "sent": sent})
 
     def sync(self) -> None:
         if self._f is not None:

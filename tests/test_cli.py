@@ -273,3 +273,91 @@ def test_mcp_server_that_cannot_start_is_a_clear_error(tmp_path: Path) -> None:
     r = itemloop("tools", "--tools", "", "--mcp-stdio", "gone=/nonexistent/server --flag")
     assert r.returncode == 1
     assert "gone" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_two_functions_with_one_name_are_a_usage_error(tmp_path: Path) -> None:
+    other = tmp_path / "other.py"
+    other.write_text("def multiply(x: int) -> int:\n    return x\n")
+    r = itemloop("tools", "--tools", "", "--functions", str(TOOLS_FILE), "--functions", str(other))
+    assert r.returncode == 2
+    assert "two tools are named 'multiply'" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_a_python_function_named_like_an_mcp_tool_is_refused(tmp_path: Path) -> None:
+    clash = tmp_path / "clash.py"
+    clash.write_text("def demo__add(a: int, b: int) -> int:\n    return 0\n")
+    script = tmp_path / "t.jsonl"
+    script.write_text(json.dumps([message("x")]) + "\n")
+    spec = f"demo={sys.executable} {MCP_SERVER} stdio"
+    r = itemloop(
+        "run",
+        "go",
+        "--script",
+        str(script),
+        "--tools",
+        "",
+        "--functions",
+        str(clash),
+        "--mcp-stdio",
+        spec,
+    )
+    assert r.returncode == 2
+    assert "two tools are named 'demo__add'" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_python_functions_and_mcp_tools_together(tmp_path: Path) -> None:
+    script = tmp_path / "t.jsonl"
+    script.write_text(
+        json.dumps(
+            [fcall("c1", "multiply", {"a": 6, "b": 7}), fcall("c2", "demo__add", {"a": 1, "b": 2})]
+        )
+        + "\n"
+        + json.dumps([message("done")])
+        + "\n"
+    )
+    spec = f"demo={sys.executable} {MCP_SERVER} stdio"
+    r = itemloop(
+        "run",
+        "go",
+        "--script",
+        str(script),
+        "--tools",
+        "",
+        "--functions",
+        str(TOOLS_FILE),
+        "--mcp-stdio",
+        spec,
+        "--json",
+    )
+    assert r.returncode == 0, r.stderr
+    outs = [
+        e["output"] for e in map(json.loads, r.stdout.splitlines()) if e["kind"] == "call_finished"
+    ]
+    assert sorted((o["call_id"], o["output"]) for o in outs) == [("c1", "42"), ("c2", "3")]
+
+
+def test_corrupt_session_is_a_clear_error(tmp_path: Path) -> None:
+    journal = tmp_path / "s.jsonl"
+    journal.write_text("GARBAGE\n")
+    script = tmp_path / "t.jsonl"
+    script.write_text(json.dumps([message("x")]) + "\n")
+    r = itemloop(
+        "run", "go", "--script", str(script), "--tools", "", "--session", str(journal), "--resume"
+    )
+    assert r.returncode == 1
+    assert "not an itemloop session record" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_computer_call_without_the_tool_gets_its_error_drawn() -> None:
+    call = {"type": "computer_call", "call_id": "k1", "action": {"type": "click", "x": 1, "y": 1}}
+    r = itemloop("exec", "--tools", "", input=json.dumps(call) + "\n")
+    assert r.returncode == 0, r.stderr
+    import base64
+    import io
+
+    from PIL import Image
+
+    url = json.loads(r.stdout)["output"]["image_url"]
+    image = Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))).convert("RGB")
+    assert image.size == (1024, 160)
+    assert image.getpixel((1000, 5)) == (170, 0, 0)  # the red error banner

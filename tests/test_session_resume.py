@@ -124,3 +124,73 @@ def test_torn_line_is_cut_so_the_journal_stays_appendable(tmp_path: Path) -> Non
     store.append([message("b")])
     store.close()
     assert SessionStore(journal).load().items == [message("a"), message("b")]
+
+
+async def test_resume_answers_pending_calls_in_call_order(tmp_path: Path) -> None:
+    RUNS.clear()
+    journal = tmp_path / "s.jsonl"
+    store = SessionStore(journal)
+    calls = [fcall(c, "record", {"tag": c}) for c in ("a", "b", "c")]
+    store.append([{"type": "message", "role": "user", "content": "go"}, *calls])
+    store.mark_started("a")  # started, never finished
+    store.mark_started("b")
+    store.mark_finished({"type": "function_call_output", "call_id": "b", "output": "recorded b"})
+    store.close()  # c never started
+    async with Runtime(ScriptedModel([[message("ok")]]), tools=[record], session=journal) as rt:
+        await rt.run_until_done(None)
+    outs = [i for i in rt.history if i.get("type") == "function_call_output"]
+    assert [o["call_id"] for o in outs] == ["a", "b", "c"]
+    assert "not run again" in outs[0]["output"] and outs[1]["output"] == "recorded b"
+    assert RUNS == ["c"]
+
+
+class _Recorder:
+    """A model that records what each request sent, by previous_response_id."""
+
+    name = "recorder"
+
+    def __init__(self, turns: list[list[dict[str, object]]]) -> None:
+        self.turns = turns
+        self.sent: list[tuple[str | None, list[str]]] = []
+
+    async def respond(self, request: object, *, on_text: object = None) -> object:
+        from itemloop.runtime.model import ModelResponse
+
+        self.sent.append(
+            (request.previous_response_id, [str(i.get("type")) for i in request.input])  # type: ignore[attr-defined]
+        )
+        return ModelResponse(output=self.turns.pop(0), id=f"resp_{len(self.sent)}")
+
+    async def compact(self, request: object) -> list[dict[str, object]]:
+        return []
+
+    async def aclose(self) -> None:
+        pass
+
+
+async def test_previous_response_id_resume_sends_the_outputs_the_server_never_saw(
+    tmp_path: Path,
+) -> None:
+    journal = tmp_path / "s.jsonl"
+    first = _Recorder([[fcall("c1", "record", {"tag": "x"})]])
+    async with Runtime(
+        first,
+        tools=[record],
+        session=journal,
+        previous_response_id=True,  # type: ignore[arg-type]
+        max_turns=1,
+    ) as rt:
+        assert (await rt.run_until_done("go")).reason == "max_turns"
+    second = _Recorder([[message("ok")]])
+    async with Runtime(second, tools=[record], session=journal, previous_response_id=True) as rt:  # type: ignore[arg-type]
+        assert (await rt.run_until_done(None)).reason == "completed"
+    assert second.sent == [("resp_1", ["function_call_output"])]
+
+
+def test_a_non_record_line_is_a_clear_error(tmp_path: Path) -> None:
+    from itemloop.runtime.session import SessionError
+
+    journal = tmp_path / "s.jsonl"
+    journal.write_text(json.dumps({"item": message("a")}) + "\n5\n")
+    with pytest.raises(SessionError, match=r"s\.jsonl:2: not an itemloop session record"):
+        SessionStore(journal).load()

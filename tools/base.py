@@ -62,6 +62,16 @@ BLANK_PNG = (
 )
 
 
+def _message_image(message: str) -> str:
+    """computer_call_output carries only a screenshot: the error is drawn on one."""
+    try:
+        from .computer import annotate, data_url
+
+        return data_url(annotate(None, message, 1024, 160))
+    except ImportError:  # Pillow is the optional `computer` extra
+        return BLANK_PNG
+
+
 def call_id_of(call: Item) -> str:
     """The id an output must carry (`mcp_approval_request` uses its `id`)."""
     if call.get("type") == "mcp_approval_request":
@@ -110,7 +120,7 @@ def error_output(call: Item, message: str) -> Item:
         return {
             "type": "computer_call_output",
             "call_id": cid,
-            "output": {"type": "computer_screenshot", "image_url": BLANK_PNG},
+            "output": {"type": "computer_screenshot", "image_url": _message_image(message)},
         }
     if t == "mcp_approval_request":
         return {
@@ -120,6 +130,20 @@ def error_output(call: Item, message: str) -> Item:
             "reason": message,
         }
     raise ValueError(f"no output type for item type {t!r}")
+
+
+def check_unique_names(definitions: Sequence[Item]) -> None:
+    """Raise ValueError when two tool definitions share a name."""
+    seen: set[str] = set()
+    for d in definitions:
+        name = d.get("name")
+        if isinstance(name, str):
+            if name in seen:
+                raise ValueError(
+                    f"two tools are named {name!r} (Python functions, custom and MCP tools "
+                    "share one namespace); rename one"
+                )
+            seen.add(name)
 
 
 def available_tool_names(executors: Sequence[Executor]) -> list[str]:

@@ -94,7 +94,11 @@ class McpConnection:
                 started = True
                 task_status.started()
 
-        while True:
+        while not self._closing:
+            # A fresh event per connection, made here and never inside _session:
+            # close() sets the current one, and a connect still in progress must
+            # see it set rather than wait on a newer one forever.
+            self._drop = anyio.Event()
             connected_before = self._generation
             error: str | None = None
             try:
@@ -132,13 +136,13 @@ class McpConnection:
                 connecting.deadline = math.inf  # connected: no deadline on the session itself
                 if self._generation == 0:
                     self.tools = tools
-                self._drop = anyio.Event()
                 self._client = client
                 self._generation += 1
                 self._ready.set()
                 on_connected()
                 try:
-                    await self._drop.wait()
+                    if not self._closing:
+                        await self._drop.wait()
                 finally:
                     self._disconnected()
         if connecting.cancelled_caught:

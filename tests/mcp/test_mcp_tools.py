@@ -10,6 +10,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+import anyio
 import pydantic
 import pytest
 from mcp_servers import HttpServer, stdio_server
@@ -246,3 +247,12 @@ async def test_connect_timeout_is_bounded() -> None:
 async def test_definitions_need_a_connection() -> None:
     with pytest.raises(RuntimeError, match="not connected"):
         McpTools([stdio_server()]).definitions()
+
+
+async def test_closing_while_a_server_reconnects_does_not_hang() -> None:
+    with anyio.fail_after(60):  # the bug: __aexit__ waited forever on a fresh event
+        async with McpTools([stdio_server()]) as mcp:
+            pid = int(text(await run(mcp, "demo__pid")))
+            os.kill(pid, signal.SIGKILL)
+            lost = await run(mcp, "demo__add", {"a": 1, "b": 2})
+            assert not lost.ok  # the reconnect has started; leave at once
