@@ -16,31 +16,24 @@ import json
 import posixpath
 from typing import Any
 
-from itemloop.sandbox.base import Sandbox, SandboxError
+from itemloop.sandbox.base import SandboxError
 
 from .base import ExecResult, Item, call_id_of
-from .shell import MAX_TIMEOUT_MS, MAX_TIMEOUT_S, byte_limit_for, capped_streams, positive_int
+from .shell import (
+    MAX_TIMEOUT_MS,
+    MAX_TIMEOUT_S,
+    SandboxCommandExecutor,
+    byte_limit_for,
+    capped_streams,
+    positive_int,
+)
 
 
-class LocalShellExecutor:
+class LocalShellExecutor(SandboxCommandExecutor):
     """Answers `local_shell_call` items through a `Sandbox`."""
 
-    item_types: tuple[str, ...] = ("local_shell_call",)
-    sequential = True
-
-    def __init__(
-        self,
-        sandbox: Sandbox,
-        *,
-        default_timeout_s: float = 120.0,
-        default_output_limit: int = 100_000,
-    ) -> None:
-        self.sandbox = sandbox
-        self.default_timeout_s = default_timeout_s
-        self.default_output_limit = default_output_limit
-
-    def definitions(self) -> list[Item]:
-        return [{"type": "local_shell"}]
+    tool_type = "local_shell"
+    item_types = ("local_shell_call",)
 
     async def execute(self, call: Item) -> ExecResult:
         cid = call_id_of(call)

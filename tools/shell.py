@@ -65,11 +65,12 @@ def positive_int(value: Any, name: str, *, maximum: int | None = None) -> int | 
     return int(value)
 
 
-class ShellExecutor:
-    """Answers `shell_call` items through a `Sandbox`."""
+class SandboxCommandExecutor:
+    """What the two shell executors share: a sandbox and the defaults a call may override."""
 
-    item_types: tuple[str, ...] = ("shell_call",)
-    sequential = True
+    tool_type = ""
+    item_types: tuple[str, ...] = ()
+    sequential = True  # commands share the workspace: one at a time, in call order
 
     def __init__(
         self,
@@ -83,7 +84,14 @@ class ShellExecutor:
         self.default_output_limit = default_output_limit
 
     def definitions(self) -> list[Item]:
-        return [{"type": "shell"}]
+        return [{"type": self.tool_type}]
+
+
+class ShellExecutor(SandboxCommandExecutor):
+    """Answers `shell_call` items through a `Sandbox`."""
+
+    tool_type = "shell"
+    item_types = ("shell_call",)
 
     async def execute(self, call: Item) -> ExecResult:
         cid = call_id_of(call)
