@@ -20,6 +20,7 @@ from itemloop.tools.base import Executor, Item, check_unique_names
 from itemloop.tools.function import FunctionTool
 
 if TYPE_CHECKING:
+    from itemloop.tools.mcp_approval import ApprovalPolicy
     from itemloop.tools.mcp_config import McpServer
 
 from .dispatch import Dispatcher
@@ -98,6 +99,15 @@ def _mcp_error(e: BaseException) -> CliError | None:
     from itemloop.tools.mcp_client import McpConnectError
 
     return CliError(str(e), status=1) if isinstance(e, McpConnectError) else None
+
+
+def _approval_policy(args: argparse.Namespace) -> ApprovalPolicy | None:
+    """--approve-mcp SERVER (repeatable, '*' for any); None: deny every request."""
+    if not args.approve_mcp:
+        return None
+    from itemloop.tools.mcp_approval import approve_servers
+
+    return approve_servers(None if "*" in args.approve_mcp else set(args.approve_mcp))
 
 
 def _sandbox_tools(names: Sequence[str]) -> list[str]:
@@ -290,11 +300,6 @@ async def _run(args: argparse.Namespace) -> int:
     sandbox_tools = _sandbox_tools(names)
     sandbox = _open_sandbox(args, workspace) if sandbox_tools else None
     computer, computer_executor = _computer(args, names)
-    approve = None
-    if args.approve_mcp:
-        from itemloop.tools.mcp_approval import approve_servers
-
-        approve = approve_servers(None if "*" in args.approve_mcp else set(args.approve_mcp))
     try:
         rt = Runtime(
             model,
@@ -308,7 +313,7 @@ async def _run(args: argparse.Namespace) -> int:
             session=args.session,
             compactor=compactor,
             previous_response_id=args.previous_response_id,
-            approve_mcp=approve,
+            approve_mcp=_approval_policy(args),
             shell_timeout_s=args.timeout,
             shell_output_limit=args.output_limit,
             mcp_servers=_mcp_servers(args),
@@ -454,11 +459,8 @@ async def _exec(args: argparse.Namespace) -> int:
     computer, computer_executor = _computer(args, names)
     servers = _mcp_servers(args)
     from itemloop.tools.function import FunctionExecutor
-    from itemloop.tools.mcp_approval import McpApprovalExecutor, approve_servers
-
-    approve = None
-    if args.approve_mcp:
-        approve = approve_servers(None if "*" in args.approve_mcp else set(args.approve_mcp))
+    from itemloop.tools.mcp_approval import McpApprovalExecutor
+    from itemloop.tools.router import function_call_executor
 
     try:
         async with AsyncExitStack() as stack:
@@ -469,16 +471,13 @@ async def _exec(args: argparse.Namespace) -> int:
                 from itemloop.tools.mcp import McpTools
 
                 answering.append(await stack.enter_async_context(McpTools(servers)))
-            executors: list[Executor] = [McpApprovalExecutor(approve)]
+            executors: list[Executor] = [McpApprovalExecutor(_approval_policy(args))]
             if computer is not None and computer_executor is not None:
                 await stack.enter_async_context(computer)
                 executors.append(computer_executor)
-            if len(answering) > 1:
-                from itemloop.tools.router import FunctionRouter
-
-                executors.append(FunctionRouter(answering))
-            else:
-                executors += answering
+            function_calls = function_call_executor(answering)
+            if function_calls is not None:
+                executors.append(function_calls)
             if sandbox is not None:
                 from .builtin import builtin_executors
 

@@ -29,15 +29,15 @@ from itemloop.tools.base import Executor, Item, call_id_of, check_unique_names, 
 from itemloop.tools.custom import CustomExecutor, CustomTool
 from itemloop.tools.function import FunctionExecutor, FunctionTool
 from itemloop.tools.mcp_approval import ApprovalPolicy, McpApprovalExecutor
-from itemloop.tools.router import FunctionRouter
+from itemloop.tools.router import function_call_executor
 
-from .builtin import builtin_executors
+from .builtin import DEFAULT_TOOLS, builtin_executors
 from .compactor import Compactor
 from .dispatch import Dispatcher
 from .events import Event, ItemReceived, RunFinished, TextDelta, TurnStarted, Warning
 from .items import ensure_call_ids, parse_output_item
 from .model import Model, ModelError, ModelRequest, ModelResponse
-from .session import SessionStore
+from .session import SessionStore, unanswered_calls
 
 if TYPE_CHECKING:
     from itemloop.tools.mcp import McpTools
@@ -95,7 +95,7 @@ class Runtime:
         self.use_previous_response_id = previous_response_id
         self.hosted_tools = list(hosted_tools)
         if builtin_tools is None:
-            builtin_tools = ("shell", "apply_patch") if sandbox is not None else ()
+            builtin_tools = DEFAULT_TOOLS if sandbox is not None else ()
         functions = [t for t in tools if not isinstance(t, CustomTool)]
         customs = [t for t in tools if isinstance(t, CustomTool)]
         all_executors: list[Executor] = [
@@ -112,10 +112,9 @@ class Runtime:
 
             self.mcp = McpTools(mcp_servers)
             answering.append(self.mcp)
-        if len(answering) == 1:
-            all_executors.append(answering[0])
-        elif answering:
-            all_executors.append(FunctionRouter(answering))
+        function_calls = function_call_executor(answering)
+        if function_calls is not None:
+            all_executors.append(function_calls)
         if customs:
             all_executors.append(CustomExecutor(customs, default_timeout_s=tool_timeout_s))
         if builtin_tools:
@@ -327,7 +326,7 @@ class Runtime:
         """On resume, answer the calls the last stop left unanswered, in call order:
         an output saved when its call finished is used as it is; a call that
         started but never finished is not re-run; one that never started runs now."""
-        pending = _unanswered(self.history)
+        pending = unanswered_calls(self.history)
         if not pending:
             return
         outputs: list[Item | None] = [None] * len(pending)
@@ -397,12 +396,6 @@ INTERRUPTED = (
     "error: this call was started, but the runtime stopped before it finished; "
     "it was not run again. Check its effects before retrying it."
 )
-
-
-def _unanswered(history: Sequence[Item]) -> list[Item]:
-    from .session import SessionState
-
-    return SessionState(items=list(history)).unanswered_calls()
 
 
 def _usage(response: ModelResponse) -> dict[str, int] | None:

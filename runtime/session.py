@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -40,15 +40,14 @@ class SessionState:
     """Outputs saved when their call finished, by call id; those of calls still
     unanswered in `items` were cut off by a crash and belong back in the history."""
 
-    def unanswered_calls(self) -> list[Item]:
-        """Calls in the history without an output, in order."""
-        answered = {_answer_id(i) for i in self.items if i.get("type") in _OUTPUT_TYPE_SET}
-        return [
-            i for i in self.items if i.get("type") in OUTPUT_TYPES and call_id_of(i) not in answered
-        ]
-
 
 _OUTPUT_TYPE_SET = set(OUTPUT_TYPES.values())
+
+
+def unanswered_calls(items: Sequence[Item]) -> list[Item]:
+    """Calls in `items` without an output, in order."""
+    answered = {_answer_id(i) for i in items if i.get("type") in _OUTPUT_TYPE_SET}
+    return [i for i in items if i.get("type") in OUTPUT_TYPES and call_id_of(i) not in answered]
 
 
 def _apply(state: SessionState, rec: Any) -> bool:

@@ -144,11 +144,3 @@ def check_unique_names(definitions: Sequence[Item]) -> None:
                     "share one namespace); rename one"
                 )
             seen.add(name)
-
-
-def available_tool_names(executors: Sequence[Executor]) -> list[str]:
-    names: list[str] = []
-    for ex in executors:
-        for d in ex.definitions():
-            names.append(str(d.get("name") or d.get("type")))
-    return names

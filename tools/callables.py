@@ -64,6 +64,14 @@ def to_output(value: Any) -> ToolOutput:
         return str(value)
 
 
+def summary_line(output: ToolOutput) -> str:
+    """The first line of a tool's output (its first text part), for progress displays."""
+    if isinstance(output, list):
+        texts = [str(p.get("text", "")) for p in output if p.get("type") == "input_text"]
+        output = texts[0] if texts else ""
+    return output.splitlines()[0][:160] if output else ""
+
+
 def describe_exception(tool: str, exc: BaseException) -> str:
     """`tool 'x' raised ValueError: msg (at file.py:12 in fn)` — enough to correct a call."""
     where = ""

@@ -9,7 +9,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from .base import ExecResult, Item, call_id_of
-from .callables import ToolTimeout, describe_exception, invoke, to_output, unknown_tool_message
+from .callables import (
+    ToolTimeout,
+    describe_exception,
+    invoke,
+    summary_line,
+    to_output,
+    unknown_tool_message,
+)
 
 
 @dataclass
@@ -63,7 +70,7 @@ class CustomExecutor:
         name = str(call.get("name", ""))
         text, ok = await self._run(name, call.get("input"))
         out: Item = {"type": "custom_tool_call_output", "call_id": call_id_of(call), "output": text}
-        summary = "ok" if ok else (text.splitlines()[0][:160] if isinstance(text, str) else "error")
+        summary = "ok" if ok else summary_line(text)
         return ExecResult(output=out, ok=ok, summary=summary)
 
     async def _run(self, name: str, input_text: Any) -> tuple[Any, bool]:

@@ -20,7 +20,14 @@ from typing import Any, get_type_hints
 import pydantic
 
 from .base import ExecResult, Item, call_id_of
-from .callables import ToolTimeout, describe_exception, invoke, to_output, unknown_tool_message
+from .callables import (
+    ToolTimeout,
+    describe_exception,
+    invoke,
+    summary_line,
+    to_output,
+    unknown_tool_message,
+)
 
 
 @dataclass
@@ -139,7 +146,7 @@ class FunctionExecutor:
         return ExecResult(
             output={"type": "function_call_output", "call_id": call_id_of(call), "output": text},
             ok=ok,
-            summary="ok" if ok else _first_line(text),
+            summary="ok" if ok else summary_line(text),
         )
 
     async def _run(self, name: str, arguments: Any) -> tuple[Any, bool]:
@@ -188,11 +195,6 @@ def _validation_text(e: pydantic.ValidationError) -> str:
             msg = "unexpected argument"
         parts.append(f"{loc}: {msg}")
     return "; ".join(parts)
-
-
-def _first_line(text: Any) -> str:
-    s = text if isinstance(text, str) else str(text)
-    return s.splitlines()[0][:160] if s else ""
 
 
 def load_functions_file(path: Path | str) -> list[FunctionTool]:

@@ -29,7 +29,7 @@ import anyio
 from mcp.shared.exceptions import MCPError
 
 from .base import ExecResult, Item
-from .callables import ToolOutput, unknown_tool_message
+from .callables import ToolOutput, summary_line, unknown_tool_message
 from .mcp_client import (
     McpCallTimeout,
     McpConnectError,
@@ -131,7 +131,7 @@ class McpTools:
     async def execute(self, call: Item) -> ExecResult:
         name = str(call.get("name", ""))
         output, ok = await self._run(name, call.get("arguments"))
-        summary = "ok" if ok else _first_line(output)
+        summary = "ok" if ok else summary_line(output)
         return ExecResult(
             output={"type": "function_call_output", "call_id": call["call_id"], "output": output},
             ok=ok,
@@ -204,10 +204,3 @@ def parse_arguments(name: str, arguments: Any) -> dict[str, Any] | str:
     if not isinstance(raw, dict):
         return f"error: arguments for {name!r} must be a JSON object, got {type(raw).__name__}"
     return raw
-
-
-def _first_line(output: ToolOutput) -> str:
-    if isinstance(output, list):
-        texts = [str(p.get("text", "")) for p in output if p.get("type") == "input_text"]
-        output = texts[0] if texts else ""
-    return output.splitlines()[0][:160] if output else ""

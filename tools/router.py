@@ -19,7 +19,14 @@ from collections.abc import Sequence
 from .base import ExecResult, Executor, Item
 from .callables import unknown_tool_message
 
-__all__ = ["FunctionRouter"]
+__all__ = ["FunctionRouter", "function_call_executor"]
+
+
+def function_call_executor(executors: Sequence[Executor]) -> Executor | None:
+    """The one executor for the `function_call` slot: the only one, or a router."""
+    if len(executors) > 1:
+        return FunctionRouter(executors)
+    return executors[0] if executors else None
 
 
 class FunctionRouter:
