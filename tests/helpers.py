@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pydantic
@@ -40,10 +41,7 @@ def message(text: str, id: str = "msg_1") -> Item:
     }
 
 
-def outputs_by_call(items: list[Item]) -> dict[str, list[Item]]:
-    found: dict[str, list[Item]] = {}
-    for i in items:
-        if i.get("type", "").endswith("_output"):
-            key = i.get("call_id") or i.get("id")
-            found.setdefault(str(key), []).append(i)
-    return found
+def write_script(path: Path, *turns: Any) -> Path:
+    """A `--script` file: one model turn a line."""
+    path.write_text("".join(json.dumps(t) + "\n" for t in turns))
+    return path

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from helpers import fcall, message
+from helpers import fcall, message, write_script
 from responses_server import ScriptedResponsesServer
 
 TOOLS_FILE = Path(__file__).parent / "data" / "cli_tools.py"
@@ -98,13 +98,10 @@ def test_exec_accepts_a_response_json(tmp_path: Path) -> None:
 
 def test_run_with_script_prints_final_answer_and_progress(tmp_path: Path) -> None:
     script = tmp_path / "turns.jsonl"
-    script.write_text(
-        json.dumps([fcall("c1", "multiply", {"a": 4, "b": 5})])
-        + "\n"
-        + json.dumps(
-            {"output": [message("twenty")], "usage": {"input_tokens": 10, "output_tokens": 2}}
-        )
-        + "\n"
+    write_script(
+        script,
+        [fcall("c1", "multiply", {"a": 4, "b": 5})],
+        {"output": [message("twenty")], "usage": {"input_tokens": 10, "output_tokens": 2}},
     )
     r = itemloop(
         "run", "what is 4*5", "--script", str(script), "--tools", "", "--functions", str(TOOLS_FILE)
@@ -116,12 +113,7 @@ def test_run_with_script_prints_final_answer_and_progress(tmp_path: Path) -> Non
 
 def test_run_json_events(tmp_path: Path) -> None:
     script = tmp_path / "turns.jsonl"
-    script.write_text(
-        json.dumps([fcall("c1", "multiply", {"a": 1, "b": "x"})])
-        + "\n"
-        + json.dumps([message("done")])
-        + "\n"
-    )
+    write_script(script, [fcall("c1", "multiply", {"a": 1, "b": "x"})], [message("done")])
     r = itemloop(
         "run",
         "go",
@@ -176,7 +168,7 @@ def test_bad_script_names_the_line(tmp_path: Path) -> None:
 
 def test_session_resume_flags(tmp_path: Path) -> None:
     script = tmp_path / "t.jsonl"
-    script.write_text(json.dumps([message("hi")]) + "\n")
+    write_script(script, [message("hi")])
     journal = tmp_path / "s.jsonl"
     r = itemloop("run", "a", "--script", str(script), "--tools", "", "--session", str(journal))
     assert r.returncode == 0, r.stderr
@@ -223,9 +215,7 @@ def test_a_hung_sync_tool_does_not_keep_the_cli_alive(tmp_path: Path) -> None:
         "import threading\n\ndef hang() -> str:\n    threading.Event().wait()\n    return ''\n"
     )
     script = tmp_path / "t.jsonl"
-    script.write_text(
-        json.dumps([fcall("c1", "hang", {})]) + "\n" + json.dumps([message("gave up")]) + "\n"
-    )
+    write_script(script, [fcall("c1", "hang", {})], [message("gave up")])
     # Without the fix the process waits forever for the abandoned thread: the
     # subprocess timeout (120 s) would fail this test.
     r = itemloop(
@@ -250,12 +240,7 @@ MCP_SERVER = Path(__file__).parent / "mcp" / "servers" / "demo_server.py"
 
 def test_run_offers_and_calls_an_mcp_stdio_server(tmp_path: Path) -> None:
     script = tmp_path / "t.jsonl"
-    script.write_text(
-        json.dumps([fcall("c1", "demo__add", {"a": 2, "b": 40})])
-        + "\n"
-        + json.dumps([message("forty-two")])
-        + "\n"
-    )
+    write_script(script, [fcall("c1", "demo__add", {"a": 2, "b": 40})], [message("forty-two")])
     spec = f"demo={sys.executable} {MCP_SERVER} stdio"
     r = itemloop(
         "run", "add", "--script", str(script), "--tools", "", "--mcp-stdio", spec, "--json"
@@ -287,7 +272,7 @@ def test_a_python_function_named_like_an_mcp_tool_is_refused(tmp_path: Path) -> 
     clash = tmp_path / "clash.py"
     clash.write_text("def demo__add(a: int, b: int) -> int:\n    return 0\n")
     script = tmp_path / "t.jsonl"
-    script.write_text(json.dumps([message("x")]) + "\n")
+    write_script(script, [message("x")])
     spec = f"demo={sys.executable} {MCP_SERVER} stdio"
     r = itemloop(
         "run",
@@ -307,13 +292,10 @@ def test_a_python_function_named_like_an_mcp_tool_is_refused(tmp_path: Path) -> 
 
 def test_python_functions_and_mcp_tools_together(tmp_path: Path) -> None:
     script = tmp_path / "t.jsonl"
-    script.write_text(
-        json.dumps(
-            [fcall("c1", "multiply", {"a": 6, "b": 7}), fcall("c2", "demo__add", {"a": 1, "b": 2})]
-        )
-        + "\n"
-        + json.dumps([message("done")])
-        + "\n"
+    write_script(
+        script,
+        [fcall("c1", "multiply", {"a": 6, "b": 7}), fcall("c2", "demo__add", {"a": 1, "b": 2})],
+        [message("done")],
     )
     spec = f"demo={sys.executable} {MCP_SERVER} stdio"
     r = itemloop(
@@ -340,7 +322,7 @@ def test_corrupt_session_is_a_clear_error(tmp_path: Path) -> None:
     journal = tmp_path / "s.jsonl"
     journal.write_text("GARBAGE\n")
     script = tmp_path / "t.jsonl"
-    script.write_text(json.dumps([message("x")]) + "\n")
+    write_script(script, [message("x")])
     r = itemloop(
         "run", "go", "--script", str(script), "--tools", "", "--session", str(journal), "--resume"
     )
