@@ -46,6 +46,7 @@ async def run_itemloop(n: int) -> list[float]:
     from itemloop.runtime.loop import Runtime
     from itemloop.runtime.model import ModelRequest
     from itemloop.runtime.scripted import ScriptedModel
+    from itemloop.tools.toolset import Toolset
 
     stamps: list[float] = []
 
@@ -76,7 +77,7 @@ async def run_itemloop(n: int) -> list[float]:
         return make
 
     model = ScriptedModel([turn(i) for i in range(n + 1)])
-    async with Runtime(model, tools=[noop], max_turns=n + 1) as rt:
+    async with Runtime(model, Toolset(functions=[noop]), max_turns=n + 1) as rt:
         result = await rt.run_until_done("go")
     assert result.reason == "completed", result
     assert len(rt.history) == 2 * n + 2

@@ -16,10 +16,11 @@ import os
 
 import anyio
 
-from itemloop.runtime import Runtime
+from itemloop.runtime import Runtime, Toolset
 from itemloop.runtime.compaction import SUMMARY_PROMPT, make_compactor
-from itemloop.runtime.events import Compacted, RunFinished, Warning
-from itemloop.runtime.model import CompactionUnsupported, Item, Model, ModelRequest, ModelResponse
+from itemloop.runtime.events import Compacted, Notice, RunFinished
+from itemloop.runtime.model import CompactionUnsupported, Model, ModelRequest, ModelResponse
+from itemloop.tools.items import Item
 
 PAGES = 20
 
@@ -82,7 +83,9 @@ async def main() -> None:
     else:
         model = LogReadingModel()
     compactor = make_compactor(model, threshold=3_000, strategy="auto", model_name=model.name)
-    async with Runtime(model, tools=[read_log], compactor=compactor, max_turns=40) as rt:
+    async with Runtime(
+        model, Toolset(functions=[read_log]), compactor=compactor, max_turns=40
+    ) as rt:
         async for event in rt.run(
             f"Read log pages 0 to {PAGES - 1} with read_log, then summarise."
         ):
@@ -91,7 +94,7 @@ async def main() -> None:
                     f"compacted ({event.strategy}): {event.tokens_before} -> "
                     f"{event.tokens_after} tokens, {event.items_before} -> {event.items_after} items"
                 )
-            elif isinstance(event, Warning):
+            elif isinstance(event, Notice):
                 print(f"warning: {event.message}")
             elif isinstance(event, RunFinished):
                 print(f"answer: {event.final_text}")

@@ -25,10 +25,9 @@ from typing import Any
 
 import anyio
 
-from itemloop.runtime import Runtime, choose_model
+from itemloop.runtime import ComputerConfig, Runtime, Toolset, ToolsetConfig, choose_model
 from itemloop.runtime.events import CallFinished, RunFinished
 from itemloop.sandbox.browser_computer import BrowserComputer
-from itemloop.tools.computer import ComputerExecutor
 
 PAGE = b"""<!doctype html>
 <html><head><meta charset="utf-8"><title>To-do</title>
@@ -144,20 +143,25 @@ async def main(save: Path | None) -> None:
     preview = model.name.startswith(("computer-use", "scripted"))
     last_png = b""
     with serve_page() as url:
-        async with BrowserComputer(1024, 768, start_url=url) as browser:
-            executor = ComputerExecutor(
-                browser, tool_type="computer_use_preview" if preview else "computer"
-            )
-            async with Runtime(model, executors=[executor], max_turns=20) as rt:
-                async for event in rt.run(PROMPT):
-                    if isinstance(event, CallFinished):
-                        print(f"[{'ok' if event.ok else 'error'}] {event.summary}")
-                        image = event.output["output"]["image_url"]
-                        last_png = base64.b64decode(image.split(",", 1)[1])
-                    elif isinstance(event, RunFinished):
-                        if event.error:
-                            print(f"run error: {event.error}")
-                        print(f"answer: {event.final_text}")
+        config = ToolsetConfig(
+            builtins=("computer",),
+            computer=ComputerConfig(
+                start_url=url, tool="computer_use_preview" if preview else "computer"
+            ),
+        )
+        # The toolset starts the browser and closes it when the run's Runtime closes.
+        async with Runtime(model, Toolset(config), max_turns=20) as rt:
+            async for event in rt.run(PROMPT):
+                if isinstance(event, CallFinished):
+                    print(f"[{'ok' if event.ok else 'error'}] {event.summary}")
+                    image = event.output["output"]["image_url"]
+                    last_png = base64.b64decode(image.split(",", 1)[1])
+                elif isinstance(event, RunFinished):
+                    if event.error:
+                        print(f"run error: {event.error}")
+                    print(f"answer: {event.final_text}")
+            browser = rt.toolset.computer
+            assert isinstance(browser, BrowserComputer)
             items = await browser.page.evaluate(
                 "[...document.querySelectorAll('#list li')].map(li => li.textContent)"
             )

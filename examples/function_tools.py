@@ -11,7 +11,7 @@ from typing import Literal
 
 import anyio
 
-from itemloop.runtime import Runtime, choose_model, custom_tool
+from itemloop.runtime import Runtime, Toolset, choose_model, custom_tool
 from itemloop.runtime.events import CallFinished, RunFinished
 
 
@@ -70,12 +70,11 @@ SCRIPT = [
 
 async def main() -> None:
     model = choose_model(SCRIPT)
-    tools = [
-        convert,
-        lookup_population,
-        custom_tool(reverse, description="Reverse the raw input text."),
-    ]
-    async with Runtime(model, tools=tools) as rt:
+    tools = Toolset(
+        functions=[convert, lookup_population],
+        custom=[custom_tool(reverse, description="Reverse the raw input text.")],
+    )
+    async with Runtime(model, tools) as rt:
         async for event in rt.run(
             "How long is a marathon in miles, and how many people live in "
             "Trondheim or else Bergen? Also reverse 'itemloop'."

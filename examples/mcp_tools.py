@@ -90,26 +90,23 @@ def shout(text: str) -> str:
 
 
 async def main() -> None:
-    from itemloop.runtime import Runtime, choose_model
+    from itemloop.runtime import Runtime, Toolset, ToolsetConfig, choose_model
     from itemloop.runtime.events import CallFinished, RunFinished
-    from itemloop.tools.function import FunctionExecutor
-    from itemloop.tools.mcp import McpServer, McpTools
-    from itemloop.tools.router import FunctionRouter
+    from itemloop.tools.mcp import McpServer
 
     atlas = McpServer("atlas", command=sys.executable, args=(__file__, "--serve"))
-    async with McpTools([atlas]) as mcp:
-        print("MCP tools:", ", ".join(d["name"] for d in mcp.definitions()))
-        # One executor answers function_call: the router picks Python or MCP by name.
-        router = FunctionRouter([FunctionExecutor([shout]), mcp])
-        async with Runtime(choose_model(SCRIPT), executors=[router]) as rt:
-            async for event in rt.run(
-                "How many words and distinct words are in 'the quick brown fox jumps over the "
-                "lazy dog'? What are the capitals of Atlantis and Norway? Shout the last one."
-            ):
-                if isinstance(event, CallFinished):
-                    print(f"{event.name}: {event.output.get('output')}")
-                elif isinstance(event, RunFinished):
-                    print(f"answer: {event.final_text}")
+    # Python functions and MCP tools side by side: each call goes to its tool by name.
+    tools = Toolset(ToolsetConfig(builtins=(), mcp_servers=(atlas,)), functions=[shout])
+    async with Runtime(choose_model(SCRIPT), tools) as rt:
+        print("MCP tools:", ", ".join(d["name"] for d in rt.tool_definitions if "__" in d["name"]))
+        async for event in rt.run(
+            "How many words and distinct words are in 'the quick brown fox jumps over the "
+            "lazy dog'? What are the capitals of Atlantis and Norway? Shout the last one."
+        ):
+            if isinstance(event, CallFinished):
+                print(f"{event.name}: {event.output.get('output')}")
+            elif isinstance(event, RunFinished):
+                print(f"answer: {event.final_text}")
 
 
 if __name__ == "__main__":

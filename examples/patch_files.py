@@ -13,10 +13,8 @@ from pathlib import Path
 
 import anyio
 
-from itemloop.runtime import Runtime, choose_model
+from itemloop.runtime import Runtime, SandboxConfig, Toolset, ToolsetConfig, choose_model
 from itemloop.runtime.events import CallFinished, RunFinished
-from itemloop.sandbox import open_sandbox
-from itemloop.sandbox.base import SandboxOptions
 
 SCRIPT = [
     [
@@ -81,10 +79,10 @@ SCRIPT = [
 
 async def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        sandbox = open_sandbox("local", Path(tmp), SandboxOptions())
-        async with Runtime(
-            choose_model(SCRIPT), sandbox=sandbox, builtin_tools=["apply_patch"]
-        ) as rt:
+        config = ToolsetConfig(
+            builtins=("apply_patch",), sandbox=SandboxConfig(workspace=Path(tmp))
+        )
+        async with Runtime(choose_model(SCRIPT), Toolset(config)) as rt:
             async for event in rt.run("Write app/greet.py with a typed greet(name) function."):
                 if isinstance(event, CallFinished):
                     print(f"[{event.output['status']}] {event.output.get('output', '')}")

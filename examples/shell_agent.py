@@ -13,10 +13,8 @@ from pathlib import Path
 
 import anyio
 
-from itemloop.runtime import Runtime, choose_model
+from itemloop.runtime import Runtime, SandboxConfig, Toolset, ToolsetConfig, choose_model
 from itemloop.runtime.events import CallFinished, RunFinished
-from itemloop.sandbox import open_sandbox
-from itemloop.sandbox.base import SandboxOptions
 
 SCRIPT = [
     [
@@ -59,8 +57,10 @@ SCRIPT = [
 
 async def main(kind: str, image: str | None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        sandbox = open_sandbox(kind, Path(tmp), SandboxOptions(), image=image)
-        async with Runtime(choose_model(SCRIPT), sandbox=sandbox, builtin_tools=["shell"]) as rt:
+        config = ToolsetConfig(
+            builtins=("shell",), sandbox=SandboxConfig(kind=kind, image=image, workspace=Path(tmp))
+        )
+        async with Runtime(choose_model(SCRIPT), Toolset(config)) as rt:
             async for event in rt.run("Count the lines of a small file, then try something slow."):
                 if isinstance(event, CallFinished):
                     for chunk in event.output["output"]:

@@ -1,5 +1,7 @@
 """itemloop.runtime: the agent loop, model clients, events, session store and CLI.
 
+    from itemloop.runtime import OpenAIModel, Runtime, Toolset, ToolsetConfig
+
 Names are imported lazily so that `itemloop --help` does not pay for them.
 """
 
@@ -9,9 +11,12 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from itemloop.tools.config import ComputerConfig, SandboxConfig, ToolsetConfig
     from itemloop.tools.custom import custom_tool
     from itemloop.tools.function import function_tool
+    from itemloop.tools.toolset import Toolset
 
+    from .config import RunConfig, build_runtime
     from .events import Event, RunFinished
     from .loop import Runtime
     from .model import Model, ModelRequest, ModelResponse
@@ -21,6 +26,12 @@ if TYPE_CHECKING:
 
 _EXPORTS = {
     "Runtime": ".loop",
+    "RunConfig": ".config",
+    "build_runtime": ".config",
+    "Toolset": "itemloop.tools.toolset",
+    "ToolsetConfig": "itemloop.tools.config",
+    "SandboxConfig": "itemloop.tools.config",
+    "ComputerConfig": "itemloop.tools.config",
     "Model": ".model",
     "ModelRequest": ".model",
     "ModelResponse": ".model",
@@ -35,15 +46,21 @@ _EXPORTS = {
 }
 
 __all__ = [
+    "ComputerConfig",
     "Event",
     "Model",
     "ModelRequest",
     "ModelResponse",
     "OpenAIModel",
+    "RunConfig",
     "RunFinished",
     "Runtime",
+    "SandboxConfig",
     "ScriptedModel",
     "SessionStore",
+    "Toolset",
+    "ToolsetConfig",
+    "build_runtime",
     "choose_model",
     "custom_tool",
     "function_tool",

@@ -12,7 +12,15 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-DEFAULT_MODEL = "gpt-5.5"
+# Light modules only: `itemloop --help` must stay fast.
+from itemloop.tools.defaults import (
+    DEFAULT_BUILTINS,
+    DEFAULT_COMMAND_TIMEOUT_S,
+    DEFAULT_OUTPUT_CHARS,
+    DEFAULT_TOOL_TIMEOUT_S,
+)
+
+from .defaults import DEFAULT_MAX_TURNS, DEFAULT_MODEL, default_model
 
 EPILOG = """\
 sandboxes:
@@ -36,9 +44,16 @@ examples:
 """
 
 
-def _add_sandbox_flags(p: argparse.ArgumentParser) -> None:
+def _add_sandbox_flags(
+    p: argparse.ArgumentParser, workspace_default: str = "the current directory"
+) -> None:
     g = p.add_argument_group("sandbox")
-    g.add_argument("--workspace", type=Path, default=None, help="workspace directory (default: .)")
+    g.add_argument(
+        "--workspace",
+        type=Path,
+        default=None,
+        help=f"workspace directory (default: {workspace_default})",
+    )
     g.add_argument(
         "--sandbox",
         choices=("local", "docker", "host"),
@@ -66,14 +81,15 @@ def _add_sandbox_flags(p: argparse.ArgumentParser) -> None:
         type=float,
         default=None,
         metavar="SECONDS",
-        help="default timeout of one shell command (default: 120)",
+        help=f"default timeout of one shell command (default: {DEFAULT_COMMAND_TIMEOUT_S:g})",
     )
     g.add_argument(
         "--output-limit",
         type=int,
         default=None,
         metavar="CHARS",
-        help="default cap on one shell command's output, head and tail kept (default: 100000)",
+        help="default cap on one shell command's output, head and tail kept "
+        f"(default: {DEFAULT_OUTPUT_CHARS})",
     )
     g.add_argument(
         "--cpu-time",
@@ -142,9 +158,9 @@ def _add_tool_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("tools")
     g.add_argument(
         "--tools",
-        default="shell,apply_patch",
+        default=",".join(DEFAULT_BUILTINS),
         help="built-in tools to offer: shell, local_shell, apply_patch, computer "
-        "(comma-separated; '' for none)",
+        f"(comma-separated; '' for none; default: {','.join(DEFAULT_BUILTINS)})",
     )
     g.add_argument(
         "--functions",
@@ -199,9 +215,17 @@ def _add_tool_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--tool-timeout",
         type=float,
-        default=600.0,
+        default=DEFAULT_TOOL_TIMEOUT_S,
         metavar="SECONDS",
-        help="timeout of one function or custom tool call (default: 600)",
+        help=f"timeout of one function or custom tool call (default: {DEFAULT_TOOL_TIMEOUT_S:g})",
+    )
+
+
+def _add_model_flag(g: argparse._ActionsContainer) -> None:
+    g.add_argument(
+        "--model",
+        default=default_model(),
+        help=f"model name (default: $ITEMLOOP_MODEL or {DEFAULT_MODEL})",
     )
 
 
@@ -223,11 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("prompt", nargs="?", help="the user's message (optional with --resume)")
     m = run.add_argument_group("model")
-    m.add_argument(
-        "--model",
-        default=os.environ.get("ITEMLOOP_MODEL", DEFAULT_MODEL),
-        help=f"model name (default: $ITEMLOOP_MODEL or {DEFAULT_MODEL})",
-    )
+    _add_model_flag(m)
     m.add_argument(
         "--base-url",
         default=None,
@@ -250,7 +270,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     loop = run.add_argument_group("loop")
     loop.add_argument(
-        "--max-turns", type=int, default=50, help="stop after N model turns (default: 50)"
+        "--max-turns",
+        type=int,
+        default=DEFAULT_MAX_TURNS,
+        help=f"stop after N model turns (default: {DEFAULT_MAX_TURNS})",
     )
     loop.add_argument(
         "--compact-threshold",
@@ -295,9 +318,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="a scripted session exercising every executor, offline")
     demo.add_argument("--json", action="store_true", help="print events as JSON lines")
-    _add_sandbox_flags(demo)
+    _add_sandbox_flags(demo, workspace_default="a new temporary directory")
 
     tools = sub.add_parser("tools", help="print the tool definitions the model would be sent")
+    _add_model_flag(tools)
     _add_tool_flags(tools)
     _add_computer_flags(tools)
     return parser

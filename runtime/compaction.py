@@ -31,12 +31,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from itemloop.tools.base import OUTPUT_TYPES
+from itemloop.tools.items import Item, is_call, pair_key, user_message
 
 from .compactor import CompactionResult, Compactor
 from .context_windows import context_window, default_threshold
-from .events import Compacted, Warning
-from .model import CompactionUnsupported, Item, Model, ModelError, ModelRequest, ModelResponse
+from .events import Compacted, Notice
+from .model import CompactionUnsupported, Model, ModelError, ModelRequest, ModelResponse
 from .tokens import Tokenizer, TokenLedger, count_item, default_tokenizer, item_text
 
 STRATEGIES: Final = ("auto", "remote", "local", "server")
@@ -84,32 +84,6 @@ class Budgets:
 # -- the structure of a history --------------------------------------------------
 
 
-def call_key(item: Item) -> str | None:
-    """The id an output must answer, if `item` is a call the runtime answers."""
-    t = item.get("type")
-    if t == "mcp_approval_request":
-        return f"mcp:{item.get('id', '')}"
-    if isinstance(t, str) and "call_id" in item and not t.endswith("_output"):
-        # Every `*_call` with a `call_id` (newer ones too) expects an output.
-        return str(item["call_id"])
-    return None
-
-
-def output_key(item: Item) -> str | None:
-    """The call id `item` answers, if it is an output."""
-    t = item.get("type")
-    if t == "mcp_approval_response":
-        return f"mcp:{item.get('approval_request_id', '')}"
-    if t == "local_shell_call_output":
-        return str(item.get("id", ""))
-    if isinstance(t, str) and t.endswith("_output") and "call_id" in item:
-        return str(item["call_id"])
-    return None
-
-
-_ANSWERED_TYPES: Final = frozenset(OUTPUT_TYPES)
-
-
 def units(items: Sequence[Item]) -> list[tuple[int, int]]:
     """Split `items` into `[start, end)` spans that must be kept or dropped whole.
 
@@ -118,9 +92,9 @@ def units(items: Sequence[Item]) -> list[tuple[int, int]]:
     """
     answered_at: dict[str, int] = {}
     for i, item in enumerate(items):
-        key = output_key(item)
-        if key is not None:
-            answered_at.setdefault(key, i)
+        pair = pair_key(item)
+        if pair is not None and pair[0] == "output":
+            answered_at.setdefault(pair[1], i)
     spans: list[tuple[int, int]] = []
     n = len(items)
     start = 0
@@ -129,9 +103,9 @@ def units(items: Sequence[Item]) -> list[tuple[int, int]]:
         j = start
         while j <= end:
             item = items[j]
-            key = call_key(item)
-            if key is not None:
-                end = max(end, answered_at.get(key, j))
+            pair = pair_key(item)
+            if pair is not None and pair[0] == "call":
+                end = max(end, answered_at.get(pair[1], j))
             if item.get("type") == "reasoning" and j == end and j + 1 < n:
                 end = j + 1
             j += 1
@@ -147,18 +121,19 @@ def orphans(items: Sequence[Item]) -> list[int]:
     calls: dict[str, int] = {}
     answered: set[str] = set()
     for i, item in enumerate(items):
-        okey = output_key(item)
-        if okey is not None:
-            if okey in calls:
-                answered.add(okey)
+        pair = pair_key(item)
+        if pair is None:
+            continue
+        role, key = pair
+        if role == "output":
+            if key in calls:
+                answered.add(key)
             else:
                 found.append(i)
-            continue
-        ckey = call_key(item)
-        if ckey is not None:
-            calls[ckey] = i
+        else:
+            calls[key] = i
     for key, i in calls.items():
-        if key not in answered and items[i].get("type") in _ANSWERED_TYPES:
+        if key not in answered and is_call(items[i]):
             found.append(i)
     return sorted(found)
 
@@ -172,7 +147,7 @@ def _message_text(item: Item) -> str:
     return ""
 
 
-def _is_note(item: Item) -> bool:
+def _isuser_message(item: Item) -> bool:
     """A message itemloop wrote itself (a summary or a drop notice)."""
     text = _message_text(item)
     return text.startswith(SUMMARY_PREFIX) or text.startswith(DROPPED_PREFIX)
@@ -182,12 +157,8 @@ def _is_user_message(item: Item) -> bool:
     return (
         item.get("type", "message") == "message"
         and item.get("role") in ("user", "developer", "system")
-        and not _is_note(item)
+        and not _isuser_message(item)
     )
-
-
-def _note(text: str) -> Item:
-    return {"type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]}
 
 
 def render_transcript(items: Sequence[Item], *, max_item_chars: int, max_chars: int) -> str:
@@ -401,7 +372,7 @@ class ThresholdCompactor:
         response = await self.model.respond(
             ModelRequest(
                 input=[
-                    _note(
+                    user_message(
                         "Here is the older part of the conversation, as a transcript:\n\n"
                         f"<transcript>\n{transcript}\n</transcript>\n\nWrite the handoff note now."
                     )
@@ -455,10 +426,10 @@ class ThresholdCompactor:
             kept.add(compactions[-1])  # carried forward as the server sent it
         head = [older[i] for i in sorted(kept)]
         if summary is not None:
-            head.append(_note(summary))
+            head.append(user_message(summary))
         elif len(kept) < len(older):
             head.append(
-                _note(
+                user_message(
                     f"{DROPPED_PREFIX} ({len(older) - len(kept)} items) to fit the context window."
                 )
             )
@@ -539,7 +510,7 @@ class ThresholdCompactor:
             warning=warning,
         )
         return CompactionResult(
-            items=items, event=event, warnings=tuple(Warning(w) for w in warnings)
+            items=items, event=event, notices=tuple(Notice(w) for w in warnings)
         )
 
     def _drop_oldest(self, items: list[Item], budget: int) -> tuple[list[Item], int]:
@@ -554,7 +525,7 @@ class ThresholdCompactor:
         if first == 0:
             return items, 0
         start = spans[first][0]
-        notice = _note(f"{DROPPED_PREFIX} ({start} items) to fit the context window.")
+        notice = user_message(f"{DROPPED_PREFIX} ({start} items) to fit the context window.")
         return [notice, *items[start:]], start
 
 

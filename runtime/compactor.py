@@ -6,8 +6,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from .events import Compacted, Warning
-from .model import Item, ModelRequest, ModelResponse
+from itemloop.tools.items import Item
+
+from .events import Compacted, Notice
+from .model import ModelRequest, ModelResponse
 
 
 @dataclass(slots=True)
@@ -15,7 +17,7 @@ class CompactionResult:
     items: list[Item]
     """The new history; replaces the old one whole."""
     event: Compacted
-    warnings: tuple[Warning, ...] = ()
+    notices: tuple[Notice, ...] = ()
 
 
 class Compactor(Protocol):

@@ -1,36 +1,44 @@
 """Dispatch: the call items of one turn to their executors, one output per call.
 
-Calls of concurrent executors (function and custom tools) run at once, at most
-`max_concurrency` at a time; calls of sequential executors (anything touching
-the workspace: shell, apply_patch, ...) run one after another in call order, as
-one lane beside them. Outputs come back in call order. Whatever happens —
-unknown tool, an executor that raises, cancellation — each call gets exactly
-one output (DESIGN.md, contract 2).
+Every call passes through here and nowhere else (DESIGN.md, contract 6):
+`_admit` before its executor runs (the call is journaled as started; the
+place where policy and approvals sit) and `_settle` after (the output is
+journaled the moment it exists; the place where output caps sit).
+
+Calls of concurrent executors (function and custom tools) run at once, at
+most `max_concurrency` at a time; calls of sequential executors (anything
+touching the workspace: shell, apply_patch, ...) run one after another in call
+order, as one lane beside them. Outputs come back in call order. Whatever
+happens — unknown tool, an executor that raises, cancellation — each call gets
+exactly one output (DESIGN.md, contract 2).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import anyio
 
-from itemloop.tools.base import (
-    OUTPUT_TYPES,
-    ExecResult,
-    Executor,
-    Item,
-    call_id_of,
-    call_name,
-    error_output,
-)
+from itemloop.tools.base import ExecResult
+from itemloop.tools.items import Item, call_id_of, call_name, error_output
+from itemloop.tools.toolset import Toolset
 
 from .events import CallFinished, CallStarted, Event
 
 Emit = Callable[[Event], None]
-OnStart = Callable[[Item], Awaitable[None]]
-OnFinish = Callable[[Item], None]
+
+CANCELLED = "error: the run was cancelled before this call finished"
+
+
+class CallJournal(Protocol):
+    """Where calls are recorded as they start and finish (`session.SessionStore`)."""
+
+    def mark_started(self, call_id: str) -> None: ...
+
+    def mark_finished(self, output: Item) -> None: ...
 
 
 @dataclass(slots=True)
@@ -40,43 +48,31 @@ class _Batch:
     calls: Sequence[Item]
     outputs: list[Item | None]
     emit: Emit
-    on_start: OnStart | None
-    on_finish: OnFinish | None
 
 
 class Dispatcher:
-    def __init__(self, executors: Sequence[Executor], *, max_concurrency: int = 8) -> None:
-        self.executors = list(executors)
-        self.by_type: dict[str, Executor] = {}
-        for ex in self.executors:
-            for t in ex.item_types:
-                self.by_type[t] = ex
-        self.limiter = anyio.CapacityLimiter(max_concurrency)
-
-    def definitions(self) -> list[Item]:
-        return [d for ex in self.executors for d in ex.definitions()]
-
-    @staticmethod
-    def is_call(item: Item) -> bool:
-        return item.get("type") in OUTPUT_TYPES
+    def __init__(
+        self,
+        toolset: Toolset,
+        *,
+        journal: CallJournal | None = None,
+        max_concurrency: int | None = None,
+    ) -> None:
+        self.toolset = toolset
+        self.journal = journal
+        self.limiter = anyio.CapacityLimiter(max_concurrency or toolset.config.max_concurrency)
 
     async def run(
-        self,
-        calls: Sequence[Item],
-        emit: Emit,
-        on_start: OnStart | None = None,
-        outputs: list[Item | None] | None = None,
-        on_finish: OnFinish | None = None,
+        self, calls: Sequence[Item], emit: Emit, outputs: list[Item | None] | None = None
     ) -> list[Item]:
         """Execute `calls`; return their outputs in call order.
 
-        `outputs`, when given, is filled in place, so a caller that is cancelled
-        still holds one output per call. `on_start` runs before a call starts
-        (to journal it), `on_finish` with each output as soon as it exists.
+        `outputs`, when given, is filled in place, so a caller that is
+        cancelled still holds one output per call.
         """
         if outputs is None:
             outputs = [None] * len(calls)
-        batch = _Batch(calls, outputs, emit, on_start, on_finish)
+        batch = _Batch(calls, outputs, emit)
         try:
             if len(calls) == 1:  # the common case: no task group needed
                 await self._one(batch, 0)
@@ -84,7 +80,7 @@ class Dispatcher:
                 lane: list[int] = []
                 async with anyio.create_task_group() as tg:
                     for i, call in enumerate(calls):
-                        ex = self.by_type.get(str(call.get("type")))
+                        ex = self.toolset.executor_for(call)
                         if ex is not None and ex.sequential:
                             lane.append(i)
                         else:
@@ -95,9 +91,7 @@ class Dispatcher:
             # Cancelled, or an executor escaped: whatever is unanswered still gets its one output.
             for i, call in enumerate(calls):
                 if outputs[i] is None:
-                    outputs[i] = error_output(
-                        call, "error: the run was cancelled before this call finished"
-                    )
+                    outputs[i] = error_output(call, CANCELLED)
         return [o for o in outputs if o is not None]
 
     async def _lane(self, batch: _Batch, indexes: list[int]) -> None:
@@ -113,14 +107,12 @@ class Dispatcher:
         ctype = str(call.get("type"))
         cid = call_id_of(call)
         name = call_name(call)
-        if batch.on_start is not None:
-            await batch.on_start(call)
+        self._admit(call)
         batch.emit(CallStarted(call_id=cid, item_type=ctype, name=name))
         t0 = time.perf_counter()
         result = await self._execute(call)
         batch.outputs[i] = result.output
-        if batch.on_finish is not None:
-            batch.on_finish(result.output)
+        self._settle(result)
         batch.emit(
             CallFinished(
                 call_id=cid,
@@ -133,19 +125,26 @@ class Dispatcher:
             )
         )
 
+    def _admit(self, call: Item) -> None:
+        """Before a call runs: on disk as started, so a crash never re-runs it silently."""
+        if self.journal is not None:
+            self.journal.mark_started(call_id_of(call))
+
+    def _settle(self, result: ExecResult) -> None:
+        """After a call ran: its output on disk the moment it exists."""
+        if self.journal is not None:
+            self.journal.mark_finished(result.output)
+
     async def _execute(self, call: Item) -> ExecResult:
-        ctype = str(call.get("type"))
-        ex = self.by_type.get(ctype)
+        ex = self.toolset.executor_for(call)
         if ex is None:
-            offered = sorted({str(d.get("name") or d.get("type")) for d in self.definitions()})
-            msg = (
-                f"error: the {ctype.removesuffix('_call')} tool is not enabled in this run. "
-                f"Tools available: {', '.join(offered) or '(none)'}"
-            )
+            msg = self.toolset.unknown_tool_message(call)
             return ExecResult(output=error_output(call, msg), ok=False, summary=msg)
         try:
             return await ex.execute(call)
         except Exception as e:
             # The executor's own bug: the model still gets an answer, and the person a clue.
-            msg = f"error: internal error in the {ctype} executor: {type(e).__name__}: {e}"
+            msg = (
+                f"error: internal error in the {call.get('type')} executor: {type(e).__name__}: {e}"
+            )
             return ExecResult(output=error_output(call, msg), ok=False, summary=msg)

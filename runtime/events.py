@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from .model import Item
+from itemloop.tools.items import Item
 
 if TYPE_CHECKING:  # importing openai's types costs ~0.5 s: only when parsing
     from openai.types.responses import ResponseOutputItem
@@ -62,13 +63,62 @@ class Compacted:
     items_after: int
     duration_s: float
     warning: str | None = None
-    kind: Literal["compaction"] = "compaction"
+    kind: Literal["compacted"] = "compacted"
 
 
 @dataclass(frozen=True, slots=True)
-class Warning:
+class Notice:
+    """Something the person should know that did not stop the run."""
+
     message: str
-    kind: Literal["warning"] = "warning"
+    kind: Literal["notice"] = "notice"
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Tokens of one response, or summed over a run."""
+
+    input_tokens: int = 0
+    cached_input_tokens: int = 0
+    output_tokens: int = 0
+    reasoning_tokens: int = 0
+
+    @classmethod
+    def of(cls, usage: Mapping[str, Any] | None) -> Usage:
+        """From a response's `usage` object (missing or malformed fields count 0)."""
+        if not isinstance(usage, Mapping):
+            return cls()
+        details_in = usage.get("input_tokens_details")
+        details_out = usage.get("output_tokens_details")
+        return cls(
+            input_tokens=_count(usage.get("input_tokens")),
+            cached_input_tokens=_count(
+                details_in.get("cached_tokens") if isinstance(details_in, Mapping) else None
+            ),
+            output_tokens=_count(usage.get("output_tokens")),
+            reasoning_tokens=_count(
+                details_out.get("reasoning_tokens") if isinstance(details_out, Mapping) else None
+            ),
+        )
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            self.input_tokens + other.input_tokens,
+            self.cached_input_tokens + other.cached_input_tokens,
+            self.output_tokens + other.output_tokens,
+            self.reasoning_tokens + other.reasoning_tokens,
+        )
+
+    def describe(self) -> str:
+        """`1,234 in (200 cached), 56 out (12 reasoning)`."""
+        return (
+            f"{self.input_tokens:,} in ({self.cached_input_tokens:,} cached), "
+            f"{self.output_tokens:,} out ({self.reasoning_tokens:,} reasoning)"
+        )
+
+
+def _count(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +127,10 @@ class RunFinished:
     turns: int
     final_text: str
     error: str | None = None
-    usage: dict[str, int] | None = None
+    usage: Usage = Usage()
+    """Summed over every model response of this run."""
+    turn_usage: tuple[Usage, ...] = ()
+    """Per model response, in order."""
     kind: Literal["run_finished"] = "run_finished"
 
 
@@ -88,11 +141,23 @@ Event = (
     | CallStarted
     | CallFinished
     | Compacted
-    | Warning
+    | Notice
     | RunFinished
 )
 
 
 def event_to_json(event: Event) -> dict[str, Any]:
     """The event as JSON-able data (the raw item stands for the parsed one)."""
-    return {f.name: getattr(event, f.name) for f in dataclasses.fields(event) if f.name != "parsed"}
+    return {
+        f.name: _plain(getattr(event, f.name))
+        for f in dataclasses.fields(event)
+        if f.name != "parsed"
+    }
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Usage):
+        return dataclasses.asdict(value)
+    if isinstance(value, tuple):
+        return [_plain(v) for v in value]
+    return value

@@ -6,135 +6,84 @@ append one output per call in call order, persist, emit events, repeat — until
 a turn calls nothing, `max_turns`, cancellation, or an error of the runtime's
 own (a tool's error goes back to the model as that call's output).
 
-    async with Runtime(model, sandbox=sandbox, tools=[get_weather]) as rt:
+    async with Runtime(model, Toolset(config, functions=[get_weather])) as rt:
         async for event in rt.run("What is the weather in Oslo?"):
             print(event)
+
+The Runtime takes a model, a toolset (`tools/toolset.py`: the tools and the
+sandbox, MCP servers and computer they need) and loop settings; it owns the
+lifetimes of all three. Calls go through the `Dispatcher` (one gate in, one
+out); the journal (`session.SessionStore`) makes a stopped run resumable.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import AsyncExitStack
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self
+from typing import Self
 
 import anyio
 from anyio.abc import TaskGroup
 
-from itemloop.sandbox.base import Sandbox, SandboxError
-from itemloop.tools.base import Executor, Item, call_id_of, check_unique_names, error_output
-from itemloop.tools.custom import CustomExecutor, CustomTool
-from itemloop.tools.function import FunctionExecutor, FunctionTool
-from itemloop.tools.mcp_approval import ApprovalPolicy, McpApprovalExecutor
-from itemloop.tools.router import function_call_executor
+from itemloop.sandbox.base import SandboxError
+from itemloop.tools.items import (
+    Item,
+    call_id_of,
+    ensure_call_ids,
+    error_output,
+    is_call,
+    output_text,
+    unanswered_calls,
+    user_message,
+)
+from itemloop.tools.toolset import Toolset
 
-from .builtin import DEFAULT_TOOLS, builtin_executors
 from .compactor import Compactor
+from .defaults import DEFAULT_MAX_TURNS
 from .dispatch import Dispatcher
-from .events import Event, ItemReceived, RunFinished, TextDelta, TurnStarted, Warning
-from .items import ensure_call_ids, parse_output_item
-from .model import Model, ModelError, ModelRequest, ModelResponse
-from .session import SessionStore, unanswered_calls
-
-if TYPE_CHECKING:
-    from itemloop.tools.mcp import McpTools
-    from itemloop.tools.mcp_config import McpServer
-
-ToolLike = FunctionTool | CustomTool | Callable[..., Any]
+from .events import Event, ItemReceived, Notice, RunFinished, TextDelta, TurnStarted, Usage
+from .model import Model, ModelError, ModelRequest, ModelResponse, parse_output_item
+from .session import SessionStore
 
 log = logging.getLogger("itemloop")
 
 
-def user_message(text: str) -> Item:
-    return {"type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]}
-
-
-def output_text(items: Sequence[Item]) -> str:
-    """The assistant text among `items`."""
-    parts = []
-    for item in items:
-        if item.get("type") == "message" and item.get("role") == "assistant":
-            for c in item.get("content", ()):
-                if c.get("type") == "output_text":
-                    parts.append(str(c.get("text", "")))
-    return "\n".join(parts)
-
-
 class Runtime:
-    """Runs the agent loop. Owns the sandbox's lifetime: use `async with`."""
+    """Runs the agent loop. Owns the model's and the toolset's lifetimes: use `async with`."""
 
     def __init__(
         self,
         model: Model,
+        toolset: Toolset | None = None,
         *,
-        tools: Sequence[ToolLike] = (),
-        sandbox: Sandbox | None = None,
-        builtin_tools: Sequence[str] | None = None,
-        executors: Sequence[Executor] = (),
-        hosted_tools: Sequence[Item] = (),
         instructions: str | None = None,
-        max_turns: int = 50,
-        max_concurrency: int = 8,
-        tool_timeout_s: float | None = 600.0,
+        max_turns: int = DEFAULT_MAX_TURNS,
         session: SessionStore | Path | str | None = None,
         compactor: Compactor | None = None,
         previous_response_id: bool = False,
-        approve_mcp: ApprovalPolicy | None = None,
-        shell_timeout_s: float | None = None,
-        shell_output_limit: int | None = None,
-        mcp_servers: Sequence[McpServer] = (),
     ) -> None:
+        """`toolset` defaults to none at all (no built-ins, no sandbox)."""
         self.model = model
-        self.sandbox = sandbox
+        self.toolset = toolset if toolset is not None else Toolset()
         self.instructions = instructions
         self.max_turns = max_turns
         self.compactor = compactor
         self.use_previous_response_id = previous_response_id
-        self.hosted_tools = list(hosted_tools)
-        if builtin_tools is None:
-            builtin_tools = DEFAULT_TOOLS if sandbox is not None else ()
-        functions = [t for t in tools if not isinstance(t, CustomTool)]
-        customs = [t for t in tools if isinstance(t, CustomTool)]
-        all_executors: list[Executor] = [
-            e for e in executors if "function_call" not in e.item_types
-        ]
-        # Python functions, MCP tools and any user executor all answer function_call:
-        # one router in front of them picks by name.
-        answering: list[Executor] = [e for e in executors if "function_call" in e.item_types]
-        if functions:
-            answering.append(FunctionExecutor(functions, default_timeout_s=tool_timeout_s))
-        self.mcp: McpTools | None = None
-        if mcp_servers:
-            from itemloop.tools.mcp import McpTools  # the mcp package is a large import
-
-            self.mcp = McpTools(mcp_servers)
-            answering.append(self.mcp)
-        function_calls = function_call_executor(answering)
-        if function_calls is not None:
-            all_executors.append(function_calls)
-        if customs:
-            all_executors.append(CustomExecutor(customs, default_timeout_s=tool_timeout_s))
-        if builtin_tools:
-            if sandbox is None:
-                raise ValueError(f"built-in tools {list(builtin_tools)} need a sandbox")
-            all_executors += builtin_executors(
-                builtin_tools, sandbox, timeout_s=shell_timeout_s, output_limit=shell_output_limit
-            )
-        all_executors.append(McpApprovalExecutor(approve_mcp))
-        self.dispatcher = Dispatcher(all_executors, max_concurrency=max_concurrency)
-        # MCP tools are known only once connected: definitions are built on enter.
-        self.tool_definitions: list[Item] = []
         self.store = SessionStore(session) if isinstance(session, (str, Path)) else session
+        self.dispatcher = Dispatcher(self.toolset, journal=self.store)
+        self.tool_definitions: list[Item] = []
+        """Known once started: MCP tools are listed when their servers connect."""
         self.history: list[Item] = []
         self.response_id: str | None = None
         self._started: set[str] = set()
         self._finished: dict[str, Item] = {}
         self._sent = 0  # history[:_sent] is known to the server (previous_response_id mode)
         self._tg: TaskGroup | None = None
-        self._resources = AsyncExitStack()
+        self._turn_usage: list[Usage] = []  # of the current run
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -147,20 +96,15 @@ class Runtime:
                 self._finished = state.finished
                 self.response_id = state.response_id
                 self._sent = state.sent
-            if self.mcp is not None:
-                await self._resources.enter_async_context(self.mcp)
-            if self.sandbox is not None:
-                await self._resources.enter_async_context(self.sandbox)
-            self.tool_definitions = self.dispatcher.definitions() + self.hosted_tools
-            check_unique_names(self.tool_definitions)
+            await self.toolset.__aenter__()
+            self.tool_definitions = self.toolset.definitions()
         except BaseException:
-            # Whatever started is stopped again: servers, sandbox, journal, client.
-            # (No shield scope: the resources' task groups were entered outside it.)
+            # Whatever started is stopped again: journal and client (the toolset
+            # stops its own servers, sandbox and computer when it fails to start).
             try:
-                await self._resources.aclose()
-            finally:
                 if self.store is not None:
                     self.store.close()
+            finally:
                 await self.model.aclose()
             raise
         self._tg = anyio.create_task_group()
@@ -176,11 +120,11 @@ class Runtime:
                 await self._tg.__aexit__(et, e, tb)
         finally:
             self._tg = None
-            # No shield scope around these: the sandbox's and MCP's own task groups
-            # were entered outside it and must exit outside it too; they shield
-            # their own cleanup.
+            # No shield scope around the toolset: the sandbox's and MCP's own task
+            # groups were entered outside it and must exit outside it too; they
+            # shield their own cleanup.
             try:
-                await self._resources.__aexit__(et, e, tb)
+                await self.toolset.__aexit__(et, e, tb)
             finally:
                 if self.store is not None:
                     self.store.close()
@@ -214,13 +158,13 @@ class Runtime:
     ) -> None:
         emit = channel.send
         turns = 0
+        self._turn_usage = []
         final: RunFinished | None = None
         with channel:
             try:
                 with scope:
-                    if self.mcp is not None:
-                        for note in self.mcp.warnings:
-                            emit(Warning(note))
+                    for note in self.toolset.notices:
+                        emit(Notice(note))
                     await self._answer_pending(emit)
                     if prompt is not None:
                         self._append([user_message(prompt)])
@@ -231,10 +175,10 @@ class Runtime:
                         turns += 1
                         emit(TurnStarted(turns))
                         response = await self._model_turn(emit)
-                        calls = [i for i in response.output if Dispatcher.is_call(i)]
+                        calls = [i for i in response.output if is_call(i)]
                         if not calls:
                             text = output_text(response.output)
-                            final = RunFinished("completed", turns, text, usage=_usage(response))
+                            final = RunFinished("completed", turns, text)
                             break
                         await self._execute(calls, emit)
                 if final is None:
@@ -251,7 +195,8 @@ class Runtime:
             finally:
                 if self.store is not None:
                     self.store.sync()
-            emit(final)
+            usage = tuple(self._turn_usage)
+            emit(dataclasses.replace(final, usage=sum(usage, Usage()), turn_usage=usage))
 
     async def _model_turn(self, emit: Callable[[Event], None]) -> ModelResponse:
         request = self._request()
@@ -264,8 +209,8 @@ class Runtime:
                 if self.store is not None:
                     self.store.replace(self.history)
                 emit(result.event)
-                for w in result.warnings:
-                    emit(w)
+                for notice in result.notices:
+                    emit(notice)
                 request = self._request()
         if self.store is not None:
             self.store.sync()  # everything is on disk before the model sees it
@@ -274,8 +219,9 @@ class Runtime:
             emit(TextDelta(delta))
 
         response = await self.model.respond(request, on_text=on_text)
+        self._turn_usage.append(Usage.of(response.usage))
         for note in ensure_call_ids(response.output):
-            emit(Warning(note))
+            emit(Notice(note))
         self._append(response.output)
         for item in response.output:
             emit(ItemReceived(item, parse_output_item(item)))
@@ -299,28 +245,13 @@ class Runtime:
         )
 
     async def _execute(self, calls: Sequence[Item], emit: Callable[[Event], None]) -> None:
+        """Run `calls`; each start and each output is journaled as it happens."""
         outputs: list[Item | None] = [None] * len(calls)
         try:
-            await self._dispatch(calls, emit, outputs)
+            await self.dispatcher.run(calls, emit, outputs)
         finally:
             # Also when cancelled: every call that was sent out gets its one output.
             self._append([o for o in outputs if o is not None])
-
-    async def _dispatch(
-        self, calls: Sequence[Item], emit: Callable[[Event], None], outputs: list[Item | None]
-    ) -> None:
-        """Run `calls`, journaling each start and each output as it happens."""
-        store = self.store
-
-        async def on_start(call: Item) -> None:
-            if store is not None:
-                store.mark_started(call_id_of(call))
-
-        def on_finish(output: Item) -> None:
-            if store is not None:
-                store.mark_finished(output)
-
-        await self.dispatcher.run(calls, emit, on_start, outputs, on_finish)
 
     async def _answer_pending(self, emit: Callable[[Event], None]) -> None:
         """On resume, answer the calls the last stop left unanswered, in call order:
@@ -342,11 +273,11 @@ class Runtime:
             else:
                 fresh.append(i)
         if interrupted:
-            emit(Warning(f"{interrupted} call(s) were interrupted by the last stop; not re-run"))
+            emit(Notice(f"{interrupted} call(s) were interrupted by the last stop; not re-run"))
         ran: list[Item | None] = [None] * len(fresh)
         try:
             if fresh:
-                await self._dispatch([pending[i] for i in fresh], emit, ran)
+                await self.dispatcher.run([pending[i] for i in fresh], emit, ran)
         finally:
             for i, out in zip(fresh, ran, strict=True):
                 outputs[i] = out
@@ -396,9 +327,3 @@ INTERRUPTED = (
     "error: this call was started, but the runtime stopped before it finished; "
     "it was not run again. Check its effects before retrying it."
 )
-
-
-def _usage(response: ModelResponse) -> dict[str, int] | None:
-    if not response.usage:
-        return None
-    return {k: v for k, v in response.usage.items() if isinstance(v, int)}

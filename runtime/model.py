@@ -11,10 +11,15 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from functools import cache
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-Item = dict[str, Any]
-"""One Responses API item as JSON."""
+import pydantic
+
+from itemloop.tools.items import Item
+
+if TYPE_CHECKING:
+    from openai.types.responses import ResponseOutputItem
 
 
 class ModelError(Exception):
@@ -44,7 +49,7 @@ class ModelResponse:
     raw: dict[str, Any] | None = None
 
 
-TextDelta = Callable[[str], Awaitable[None]]
+OnText = Callable[[str], Awaitable[None]]
 """Called with each chunk of assistant text as it streams in."""
 
 
@@ -53,7 +58,7 @@ class Model(Protocol):
     name: str
 
     async def respond(
-        self, request: ModelRequest, *, on_text: TextDelta | None = None
+        self, request: ModelRequest, *, on_text: OnText | None = None
     ) -> ModelResponse: ...
 
     async def compact(self, request: ModelRequest) -> list[Item]:
@@ -64,3 +69,23 @@ class Model(Protocol):
         ...
 
     async def aclose(self) -> None: ...
+
+
+@cache
+def _output_item_adapter() -> pydantic.TypeAdapter[ResponseOutputItem]:
+    # Built on first use: openai's item types are a large import.
+    from openai.types.responses import ResponseOutputItem
+
+    return pydantic.TypeAdapter(ResponseOutputItem)
+
+
+def parse_output_item(item: Item) -> ResponseOutputItem | None:
+    """A model output item as an `openai` class, or None for unknown or malformed items.
+
+    The history keeps the item as the JSON the server sent; this parsed twin is
+    for events and library users.
+    """
+    try:
+        return _output_item_adapter().validate_python(item)
+    except pydantic.ValidationError:
+        return None

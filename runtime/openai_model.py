@@ -17,7 +17,9 @@ from typing import Any
 import anyio
 import openai
 
-from .model import CompactionUnsupported, Item, ModelError, ModelRequest, ModelResponse, TextDelta
+from itemloop.tools.items import Item
+
+from .model import CompactionUnsupported, ModelError, ModelRequest, ModelResponse, OnText
 
 _UNSUPPORTED_STATUS = {404, 405, 501}
 
@@ -66,7 +68,7 @@ class OpenAIModel:
         return body
 
     async def respond(
-        self, request: ModelRequest, *, on_text: TextDelta | None = None
+        self, request: ModelRequest, *, on_text: OnText | None = None
     ) -> ModelResponse:
         body = self._body(request)
         attempt = 0
@@ -97,7 +99,7 @@ class OpenAIModel:
             raise ModelError(f"the model server answered with invalid JSON: {e}") from None
         return data
 
-    async def _stream(self, body: dict[str, Any], on_text: TextDelta | None) -> dict[str, Any]:
+    async def _stream(self, body: dict[str, Any], on_text: OnText | None) -> dict[str, Any]:
         done: dict[int, Item] = {}
         try:
             async with self._client.responses.with_streaming_response.create(

@@ -15,10 +15,10 @@ from .events import (
     Compacted,
     Event,
     ItemReceived,
+    Notice,
     RunFinished,
     TextDelta,
     TurnStarted,
-    Warning,
     event_to_json,
 )
 
@@ -65,7 +65,7 @@ class ProgressPrinter:
             )
             if event.warning:
                 self._line(f"! {event.warning}")
-        elif isinstance(event, Warning):
+        elif isinstance(event, Notice):
             self._line(f"! {event.message}")
         elif isinstance(event, RunFinished):
             self._stop_spinner()
@@ -80,6 +80,9 @@ class ProgressPrinter:
                 )
             elif event.reason == "cancelled":
                 self._line("cancelled")
+            if event.turn_usage:
+                turns = f"{event.turns} turn{'s' if event.turns != 1 else ''}"
+                self._line(f"{turns} · tokens: {event.usage.describe()}")
 
     async def spin(self) -> None:
         """Animate the spinner while the model thinks; runs until cancelled."""

@@ -12,14 +12,15 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from itemloop.tools.items import Item
+
 from .model import (
     CompactionUnsupported,
-    Item,
     Model,
     ModelError,
     ModelRequest,
     ModelResponse,
-    TextDelta,
+    OnText,
 )
 
 ScriptedTurn = list[Item] | dict[str, Any]
@@ -70,7 +71,7 @@ class ScriptedModel:
         return cls(load_script(Path(path)), name=f"script:{Path(path).name}")
 
     async def respond(
-        self, request: ModelRequest, *, on_text: TextDelta | None = None
+        self, request: ModelRequest, *, on_text: OnText | None = None
     ) -> ModelResponse:
         self.requests.append(request)
         n = self._next

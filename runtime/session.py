@@ -15,14 +15,12 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from itemloop.tools.base import OUTPUT_TYPES, call_id_of
-
-Item = dict[str, Any]
+from itemloop.tools.items import Item, answered_id
 
 
 class SessionError(Exception):
@@ -41,15 +39,6 @@ class SessionState:
     unanswered in `items` were cut off by a crash and belong back in the history."""
 
 
-_OUTPUT_TYPE_SET = set(OUTPUT_TYPES.values())
-
-
-def unanswered_calls(items: Sequence[Item]) -> list[Item]:
-    """Calls in `items` without an output, in order."""
-    answered = {_answer_id(i) for i in items if i.get("type") in _OUTPUT_TYPE_SET}
-    return [i for i in items if i.get("type") in OUTPUT_TYPES and call_id_of(i) not in answered]
-
-
 def _apply(state: SessionState, rec: Any) -> bool:
     """Replay one journal record onto `state`; False when it is not one."""
     if not isinstance(rec, dict):
@@ -59,7 +48,7 @@ def _apply(state: SessionState, rec: Any) -> bool:
     elif isinstance(rec.get("started"), str):
         state.started.add(rec["started"])
     elif isinstance(rec.get("finished"), dict):
-        state.finished[_answer_id(rec["finished"])] = rec["finished"]
+        state.finished[answered_id(rec["finished"])] = rec["finished"]
     elif isinstance(rec.get("replace"), list):
         state.items = [i for i in rec["replace"] if isinstance(i, dict)]
         # A compacted history is new to the server, whatever it held before.
@@ -70,14 +59,6 @@ def _apply(state: SessionState, rec: Any) -> bool:
     else:
         return False
     return True
-
-
-def _answer_id(output: Item) -> str:
-    if output.get("type") == "local_shell_call_output":
-        return str(output.get("id", ""))
-    if output.get("type") == "mcp_approval_response":
-        return str(output.get("approval_request_id", ""))
-    return str(output.get("call_id", ""))
 
 
 class SessionStore:

@@ -27,7 +27,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from .model import Item
+from itemloop.tools.items import Item
 
 ITEM_OVERHEAD = 4
 """Tokens the server's rendering adds around each item (role, type, separators)."""

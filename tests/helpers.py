@@ -9,6 +9,10 @@ from typing import Any
 import pydantic
 from openai.types.responses import ResponseInputItemParam
 
+from itemloop.tools.config import ToolsetConfig
+from itemloop.tools.custom import CustomTool
+from itemloop.tools.toolset import Toolset
+
 Item = dict[str, Any]
 
 INPUT_ITEM = pydantic.TypeAdapter(ResponseInputItemParam)
@@ -45,3 +49,13 @@ def write_script(path: Path, *turns: Any) -> Path:
     """A `--script` file: one model turn a line."""
     path.write_text("".join(json.dumps(t) + "\n" for t in turns))
     return path
+
+
+def toolset_of(*tools: Any, **config: Any) -> Toolset:
+    """A toolset of Python functions and custom tools, plus any `ToolsetConfig` fields
+    (no built-ins unless `builtins=` says)."""
+    return Toolset(
+        ToolsetConfig(**{"builtins": (), **config}),
+        functions=[t for t in tools if not isinstance(t, CustomTool)],
+        custom=[t for t in tools if isinstance(t, CustomTool)],
+    )

@@ -343,3 +343,57 @@ def test_computer_call_without_the_tool_gets_its_error_drawn() -> None:
     image = Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))).convert("RGB")
     assert image.size == (1024, 160)
     assert image.getpixel((1000, 5)) == (170, 0, 0)  # the red error banner
+
+
+def test_exec_names_call_types_it_does_not_execute_and_exits_2() -> None:
+    lines = [
+        json.dumps({"type": "frobnicate_call", "call_id": "x1", "arguments": "{}"}),
+        json.dumps(fcall("c1", "multiply", {"a": 6, "b": 7})),
+        json.dumps({"type": "web_search_call", "id": "ws_1", "status": "completed"}),
+    ]
+    r = itemloop(
+        "exec", "--tools", "", "--functions", str(TOOLS_FILE), input="\n".join(lines) + "\n"
+    )
+    assert r.returncode == 2
+    assert "frobnicate_call is not a call type itemloop executes" in r.stderr
+    assert "web_search_call" not in r.stderr  # hosted: the server ran it, nothing to answer
+    outs = [json.loads(line) for line in r.stdout.splitlines()]
+    assert outs == [{"type": "function_call_output", "call_id": "c1", "output": "42"}]
+
+
+def test_exec_treats_deeply_nested_json_as_a_bad_line() -> None:
+    deep = "[" * 2000 + "]" * 2000
+    lines = [json.dumps(fcall("c1", "multiply", {"a": 6, "b": 7})), deep]
+    r = itemloop(
+        "exec", "--tools", "", "--functions", str(TOOLS_FILE), input="\n".join(lines) + "\n"
+    )
+    assert r.returncode == 2, r.stderr
+    assert "line 2: JSON nested too deeply" in r.stderr and "Traceback" not in r.stderr
+    outs = [json.loads(line) for line in r.stdout.splitlines()]
+    assert outs == [{"type": "function_call_output", "call_id": "c1", "output": "42"}]
+
+
+def test_tools_help_shows_real_defaults() -> None:
+    r = itemloop("run", "--help")
+    assert "default: shell,apply_patch" in " ".join(r.stdout.split())
+    r = itemloop("demo", "--help")
+    assert "default: a new temporary directory" in " ".join(r.stdout.split())
+
+
+def test_tools_takes_model_to_pick_the_computer_tool() -> None:
+    r = itemloop("tools", "--tools", "computer", "--model", "computer-use-preview")
+    assert r.returncode == 0, r.stderr
+    assert [d["type"] for d in json.loads(r.stdout)] == ["computer_use_preview"]
+    r = itemloop("tools", "--tools", "computer", "--model", "gpt-5.5")
+    assert [d["type"] for d in json.loads(r.stdout)] == ["computer"]
+
+
+def test_the_readme_script_example_runs(tmp_path: Path) -> None:
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    block = readme.split("```json\n", 1)[1].split("```", 1)[0]
+    script = tmp_path / "turns.jsonl"
+    script.write_text(block)
+    r = itemloop("run", "list", "--script", str(script), "--sandbox", "local", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "Listed."
+    assert "✓ shell" in r.stderr

@@ -54,7 +54,7 @@ def test_demo_runs_every_executor(tmp_path: Path) -> None:
     local = json.loads(by_id["call_l1"]["output"]["output"])
     assert "and patched it twice" in local["stdout"]
     assert not by_id["call_bad1"]["ok"] and "celsius" in by_id["call_bad1"]["summary"]
-    assert "no function named 'stock_price'" in by_id["call_bad2"]["summary"]
+    assert "there is no function tool named 'stock_price'" in by_id["call_bad2"]["summary"]
     assert by_id["call_bad3"]["output"]["status"] == "failed"
     assert (tmp_path / "notes.md").read_text() == (
         "# Notes\n- itemloop ran this, sandboxed\n- and patched it twice\n"

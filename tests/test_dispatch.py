@@ -3,6 +3,8 @@ finish in, workspace-lane calls one at a time in order."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import anyio
 import pytest
 from anyio import wait_all_tasks_blocked
@@ -10,8 +12,9 @@ from helpers import fcall
 
 from itemloop.runtime.dispatch import Dispatcher
 from itemloop.runtime.events import Event
-from itemloop.tools.base import ExecResult, Item
-from itemloop.tools.function import FunctionExecutor
+from itemloop.tools.base import ExecResult, Executor
+from itemloop.tools.items import Item
+from itemloop.tools.toolset import Toolset
 
 pytestmark = pytest.mark.anyio
 
@@ -29,12 +32,13 @@ async def test_concurrency_is_bounded_and_outputs_keep_call_order() -> None:
         running.discard(i)
         return i
 
-    dispatcher = Dispatcher([FunctionExecutor([step])], max_concurrency=2)
     calls = [fcall(f"c{i}", "step", {"i": i}) for i in range(4)]
     result: list[Item] = []
 
     async def go() -> None:
-        result.extend(await dispatcher.run(calls, lambda e: None))
+        async with Toolset(functions=[step]) as toolset:
+            dispatcher = Dispatcher(toolset, max_concurrency=2)
+            result.extend(await dispatcher.run(calls, lambda e: None))
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(go)
@@ -75,6 +79,13 @@ class _Lane:
         return ExecResult(out, True, "ok")
 
 
+async def _dispatch(
+    executor: Executor, calls: list[Item], emit: Callable[[Event], None]
+) -> list[Item]:
+    async with Toolset(executors=[executor]) as toolset:
+        return await Dispatcher(toolset).run(calls, emit)
+
+
 async def test_sequential_calls_run_one_at_a_time_in_order() -> None:
     lane = _Lane()
     calls = [
@@ -82,7 +93,7 @@ async def test_sequential_calls_run_one_at_a_time_in_order() -> None:
         for i in range(5)
     ]
     events: list[Event] = []
-    outs = await Dispatcher([lane]).run(calls, events.append)
+    outs = await _dispatch(lane, calls, events.append)
     assert lane.order == ["s0", "s1", "s2", "s3", "s4"]
     assert not lane.overlap
     assert [o["call_id"] for o in outs] == lane.order
@@ -94,8 +105,10 @@ async def test_an_executor_that_raises_still_answers() -> None:
         async def execute(self, call: Item) -> ExecResult:
             raise RuntimeError("bug")
 
-    outs = await Dispatcher([Broken()]).run(
-        [{"type": "shell_call", "call_id": "s1", "action": {"commands": ["x"]}}], lambda e: None
+    outs = await _dispatch(
+        Broken(),
+        [{"type": "shell_call", "call_id": "s1", "action": {"commands": ["x"]}}],
+        lambda e: None,
     )
     assert len(outs) == 1
     assert "internal error in the shell_call executor: RuntimeError: bug" in str(outs[0])

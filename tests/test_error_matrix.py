@@ -3,12 +3,15 @@ says specifically what went wrong — one test per way a call can fail."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import anyio
 import pytest
-from helpers import assert_valid_input_item, fcall, message
+from helpers import assert_valid_input_item, fcall, message, toolset_of
 
 from itemloop.runtime.loop import Runtime
 from itemloop.runtime.scripted import ScriptedModel
+from itemloop.tools.config import SandboxConfig
 from itemloop.tools.custom import custom_tool
 from itemloop.tools.function import function_tool
 
@@ -27,7 +30,8 @@ def divide(a: float, b: float) -> float:
 async def _one_call(call: dict[str, object], **kw: object) -> dict[str, object]:
     model = ScriptedModel([[call], [message("ok")]])
     tools = kw.pop("tools", [forecast, divide])
-    rt = Runtime(model, tools=tools, **kw)  # type: ignore[arg-type]
+    config = kw.pop("config", {})
+    rt = Runtime(model, toolset_of(*tools, **config), **kw)  # type: ignore[arg-type]
     async with rt:
         result = await rt.run_until_done("go")
     assert result.reason == "completed"
@@ -78,8 +82,8 @@ async def test_missing_and_unexpected_arguments() -> None:
 async def test_unknown_tool_lists_the_tools_that_exist() -> None:
     out = await _one_call(fcall("c1", "forcast", {"city": "Oslo", "days": 1}))
     text = str(out["output"])
-    assert "no function named 'forcast'" in text
-    assert "divide" in text and "forecast" in text
+    assert "there is no function tool named 'forcast'" in text
+    assert "divide (function tool)" in text and "forecast (function tool)" in text
 
 
 async def test_exception_inside_tool() -> None:
@@ -115,8 +119,37 @@ async def test_unknown_custom_tool() -> None:
     call = {"type": "custom_tool_call", "call_id": "c1", "name": "grep", "input": "x"}
     out = await _one_call(call, tools=[custom_tool(str.upper, name="upper")])
     assert out["type"] == "custom_tool_call_output"
-    assert "no custom tool named 'grep'" in str(out["output"])
-    assert "upper" in str(out["output"])
+    assert "there is no custom tool named 'grep'" in str(out["output"])
+    assert "upper (custom tool)" in str(out["output"])
+
+
+async def test_unknown_function_without_function_tools_names_it_and_lists_the_tools(
+    tmp_path: Path,
+) -> None:
+    config = {"builtins": ("shell", "apply_patch"), "sandbox": SandboxConfig(workspace=tmp_path)}
+    out = await _one_call(fcall("c1", "no_such_tool", {}), tools=[], config=config)
+    assert out["output"] == (
+        "error: there is no function tool named 'no_such_tool'. "
+        "Tools you can call: shell, apply_patch"
+    )
+
+
+async def test_custom_call_to_a_builtin_says_what_the_builtin_is(tmp_path: Path) -> None:
+    config = {"builtins": ("shell", "apply_patch"), "sandbox": SandboxConfig(workspace=tmp_path)}
+    call = {"type": "custom_tool_call", "call_id": "c1", "name": "apply_patch", "input": "x"}
+    out = await _one_call(call, config=config)
+    assert out["output"] == (
+        "error: there is no custom tool named 'apply_patch'; 'apply_patch' is the built-in "
+        "apply_patch tool, not a custom tool. Tools you can call: forecast (function tool), "
+        "divide (function tool), shell, apply_patch"
+    )
+
+
+async def test_two_custom_tools_with_one_name_are_refused() -> None:
+    tools = toolset_of(custom_tool(str.upper, name="upper"), custom_tool(str.lower, name="upper"))
+    with pytest.raises(ValueError, match="two tools are named 'upper'"):
+        async with tools:
+            pass
 
 
 async def test_custom_tool_runs_on_raw_input() -> None:
@@ -148,7 +181,7 @@ async def test_cancellation_still_answers_every_call() -> None:
         return "never"
 
     model = ScriptedModel([[fcall("c1", "hang", {}), fcall("c2", "hang", {})], [message("x")]])
-    rt = Runtime(model, tools=[hang])
+    rt = Runtime(model, toolset_of(hang))
     async with rt:
         async with anyio.create_task_group() as tg:
 

@@ -7,7 +7,7 @@ import copy
 import json
 
 import pytest
-from helpers import assert_valid_input_item, fcall, message
+from helpers import assert_valid_input_item, fcall, message, toolset_of
 from responses_server import ScriptedResponsesServer
 
 from itemloop.runtime.events import CallFinished, RunFinished
@@ -50,7 +50,7 @@ async def _run(
     model: OpenAIModel, prompt: str = "go", **kw: object
 ) -> tuple[Runtime, list[object]]:
     events: list[object] = []
-    rt = Runtime(model, tools=[add, upper], **kw)  # type: ignore[arg-type]
+    rt = Runtime(model, toolset_of(add, upper), **kw)  # type: ignore[arg-type]
     async with rt:
         async for ev in rt.run(prompt):
             events.append(ev)
@@ -111,7 +111,7 @@ async def test_429_then_success_is_retried_without_rerunning_tools() -> None:
     turns = [[fcall("c1", "count", {"n": 1})], [message("done")]]
     with ScriptedResponsesServer(turns=turns, faults=[]) as server:
         model = _model(server, stream=True)
-        rt = Runtime(model, tools=[count])
+        rt = Runtime(model, toolset_of(count))
         async with rt:
             server.faults.extend([429])  # the first request is refused once
             result = await rt.run_until_done("go")
@@ -129,7 +129,7 @@ async def test_stream_dropped_mid_way_is_retried_and_tool_runs_once() -> None:
 
     turns = [[fcall("c1", "count", {"n": 7}), message("calling")], [message("done")]]
     with ScriptedResponsesServer(turns=turns, faults=["drop"]) as server:
-        rt = Runtime(_model(server, stream=True), tools=[count])
+        rt = Runtime(_model(server, stream=True), toolset_of(count))
         async with rt:
             result = await rt.run_until_done("go")
     assert result.reason == "completed", result.error

@@ -6,10 +6,10 @@ import json
 import sys
 
 import pytest
-from helpers import assert_valid_input_item, fcall, message
+from helpers import assert_valid_input_item, fcall, message, toolset_of
 from openai.types.responses import ResponseFunctionToolCall
 
-from itemloop.runtime.events import ItemReceived, Warning
+from itemloop.runtime.events import ItemReceived, Notice
 from itemloop.runtime.loop import Runtime
 from itemloop.runtime.model import ModelRequest, ModelResponse
 from itemloop.runtime.scripted import ScriptedModel
@@ -24,7 +24,7 @@ def add(a: int, b: int) -> int:
 async def test_model_items_are_parsed_into_openai_classes_and_kept_raw() -> None:
     future = {"type": "teleport_call", "id": "t1", "x": [1]}
     model = ScriptedModel([[fcall("c1", "add", {"a": 1, "b": 2}), future], [message("3")]])
-    async with Runtime(model, tools=[add]) as rt:
+    async with Runtime(model, toolset_of(add)) as rt:
         events = [e async for e in rt.run("go")]
     received = [e for e in events if isinstance(e, ItemReceived)]
     assert isinstance(received[0].parsed, ResponseFunctionToolCall)
@@ -43,7 +43,7 @@ async def test_call_without_usable_call_id_gets_one_shared_by_call_and_output(
     else:
         call["call_id"] = bad_id
     model = ScriptedModel([[call, dict(call, id="fc_2")], [message("2")]])
-    async with Runtime(model, tools=[add]) as rt:
+    async with Runtime(model, toolset_of(add)) as rt:
         events = [e async for e in rt.run("go")]
     calls = [i for i in rt.history if i.get("type") == "function_call"]
     outs = [i for i in rt.history if i.get("type") == "function_call_output"]
@@ -52,7 +52,7 @@ async def test_call_without_usable_call_id_gets_one_shared_by_call_and_output(
     assert [o["call_id"] for o in outs] == ids
     for o in outs:
         assert_valid_input_item(o)
-    assert any(isinstance(e, Warning) and "no usable call_id" in e.message for e in events)
+    assert any(isinstance(e, Notice) and "no usable call_id" in e.message for e in events)
 
 
 async def test_tool_calling_sys_exit_is_the_tools_error() -> None:
@@ -60,7 +60,7 @@ async def test_tool_calling_sys_exit_is_the_tools_error() -> None:
         sys.exit(3)
 
     model = ScriptedModel([[fcall("c1", "quit_now", {})], [message("ok")]])
-    async with Runtime(model, tools=[quit_now]) as rt:
+    async with Runtime(model, toolset_of(quit_now)) as rt:
         result = await rt.run_until_done("go")
     assert result.reason == "completed"
     out = next(i for i in rt.history if i.get("type") == "function_call_output")

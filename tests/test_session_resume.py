@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-from helpers import fcall, message
+from helpers import fcall, message, toolset_of
 
 from itemloop.runtime.loop import Runtime
 from itemloop.runtime.scripted import ScriptedModel
@@ -32,7 +32,7 @@ async def test_history_is_on_disk_before_each_model_request(tmp_path: Path) -> N
         return [message("done")]
 
     model = ScriptedModel([[fcall("c1", "record", {"tag": "a"})], turn2])
-    async with Runtime(model, tools=[record], session=journal) as rt:
+    async with Runtime(model, toolset_of(record), session=journal) as rt:
         await rt.run_until_done("go")
     # user message + call + output were journaled before turn 2 was requested
     assert seen_on_disk == [3]
@@ -57,7 +57,7 @@ async def test_resume_runs_unstarted_calls_and_never_reruns_started_ones(tmp_pat
     store.close()
 
     model = ScriptedModel([[message("resumed")]])
-    async with Runtime(model, tools=[record], session=journal) as rt:
+    async with Runtime(model, toolset_of(record), session=journal) as rt:
         result = await rt.run_until_done(None)
     assert result.reason == "completed"
     assert RUNS == ["three"]  # c1 finished, c2 was interrupted: neither runs again
@@ -96,7 +96,7 @@ async def test_outputs_finished_before_a_crash_are_recovered_not_reported_interr
     store.close()
 
     model = ScriptedModel([[message("resumed")]])
-    async with Runtime(model, tools=[record], session=journal) as rt:
+    async with Runtime(model, toolset_of(record), session=journal) as rt:
         await rt.run_until_done(None)
     outs = {
         i["call_id"]: i["output"] for i in rt.history if i.get("type") == "function_call_output"
@@ -109,7 +109,7 @@ async def test_outputs_finished_before_a_crash_are_recovered_not_reported_interr
 async def test_run_journals_each_output_when_it_finishes(tmp_path: Path) -> None:
     journal = tmp_path / "s.jsonl"
     model = ScriptedModel([[fcall("c1", "record", {"tag": "x"})], [message("done")]])
-    async with Runtime(model, tools=[record], session=journal) as rt:
+    async with Runtime(model, toolset_of(record), session=journal) as rt:
         await rt.run_until_done("go")
     kinds = [next(iter(json.loads(line))) for line in journal.read_text().splitlines()]
     # started, then finished, then the output joins the history
@@ -136,7 +136,7 @@ async def test_resume_answers_pending_calls_in_call_order(tmp_path: Path) -> Non
     store.mark_started("b")
     store.mark_finished({"type": "function_call_output", "call_id": "b", "output": "recorded b"})
     store.close()  # c never started
-    async with Runtime(ScriptedModel([[message("ok")]]), tools=[record], session=journal) as rt:
+    async with Runtime(ScriptedModel([[message("ok")]]), toolset_of(record), session=journal) as rt:
         await rt.run_until_done(None)
     outs = [i for i in rt.history if i.get("type") == "function_call_output"]
     assert [o["call_id"] for o in outs] == ["a", "b", "c"]
@@ -175,14 +175,16 @@ async def test_previous_response_id_resume_sends_the_outputs_the_server_never_sa
     first = _Recorder([[fcall("c1", "record", {"tag": "x"})]])
     async with Runtime(
         first,
-        tools=[record],
+        toolset_of(record),
         session=journal,
         previous_response_id=True,  # type: ignore[arg-type]
         max_turns=1,
     ) as rt:
         assert (await rt.run_until_done("go")).reason == "max_turns"
     second = _Recorder([[message("ok")]])
-    async with Runtime(second, tools=[record], session=journal, previous_response_id=True) as rt:  # type: ignore[arg-type]
+    async with Runtime(
+        second, toolset_of(record), session=journal, previous_response_id=True
+    ) as rt:  # type: ignore[arg-type]
         assert (await rt.run_until_done(None)).reason == "completed"
     assert second.sent == [("resp_1", ["function_call_output"])]
 

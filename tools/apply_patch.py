@@ -16,7 +16,8 @@ import anyio.to_thread
 
 from itemloop.sandbox.base import Sandbox, SandboxError, WorkspacePathError
 
-from .base import ExecResult, Item, call_id_of
+from .base import ExecResult
+from .items import Item, call_id_of
 from .patch import PatchError, PatchResult, apply_diff, decode
 
 OPERATIONS = ("create_file", "update_file", "delete_file")

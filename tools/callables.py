@@ -42,6 +42,50 @@ async def invoke(
     raise AssertionError("unreachable")
 
 
+async def call_tool(
+    name: str,
+    fn: Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    timeout_s: float | None,
+) -> tuple[ToolOutput, bool]:
+    """Call the tool `name`; its output and whether it succeeded.
+
+    Whatever it raises becomes the error text: a tool that calls sys.exit()
+    must not end the run, it is the tool's error.
+    """
+    try:
+        value = await invoke(fn, args, kwargs, timeout_s)
+    except ToolTimeout as e:
+        return f"error: tool {name!r} {e}; it was abandoned", False
+    except (Exception, SystemExit, KeyboardInterrupt) as e:
+        return describe_exception(name, e), False
+    return to_output(value), True
+
+
+def parse_arguments(name: str, arguments: Any) -> dict[str, Any] | str:
+    """A call's `arguments` (a JSON object in a string) as a dict, or the error text
+    for the model. Absent or blank arguments are an empty object."""
+    if arguments is None:
+        return {}
+    if not isinstance(arguments, str):
+        return (
+            f"error: arguments for {name!r} must be a JSON string, got {type(arguments).__name__}"
+        )
+    try:
+        raw = json.loads(arguments) if arguments.strip() else {}
+    except json.JSONDecodeError as e:
+        return (
+            f"error: arguments for {name!r} are not valid JSON ({e.msg} at line {e.lineno} "
+            f"column {e.colno}): {arguments[:200]!r}"
+        )
+    except RecursionError:
+        return f"error: arguments for {name!r} are nested too deeply to parse"
+    if not isinstance(raw, dict):
+        return f"error: arguments for {name!r} must be a JSON object, got {type(raw).__name__}"
+    return raw
+
+
 def to_output(value: Any) -> ToolOutput:
     """A tool's return value as `function_call_output.output`."""
     if isinstance(value, str):
@@ -81,8 +125,3 @@ def describe_exception(tool: str, exc: BaseException) -> str:
         where = f" (at {last.filename.rsplit('/', 1)[-1]}:{last.lineno} in {last.name})"
     text = str(exc) or "(no message)"
     return f"error: tool {tool!r} raised {type(exc).__name__}: {text}{where}"
-
-
-def unknown_tool_message(kind: str, name: str, known: list[str]) -> str:
-    listing = ", ".join(sorted(known)) if known else "(none)"
-    return f"error: there is no {kind} named {name!r}. Available {kind}s: {listing}"

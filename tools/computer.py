@@ -31,8 +31,6 @@ blank screen of the display's size carrying the banner.
 
 from __future__ import annotations
 
-import base64
-import io
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -49,7 +47,9 @@ from itemloop.sandbox.computer import (
     canonical_key,
 )
 
-from .base import ExecResult, Item, call_id_of
+from .base import ExecResult
+from .items import Item, call_id_of
+from .screenshot import annotate, data_url
 
 ToolType = Literal["computer_use_preview", "computer"]
 ToolEnvironment = Literal["windows", "mac", "linux", "ubuntu", "browser"]
@@ -337,46 +337,3 @@ def _safety_check(check: Item) -> Item:
         if check.get(field) is not None:
             out[field] = str(check[field])
     return out
-
-
-# -- images ----------------------------------------------------------------------
-
-
-def data_url(png: bytes) -> str:
-    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
-
-
-def annotate(png: bytes | None, message: str, width: int, height: int) -> bytes:
-    """`png` (or a blank screen of width x height) with `message` in a red banner across the top."""
-    from PIL import Image, ImageDraw, ImageFont
-
-    if png is not None:
-        image = Image.open(io.BytesIO(png)).convert("RGB")
-    else:
-        image = Image.new("RGB", (max(1, width), max(1, height)), (40, 40, 40))
-    if message:
-        font = ImageFont.load_default(size=14)
-        draw = ImageDraw.Draw(image)
-        lines = _wrap(f"itemloop: {message}", draw, font, image.width - 16)
-        line_h = 18
-        draw.rectangle((0, 0, image.width, 8 + line_h * len(lines)), fill=(170, 0, 0))
-        for i, line in enumerate(lines):
-            draw.text((8, 4 + i * line_h), line, fill=(255, 255, 255), font=font)
-    out = io.BytesIO()
-    image.save(out, format="PNG", compress_level=1)
-    return out.getvalue()
-
-
-def _wrap(text: str, draw: Any, font: Any, width: int) -> list[str]:
-    lines: list[str] = []
-    current = ""
-    for word in text.split():
-        candidate = f"{current} {word}".strip()
-        if current and draw.textlength(candidate, font=font) > width:
-            lines.append(current)
-            current = word
-        else:
-            current = candidate
-    if current:
-        lines.append(current)
-    return lines[:8]

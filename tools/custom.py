@@ -8,15 +8,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from .base import ExecResult, Item, call_id_of
-from .callables import (
-    ToolTimeout,
-    describe_exception,
-    invoke,
-    summary_line,
-    to_output,
-    unknown_tool_message,
-)
+from .base import ExecResult, check_unique_names
+from .callables import call_tool, summary_line
+from .defaults import DEFAULT_TOOL_TIMEOUT_S
+from .items import Item, call_id_of
 
 
 @dataclass
@@ -58,8 +53,13 @@ class CustomExecutor:
     sequential = False
 
     def __init__(
-        self, tools: Iterable[CustomTool], *, default_timeout_s: float | None = 600.0
+        self,
+        tools: Iterable[CustomTool],
+        *,
+        default_timeout_s: float | None = DEFAULT_TOOL_TIMEOUT_S,
     ) -> None:
+        tools = list(tools)
+        check_unique_names([t.definition() for t in tools])
         self.tools = {t.name: t for t in tools}
         self.default_timeout_s = default_timeout_s
 
@@ -75,19 +75,12 @@ class CustomExecutor:
 
     async def _run(self, name: str, input_text: Any) -> tuple[Any, bool]:
         tool = self.tools.get(name)
-        if tool is None:
-            return unknown_tool_message("custom tool", name, list(self.tools)), False
+        if tool is None:  # the toolset routes only the names defined here
+            return f"error: there is no custom tool named {name!r}", False
         if not isinstance(input_text, str):
             return (
                 f"error: input for {name!r} must be a string, got {type(input_text).__name__}",
                 False,
             )
         timeout = tool.timeout_s if tool.timeout_s is not None else self.default_timeout_s
-        try:
-            value = await invoke(tool.fn, (input_text,), {}, timeout)
-        except ToolTimeout as e:
-            return f"error: tool {name!r} {e}; it was abandoned", False
-        except (Exception, SystemExit, KeyboardInterrupt) as e:
-            # A tool that calls sys.exit() must not end the run: it is the tool's error.
-            return describe_exception(name, e), False
-        return to_output(value), True
+        return await call_tool(name, tool.fn, (input_text,), {}, timeout)

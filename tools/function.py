@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import importlib.util
 import inspect
-import json
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -19,15 +18,10 @@ from typing import Any, get_type_hints
 
 import pydantic
 
-from .base import ExecResult, Item, call_id_of
-from .callables import (
-    ToolTimeout,
-    describe_exception,
-    invoke,
-    summary_line,
-    to_output,
-    unknown_tool_message,
-)
+from .base import ExecResult, check_unique_names
+from .callables import call_tool, parse_arguments, summary_line
+from .defaults import DEFAULT_TOOL_TIMEOUT_S
+from .items import Item, call_id_of
 
 
 @dataclass
@@ -127,14 +121,11 @@ class FunctionExecutor:
         self,
         tools: Iterable[FunctionTool | Callable[..., Any]],
         *,
-        default_timeout_s: float | None = 600.0,
+        default_timeout_s: float | None = DEFAULT_TOOL_TIMEOUT_S,
     ) -> None:
-        self.tools: dict[str, FunctionTool] = {}
-        for t in tools:
-            tool = t if isinstance(t, FunctionTool) else function_tool(t)
-            if tool.name in self.tools:
-                raise ValueError(f"two function tools are named {tool.name!r}")
-            self.tools[tool.name] = tool
+        described = [t if isinstance(t, FunctionTool) else function_tool(t) for t in tools]
+        check_unique_names([t.definition() for t in described])
+        self.tools = {t.name: t for t in described}
         self.default_timeout_s = default_timeout_s
 
     def definitions(self) -> list[Item]:
@@ -151,39 +142,18 @@ class FunctionExecutor:
 
     async def _run(self, name: str, arguments: Any) -> tuple[Any, bool]:
         tool = self.tools.get(name)
-        if tool is None:
-            return unknown_tool_message("function", name, list(self.tools)), False
-        if not isinstance(arguments, str):
-            return (
-                f"error: arguments for {name!r} must be a JSON string, got {type(arguments).__name__}",
-                False,
-            )
-        try:
-            raw = json.loads(arguments) if arguments.strip() else {}
-        except json.JSONDecodeError as e:
-            return (
-                f"error: arguments for {name!r} are not valid JSON ({e.msg} at line {e.lineno} "
-                f"column {e.colno}): {arguments[:200]!r}"
-            ), False
-        if not isinstance(raw, dict):
-            return (
-                f"error: arguments for {name!r} must be a JSON object, got {type(raw).__name__}",
-                False,
-            )
+        if tool is None:  # the toolset routes only the names defined here
+            return f"error: there is no function tool named {name!r}", False
+        raw = parse_arguments(name, arguments)
+        if isinstance(raw, str):
+            return raw, False
         try:
             parsed = tool.args_model.model_validate(raw)
         except pydantic.ValidationError as e:
             return f"error: invalid arguments for {name!r}: {_validation_text(e)}", False
         kwargs = {p: getattr(parsed, p) for p in tool._param_names}
         timeout = tool.timeout_s if tool.timeout_s is not None else self.default_timeout_s
-        try:
-            value = await invoke(tool.fn, (), kwargs, timeout)
-        except ToolTimeout as e:
-            return f"error: tool {name!r} {e}; it was abandoned", False
-        except (Exception, SystemExit, KeyboardInterrupt) as e:
-            # A tool that calls sys.exit() must not end the run: it is the tool's error.
-            return describe_exception(name, e), False
-        return to_output(value), True
+        return await call_tool(name, tool.fn, (), kwargs, timeout)
 
 
 def _validation_text(e: pydantic.ValidationError) -> str:
@@ -197,25 +167,35 @@ def _validation_text(e: pydantic.ValidationError) -> str:
     return "; ".join(parts)
 
 
+class FunctionsFileError(ValueError):
+    """A `--functions` file that cannot be loaded; the message names it and says why."""
+
+
 def load_functions_file(path: Path | str) -> list[FunctionTool]:
-    """Every public top-level function defined in the file, or those in its `__all__`."""
+    """Every public top-level function defined in the file, or those in its `__all__`.
+
+    Raises `FunctionsFileError` for a missing file and for whatever its code raises.
+    """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"--functions: no such file: {path}")
+        raise FunctionsFileError(f"--functions: no such file: {path}")
     module_name = f"itemloop_user_functions_{abs(hash(str(path.resolve())))}"
     spec = importlib.util.spec_from_file_location(module_name, path)
     if spec is None or spec.loader is None:
-        raise ImportError(f"--functions: cannot load {path} as Python")
+        raise FunctionsFileError(f"--functions: cannot load {path} as Python")
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module
-    spec.loader.exec_module(module)
-    exported: Sequence[str] | None = getattr(module, "__all__", None)
-    if exported is not None:
-        fns = [getattr(module, n) for n in exported]
-    else:
-        fns = [
-            v
-            for n, v in vars(module).items()
-            if not n.startswith("_") and inspect.isfunction(v) and v.__module__ == module_name
-        ]
-    return [function_tool(f) for f in fns if callable(f)]
+    try:
+        spec.loader.exec_module(module)
+        exported: Sequence[str] | None = getattr(module, "__all__", None)
+        if exported is not None:
+            fns = [getattr(module, n) for n in exported]
+        else:
+            fns = [
+                v
+                for n, v in vars(module).items()
+                if not n.startswith("_") and inspect.isfunction(v) and v.__module__ == module_name
+            ]
+        return [function_tool(f) for f in fns if callable(f)]
+    except Exception as e:
+        raise FunctionsFileError(f"--functions {path}: {type(e).__name__}: {e}") from e

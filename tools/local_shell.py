@@ -18,7 +18,8 @@ from typing import Any
 
 from itemloop.sandbox.base import SandboxError
 
-from .base import ExecResult, Item, call_id_of
+from .base import ExecResult
+from .items import Item, call_id_of
 from .shell import (
     MAX_TIMEOUT_MS,
     MAX_TIMEOUT_S,

@@ -5,8 +5,8 @@
 
 `McpTools` connects to every server (stdio subprocess or streamable HTTP),
 lists their tools and answers the model's `function_call`s for them by calling
-the server. It is an `Executor` for `function_call`; to use it next to Python
-function tools, put both behind a `FunctionRouter` (tools/router.py).
+the server. It is an `Executor` for `function_call`; a `Toolset`
+(tools/toolset.py) routes each call to it by name, beside Python functions.
 
 Every call gets exactly one `function_call_output`: the tool's result, or an
 error text for bad JSON arguments, an unknown name, a timeout, a server error
@@ -19,7 +19,6 @@ as configured (see tools/mcp_config.py for what environment a stdio server gets)
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from contextlib import AsyncExitStack
 from types import TracebackType
@@ -28,8 +27,9 @@ from typing import Any, Self
 import anyio
 from mcp.shared.exceptions import MCPError
 
-from .base import ExecResult, Item
-from .callables import ToolOutput, summary_line, unknown_tool_message
+from .base import ExecResult
+from .callables import ToolOutput, parse_arguments, summary_line
+from .items import Item, call_id_of
 from .mcp_client import (
     McpCallTimeout,
     McpConnectError,
@@ -133,7 +133,7 @@ class McpTools:
         output, ok = await self._run(name, call.get("arguments"))
         summary = "ok" if ok else summary_line(output)
         return ExecResult(
-            output={"type": "function_call_output", "call_id": call["call_id"], "output": output},
+            output={"type": "function_call_output", "call_id": call_id_of(call), "output": output},
             ok=ok,
             summary=summary,
         )
@@ -141,7 +141,7 @@ class McpTools:
     async def _run(self, name: str, arguments: Any) -> tuple[ToolOutput, bool]:
         route = self.routes.get(name)
         if route is None:
-            return unknown_tool_message("function", name, list(self.routes)), False
+            return f"error: there is no MCP tool named {name!r}", False
         conn, tool = route
         args = parse_arguments(name, arguments)
         if isinstance(args, str):
@@ -184,23 +184,3 @@ class McpTools:
                 False,
             )
         return result_output(result, server=server, tool=name)
-
-
-def parse_arguments(name: str, arguments: Any) -> dict[str, Any] | str:
-    """The call's arguments as a dict, or the error text for the model."""
-    if arguments is None:
-        return {}
-    if not isinstance(arguments, str):
-        return (
-            f"error: arguments for {name!r} must be a JSON string, got {type(arguments).__name__}"
-        )
-    try:
-        raw = json.loads(arguments) if arguments.strip() else {}
-    except json.JSONDecodeError as e:
-        return (
-            f"error: arguments for {name!r} are not valid JSON ({e.msg} at line {e.lineno} "
-            f"column {e.colno}): {arguments[:200]!r}"
-        )
-    if not isinstance(raw, dict):
-        return f"error: arguments for {name!r} must be a JSON object, got {type(raw).__name__}"
-    return raw

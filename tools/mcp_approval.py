@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from .base import ExecResult, Item
+from .base import ExecResult
+from .items import Item
 
 ApprovalPolicy = Callable[[Item], bool]
 

@@ -154,8 +154,6 @@ class McpConnection:
             params = StdioServerParameters(
                 command=s.command, args=list(s.args), env=dict(s.env) or None, cwd=s.cwd
             )
-            if s.stderr is not None:
-                return stdio_client(params, errlog=s.stderr)
             return stdio_client(params)
         assert s.url is not None
         http = await stack.enter_async_context(

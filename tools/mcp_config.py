@@ -19,7 +19,6 @@ import re
 import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TextIO
 
 __all__ = [
     "McpServer",
@@ -61,8 +60,6 @@ class McpServer:
     """How many times a server whose connection is lost is started/connected again."""
     required: bool = True
     """When False, a server that cannot be reached at start is skipped with a warning."""
-    stderr: TextIO | None = None
-    """Where a stdio server's stderr goes (a real file); `None`: itemloop's own stderr."""
 
     def __post_init__(self) -> None:
         if not _SERVER_NAME.match(self.name):

@@ -21,8 +21,8 @@ from typing import Any
 
 import mcp_types as mt
 
-from .base import Item
 from .callables import ToolOutput
+from .items import Item
 
 _NAME_OK = re.compile(r"[^A-Za-z0-9_-]")
 MAX_NAME = 64

@@ -20,7 +20,8 @@ from typing import Any
 from itemloop.sandbox.base import CommandResult, Sandbox, SandboxError
 from itemloop.sandbox.capture import cap_text, split_budget, split_marked
 
-from .base import ExecResult, Item, call_id_of
+from .base import ExecResult
+from .items import Item, call_id_of
 
 MAX_TIMEOUT_S = 24 * 3600.0
 MAX_TIMEOUT_MS = int(MAX_TIMEOUT_S * 1000)

@@ -10,6 +10,7 @@ from typing import Any
 import pydantic
 import pytest
 from corpus import compaction_item, user
+from helpers import toolset_of
 from openai.types.responses import ResponseInputItemParam
 from responses_server import ScriptedResponsesServer
 
@@ -19,7 +20,7 @@ from itemloop.runtime.compaction import (
     ThresholdCompactor,
     orphans,
 )
-from itemloop.runtime.events import Compacted, RunFinished, Warning
+from itemloop.runtime.events import Compacted, Notice, RunFinished
 from itemloop.runtime.loop import Runtime
 from itemloop.runtime.openai_model import OpenAIModel
 from itemloop.runtime.tokens import EstimateTokenizer, count_item
@@ -93,7 +94,7 @@ async def run(
     server: ScriptedResponsesServer, comp: ThresholdCompactor, **kw: Any
 ) -> tuple[Runtime, list[Any]]:
     events: list[Any] = []
-    rt = Runtime(comp.model, tools=[read], instructions=INSTRUCTIONS, compactor=comp, **kw)
+    rt = Runtime(comp.model, toolset_of(read), instructions=INSTRUCTIONS, compactor=comp, **kw)
     async with rt:
         async for ev in rt.run("Read the files and report."):
             events.append(ev)
@@ -193,7 +194,7 @@ async def test_local_fallback_after_404_summarises_and_keeps_the_conversation_va
             assert_sendable(body["input"])
         compactions = [e for e in events if isinstance(e, Compacted)]
         assert [e.strategy for e in compactions] == ["local", "local"]
-        warnings = [e.message for e in events if isinstance(e, Warning)]
+        warnings = [e.message for e in events if isinstance(e, Notice)]
         assert len(warnings) == 1 and "/responses/compact" in warnings[0]
         # The second summary covers the first one: summaries do not pile up.
         second_summary_text = reqs[4]["input"][0]["content"][0]["text"]
@@ -235,7 +236,7 @@ async def test_server_mode_falls_back_to_the_client_when_the_server_ignores_it()
     with ScriptedResponsesServer(turns=turns, compact=remote_compact) as server:
         _, events = await run(server, compactor(server, 1000, "server"))
         assert paths(server) == ["responses", "compact", "responses"]
-        assert any("without compacting" in e.message for e in events if isinstance(e, Warning))
+        assert any("without compacting" in e.message for e in events if isinstance(e, Notice))
 
 
 async def test_stateful_mode_compacts_from_the_previous_response_and_then_drops_it() -> None:

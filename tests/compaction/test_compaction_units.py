@@ -17,7 +17,7 @@ from corpus import (
 )
 
 from itemloop.runtime.compaction import orphans, units
-from itemloop.tools.base import OUTPUT_TYPES
+from itemloop.tools.items import KINDS
 
 
 def _spans_as_types(items: list[dict[str, object]]) -> list[list[object]]:
@@ -33,7 +33,7 @@ def test_every_answered_call_type_pairs_with_its_output() -> None:
     items = [*shell_pair("s", "out"), *local_shell_pair("l"), *mcp_pair(1), fcall("f"), fout("f")]
     assert units(items) == [(0, 2), (2, 4), (4, 6), (6, 8)]
     answered = {items[s]["type"] for s, _ in units(items)}
-    assert answered <= set(OUTPUT_TYPES)
+    assert answered <= set(KINDS)
 
 
 def test_units_cover_the_history_exactly_and_never_split_a_pair() -> None:

@@ -15,9 +15,8 @@ from openai.types.responses import ResponseInputItemParam
 from itemloop.runtime import Runtime, ScriptedModel
 from itemloop.runtime.events import CallFinished, RunFinished
 from itemloop.runtime.model import ModelRequest
-from itemloop.tools.function import FunctionExecutor
 from itemloop.tools.mcp import McpTools
-from itemloop.tools.router import FunctionRouter
+from itemloop.tools.toolset import Toolset
 
 pytestmark = pytest.mark.anyio
 
@@ -80,8 +79,7 @@ async def test_a_run_mixes_python_and_mcp_tools(http_server: HttpServer) -> None
         ]
     )
     async with McpTools([stdio_server("demo"), http_server.server("web")]) as mcp:
-        router = FunctionRouter([FunctionExecutor([shout]), mcp])
-        async with Runtime(model, executors=[router]) as rt:
+        async with Runtime(model, Toolset(functions=[shout], executors=[mcp])) as rt:
             events = [e async for e in rt.run("use the tools")]
             history = rt.history
 
@@ -99,7 +97,7 @@ async def test_a_run_mixes_python_and_mcp_tools(http_server: HttpServer) -> None
     assert outputs["c_fail"].startswith(
         "error: tool 'demo__fail' (MCP server 'demo') reported an error"
     )
-    assert "there is no function named 'nope'" in outputs["c_nope"]
+    assert "there is no function tool named 'nope'" in outputs["c_nope"]
     assert "shout" in outputs["c_nope"] and "web__add" in outputs["c_nope"]
     assert outputs["c_dead"].startswith("error: MCP server 'demo' closed the connection")
     assert outputs["c_again"] == "5"  # reconnected

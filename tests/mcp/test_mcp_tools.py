@@ -16,10 +16,11 @@ import pytest
 from mcp_servers import HttpServer, stdio_server
 from openai.types.responses import FunctionToolParam, ResponseInputItemParam
 
+from itemloop.runtime.dispatch import Dispatcher
 from itemloop.tools.base import ExecResult
-from itemloop.tools.function import FunctionExecutor
+from itemloop.tools.config import ToolsetConfig
 from itemloop.tools.mcp import McpConnectError, McpServer, McpTools
-from itemloop.tools.router import FunctionRouter
+from itemloop.tools.toolset import Toolset
 
 pytestmark = pytest.mark.anyio
 
@@ -101,14 +102,25 @@ async def test_bad_arguments_never_reach_the_server() -> None:
         assert empty.ok
 
 
+async def _dispatched(toolset: Toolset, name: str, args: Any = None) -> str:
+    """The output text of one call, through the dispatcher (which routes by name)."""
+    [out] = await Dispatcher(toolset).run([fcall(name, {} if args is None else args)], _ignore)
+    INPUT_ITEM.validate_python(out)
+    assert isinstance(out["output"], str), out
+    return out["output"]
+
+
+def _ignore(event: object) -> None:
+    pass
+
+
 async def test_unknown_tool_lists_the_available_ones() -> None:
-    async with McpTools([stdio_server()]) as mcp:
-        r = await run(mcp, "demo__nope")
-    assert not r.ok
-    assert text(r).startswith(
-        "error: there is no function named 'demo__nope'. Available functions:"
+    async with McpTools([stdio_server()]) as mcp, Toolset(executors=[mcp]) as toolset:
+        out = await _dispatched(toolset, "demo__nope")
+    assert out.startswith(
+        "error: there is no function tool named 'demo__nope'. Tools you can call:"
     )
-    assert "demo__add" in text(r) and "demo__slow" in text(r)
+    assert "demo__add (function tool)" in out and "demo__slow (function tool)" in out
 
 
 def double(x: int) -> int:
@@ -116,28 +128,28 @@ def double(x: int) -> int:
     return 2 * x
 
 
-async def test_router_sends_each_name_to_its_executor(http_server: HttpServer) -> None:
-    async with McpTools([stdio_server("local"), http_server.server("web")]) as mcp:
-        router = FunctionRouter([FunctionExecutor([double]), mcp])
-        names = [d["name"] for d in router.definitions()]
+async def test_toolset_sends_each_name_to_its_executor(http_server: HttpServer) -> None:
+    servers = (stdio_server("local"), http_server.server("web"))
+    async with Toolset(ToolsetConfig(builtins=(), mcp_servers=servers), functions=[double]) as ts:
+        names = [d["name"] for d in ts.definitions() if d["type"] == "function"]
         assert names[0] == "double" and "local__add" in names and "web__add" in names
-        assert text(await run(router, "double", {"x": 21})) == "42"
-        assert text(await run(router, "local__add", {"a": 1, "b": 1})) == "2"
-        assert text(await run(router, "web__add", {"a": 2, "b": 2})) == "4"
-        unknown = text(await run(router, "triple", {"x": 1}))
-        assert "there is no function named 'triple'" in unknown
-        for n in ("double", "local__add", "web__pid"):
-            assert n in unknown  # Python and MCP tools, from every server
+        assert await _dispatched(ts, "double", {"x": 21}) == "42"
+        assert await _dispatched(ts, "local__add", {"a": 1, "b": 1}) == "2"
+        assert await _dispatched(ts, "web__add", {"a": 2, "b": 2}) == "4"
+        unknown = await _dispatched(ts, "triple", {"x": 1})
+    assert "there is no function tool named 'triple'" in unknown
+    for n in ("double", "local__add", "web__pid"):
+        assert f"{n} (function tool)" in unknown  # Python and MCP tools, from every server
 
 
-async def test_router_refuses_two_tools_of_one_name() -> None:
+async def test_toolset_refuses_two_tools_of_one_name() -> None:
     def demo__add(a: int, b: int) -> int:
         return a + b
 
     async with McpTools([stdio_server()]) as mcp:
-        router = FunctionRouter([FunctionExecutor([demo__add]), mcp])
-        with pytest.raises(ValueError, match="two function tools are named 'demo__add'"):
-            router.routes()
+        with pytest.raises(ValueError, match="two tools are named 'demo__add'"):
+            async with Toolset(functions=[demo__add], executors=[mcp]):
+                pass
 
 
 async def test_timeout_gives_an_error_and_the_session_goes_on(make_server: MakeServer) -> None:
@@ -228,7 +240,7 @@ async def test_an_optional_server_that_cannot_start_is_skipped() -> None:
         assert all(d["name"].startswith("demo__") for d in mcp.definitions())
         assert len(mcp.warnings) == 1 and "'broken'" in mcp.warnings[0]
         r = await run(mcp, "broken__anything")
-        assert "there is no function named 'broken__anything'" in text(r)
+        assert "there is no MCP tool named 'broken__anything'" in text(r)
 
 
 async def test_connect_timeout_is_bounded() -> None:

@@ -1,0 +1,115 @@
+"""`RunConfig`: everything that decides what a run does, as plain data.
+
+The model and its server, the loop's limits, compaction, and the run's tools
+(`tools.config.ToolsetConfig`). The command line builds one from its flags;
+the same schema is what a session records and a batch task line holds, so a
+setting is parsed, checked and defaulted in one place. `build_model`,
+`build_compactor` and `build_runtime` turn it into the live objects.
+
+Secrets are never part of it: the API key comes from `OPENAI_API_KEY` when
+the model client is built.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+import pydantic
+
+from itemloop.tools.config import ToolsetConfig
+
+from .defaults import DEFAULT_MAX_TURNS, default_model
+
+if TYPE_CHECKING:
+    from itemloop.tools.toolset import Toolset
+
+    from .compactor import Compactor
+    from .loop import Runtime
+    from .model import Model
+    from .session import SessionStore
+
+CompactStrategy = Literal["auto", "remote", "local", "server"]
+
+
+class RunConfig(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(extra="forbid", frozen=True)
+
+    model: str = pydantic.Field(default_factory=default_model)
+    base_url: str | None = None
+    """Any Responses-compatible server (None: $OPENAI_BASE_URL, else OpenAI)."""
+    script: Path | None = None
+    """A scripted model: turns replayed from this JSON Lines file instead of a server."""
+    instructions: str | None = None
+    stream: bool = True
+    previous_response_id: bool = False
+    """Stateful mode: responses stored server-side, only new items sent."""
+    max_turns: int = pydantic.Field(default=DEFAULT_MAX_TURNS, ge=1)
+    compact_threshold: int | None = pydantic.Field(default=None, gt=0)
+    compact_strategy: CompactStrategy = "auto"
+    tools: ToolsetConfig = ToolsetConfig()
+
+
+class NoModel(ValueError):
+    """Nothing to talk to: no key, no server, no script."""
+
+
+def build_model(config: RunConfig) -> Model:
+    """The model client `config` names (raises `NoModel`, or `ScriptError` for a bad script)."""
+    if config.script is not None:
+        from .scripted import ScriptedModel
+
+        return ScriptedModel.from_file(config.script)
+    key = os.environ.get("OPENAI_API_KEY")
+    base_url = config.base_url or os.environ.get("OPENAI_BASE_URL")
+    if not key and not base_url:
+        raise NoModel(
+            "no model to talk to: set OPENAI_API_KEY (and --base-url for a server other than "
+            "OpenAI's), or pass --script FILE to replay a scripted model. "
+            "To see itemloop work offline, run: itemloop demo"
+        )
+    from .openai_model import OpenAIModel
+
+    return OpenAIModel(
+        config.model,
+        base_url=base_url,
+        api_key=key or "not-needed",
+        stream=config.stream,
+        store=config.previous_response_id,
+    )
+
+
+def build_compactor(config: RunConfig, model: Model) -> Compactor:
+    from .compaction import make_compactor
+
+    return make_compactor(
+        model,
+        threshold=config.compact_threshold,
+        strategy=config.compact_strategy,
+        model_name=config.model,
+    )
+
+
+def build_runtime(
+    config: RunConfig,
+    *,
+    model: Model | None = None,
+    toolset: Toolset | None = None,
+    session: SessionStore | Path | None = None,
+) -> Runtime:
+    """The `Runtime` of `config` (not started: use it with `async with`)."""
+    from itemloop.tools.toolset import Toolset
+
+    from .loop import Runtime
+
+    model = model if model is not None else build_model(config)
+    return Runtime(
+        model,
+        toolset if toolset is not None else Toolset(config.tools, model_name=config.model),
+        instructions=config.instructions,
+        max_turns=config.max_turns,
+        session=session,
+        compactor=build_compactor(config, model),
+        previous_response_id=config.previous_response_id,
+    )

@@ -1,0 +1,18 @@
+"""Defaults of a run, each defined once.
+
+Kept apart from `config.py` (pydantic) so the command line can show them in
+`--help` without importing pydantic: `itemloop --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Final
+
+DEFAULT_MODEL: Final = "gpt-5.5"
+DEFAULT_MAX_TURNS: Final = 50
+
+
+def default_model() -> str:
+    """`$ITEMLOOP_MODEL`, or `DEFAULT_MODEL`."""
+    return os.environ.get("ITEMLOOP_MODEL") or DEFAULT_MODEL

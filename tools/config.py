@@ -1,0 +1,94 @@
+"""`ToolsetConfig`: which tools a run offers and what they run on, as plain data.
+
+One schema for every place a toolset is described: the command line builds
+one from its flags, a session journal records one so `--resume` can rebuild
+the same tools, a batch task line or a configuration file is one as JSON.
+It is a pydantic model (unknown keys are refused, with the path of the bad
+field in the message) holding only data: Python functions and objects the
+library caller builds (custom tools, executors, a computer) are given to the
+`Toolset` beside it, never stored in it.
+
+Defaults live with the concept they belong to (the sandbox's limits in
+`SandboxOptions`, MCP timeouts in `McpServer`, the command timeout in
+`defaults.py`); this module only gathers them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Final, Literal
+
+import pydantic
+
+from itemloop.sandbox.base import SandboxOptions
+
+from .defaults import (
+    DEFAULT_BUILTINS,
+    DEFAULT_COMMAND_TIMEOUT_S,
+    DEFAULT_MAX_CONCURRENCY,
+    DEFAULT_OUTPUT_CHARS,
+    DEFAULT_TOOL_TIMEOUT_S,
+    BuiltinTool,
+)
+from .mcp_config import McpServer
+
+SANDBOX_TOOLS: Final[frozenset[str]] = frozenset({"shell", "local_shell", "apply_patch"})
+"""The built-in tools that run in the sandbox; `computer` drives a `Computer` instead."""
+
+
+class _Data(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(extra="forbid", frozen=True)
+
+
+class SandboxConfig(_Data):
+    """Where commands run and which directory is the workspace."""
+
+    kind: Literal["local", "docker", "host"] = "local"
+    image: str | None = None
+    """The Docker image, for `kind="docker"`."""
+    workspace: Path = Path(".")
+    options: SandboxOptions = SandboxOptions()
+
+
+class ComputerConfig(_Data):
+    """The screen `computer_call`s act on (when `computer` is among the built-ins)."""
+
+    backend: Literal["browser", "xvfb"] = "browser"
+    start_url: str = "about:blank"
+    """The browser's first page."""
+    display_width: int = pydantic.Field(default=1024, gt=0)
+    display_height: int = pydantic.Field(default=768, gt=0)
+    tool: Literal["auto", "computer", "computer_use_preview"] = "auto"
+    """The tool type offered; `auto` picks by the model's name."""
+    ack_safety_checks: bool = False
+    """Acknowledge the model's pending safety checks; off: such calls are not run."""
+
+
+class ToolsetConfig(_Data):
+    """Every tool of a run, as data."""
+
+    builtins: tuple[BuiltinTool, ...] = DEFAULT_BUILTINS
+    """Built-in tools to offer (`--tools`)."""
+    functions: tuple[Path, ...] = ()
+    """Python files whose public functions (or `__all__`) are offered as function tools."""
+    mcp_servers: tuple[McpServer, ...] = ()
+    approve_mcp: tuple[str, ...] = ()
+    """Hosted MCP servers whose approval requests are approved (`*`: any); others are denied."""
+    tool_timeout_s: float | None = DEFAULT_TOOL_TIMEOUT_S
+    """Per function or custom tool call."""
+    command_timeout_s: float = pydantic.Field(default=DEFAULT_COMMAND_TIMEOUT_S, ge=0)
+    """Per shell command, when the call does not say."""
+    output_limit: int = pydantic.Field(default=DEFAULT_OUTPUT_CHARS, ge=0)
+    """Per shell command's output to the model, in characters (head and tail kept)."""
+    max_concurrency: int = pydantic.Field(default=DEFAULT_MAX_CONCURRENCY, ge=1)
+    sandbox: SandboxConfig = SandboxConfig()
+    computer: ComputerConfig = ComputerConfig()
+
+    @pydantic.field_validator("builtins")
+    @classmethod
+    def _unique_builtins(cls, names: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(names))
+
+    @property
+    def needs_sandbox(self) -> bool:
+        return any(n in SANDBOX_TOOLS for n in self.builtins)

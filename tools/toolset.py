@@ -1,0 +1,286 @@
+"""`Toolset`: every tool of a run, assembled once, with the lifetimes of what they need.
+
+    config = ToolsetConfig(builtins=("shell", "apply_patch"), sandbox=SandboxConfig(workspace=Path(".")))
+    async with Toolset(config, functions=[get_weather]) as tools:
+        tools.definitions()                # what the model is sent
+        tools.executor_for(call)           # who answers a call (None: no such tool)
+
+Built from a `ToolsetConfig` (plain data) plus the Python objects a library
+caller has (functions, custom tools, extra executors, a sandbox or computer it
+built itself). `Runtime`, `itemloop exec`, `itemloop tools` and the demo all
+build their tools here, so a setting means the same everywhere.
+
+On enter it starts what the tools need — MCP servers, the sandbox, the
+computer — and on exit stops them in reverse order; what it was given it owns
+all the same (a sandbox passed in is entered and closed here). A failure
+while starting stops what had started and raises.
+
+Routing: named calls (`function_call`, `custom_tool_call`) go by name to the
+executor whose definitions name the tool; every other call type goes to the
+one executor that answers it. Two tools with one name, or two executors for
+one call type, are a `ValueError` at enter. A call nothing answers gets
+`unknown_tool_message`: what was called, what it is not, and every tool the
+model may call, by the name it would use.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager, AsyncExitStack
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Self, TypeVar
+
+from itemloop.sandbox.base import Sandbox
+
+from .base import Executor, check_unique_names
+from .config import ToolsetConfig
+from .custom import CustomExecutor, CustomTool
+from .function import FunctionExecutor, FunctionTool, load_functions_file
+from .items import KINDS, Item, kind_for_tool, kind_of
+from .mcp_approval import McpApprovalExecutor, approve_servers
+
+if TYPE_CHECKING:
+    from itemloop.sandbox.computer import Computer
+
+    from .mcp import McpTools
+
+FunctionLike = FunctionTool | Callable[..., Any]
+_R = TypeVar("_R", bound=AbstractAsyncContextManager[Any])
+
+
+class Toolset:
+    def __init__(
+        self,
+        config: ToolsetConfig | None = None,
+        *,
+        functions: Sequence[FunctionLike] = (),
+        custom: Sequence[CustomTool] = (),
+        executors: Sequence[Executor] = (),
+        hosted: Sequence[Item] = (),
+        sandbox: Sandbox | None = None,
+        computer: Computer | None = None,
+        model_name: str = "",
+        describe_only: bool = False,
+    ) -> None:
+        """`sandbox` and `computer`, when given, replace the ones the config
+        describes; `hosted` tool definitions (web search, hosted MCP, ...) are
+        sent as they are; `model_name` picks the computer tool type on `auto`.
+        Without a `config`, the toolset holds only what is given: no built-ins
+        and no sandbox unless `sandbox` is.
+        With `describe_only`, entering builds every tool but starts only the
+        MCP servers (their tools are known only from them): for listing the
+        definitions, not for running calls."""
+        self.config = config if config is not None else ToolsetConfig(builtins=())
+        self._functions = list(functions)
+        self._custom = list(custom)
+        self._extra = list(executors)
+        self.hosted = list(hosted)
+        self._given_sandbox = sandbox
+        self._given_computer = computer
+        self.model_name = model_name
+        self.describe_only = describe_only
+        self.sandbox: Sandbox | None = None
+        """The sandbox the tools run in, once entered (None when no tool needs one)."""
+        self.computer: Computer | None = None
+        self.mcp: McpTools | None = None
+        self.executors: list[Executor] = []
+        self._by_type: dict[str, Executor] = {}
+        self._by_name: dict[tuple[str, str], Executor] = {}
+        self._definitions: list[Item] = []
+        self._stack: AsyncExitStack | None = None
+
+    # -- lifecycle -------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        if self._stack is not None:
+            raise RuntimeError("this toolset is already started")
+        stack = AsyncExitStack()
+        await stack.__aenter__()
+        try:
+            self.executors = await self._start(stack)
+            self._route()
+        except BaseException:
+            # Exit clean, so that what is raised is the error itself, not a group
+            # made of it by the task groups of what had started.
+            await stack.aclose()
+            raise
+        self._stack = stack
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        stack, self._stack = self._stack, None
+        if stack is not None:
+            await stack.__aexit__(et, e, tb)
+
+    async def _start(self, stack: AsyncExitStack) -> list[Executor]:
+        """Build the executors, starting what they need, in the order of their definitions."""
+        c = self.config
+        executors: list[Executor] = []
+        functions: list[FunctionLike] = list(self._functions)
+        for path in c.functions:
+            functions += load_functions_file(path)
+        if functions:
+            executors.append(FunctionExecutor(functions, default_timeout_s=c.tool_timeout_s))
+        if c.mcp_servers:
+            from .mcp import McpTools  # the mcp package is a large import
+
+            self.mcp = await stack.enter_async_context(McpTools(c.mcp_servers))
+            executors.append(self.mcp)
+        if self._custom:
+            executors.append(CustomExecutor(self._custom, default_timeout_s=c.tool_timeout_s))
+        if c.needs_sandbox or self._given_sandbox is not None:
+            self.sandbox = await self._start_it(stack, self._sandbox())
+        for name in c.builtins:
+            if name == "computer":
+                executors.append(await self._computer_executor(stack))
+            else:
+                assert self.sandbox is not None
+                executors.append(_sandbox_executor(name, self.sandbox, c))
+        executors.append(McpApprovalExecutor(_approval_policy(c.approve_mcp)))
+        return executors + self._extra
+
+    async def _start_it(self, stack: AsyncExitStack, resource: _R) -> _R:
+        return resource if self.describe_only else await stack.enter_async_context(resource)
+
+    def _sandbox(self) -> Sandbox:
+        if self._given_sandbox is not None:
+            return self._given_sandbox
+        from itemloop.sandbox import open_sandbox
+
+        s = self.config.sandbox
+        return open_sandbox(s.kind, s.workspace.resolve(), s.options, image=s.image)
+
+    async def _computer_executor(self, stack: AsyncExitStack) -> Executor:
+        from .computer import ComputerExecutor, acknowledge_all
+
+        c = self.config.computer
+        computer = self._given_computer
+        if computer is None:
+            if c.backend == "xvfb":
+                from itemloop.sandbox.xvfb_computer import XvfbComputer
+
+                computer = XvfbComputer(c.display_width, c.display_height)
+            else:
+                from itemloop.sandbox.browser_computer import BrowserComputer
+
+                computer = BrowserComputer(c.display_width, c.display_height, start_url=c.start_url)
+        self.computer = await self._start_it(stack, computer)
+        return ComputerExecutor(
+            self.computer,
+            tool_type=computer_tool_type(c.tool, self.model_name),
+            acknowledge_safety_checks=acknowledge_all if c.ack_safety_checks else None,
+        )
+
+    @property
+    def notices(self) -> list[str]:
+        """What a person should know about the tools: MCP servers skipped at start."""
+        return list(self.mcp.warnings) if self.mcp is not None else []
+
+    # -- routing ---------------------------------------------------------------
+
+    def _route(self) -> None:
+        by_type: dict[str, Executor] = {}
+        by_name: dict[tuple[str, str], Executor] = {}
+        definitions: list[Item] = []
+        for ex in self.executors:
+            defs = ex.definitions()
+            definitions += defs
+            for t in ex.item_types:
+                kind = KINDS.get(t)
+                if kind is not None and kind.named:
+                    for d in defs:
+                        if kind_for_tool(str(d.get("type"))) is kind:
+                            by_name[(t, str(d.get("name", "")))] = ex
+                elif t in by_type:
+                    raise ValueError(
+                        f"two executors answer {t} items: {type(by_type[t]).__name__} and "
+                        f"{type(ex).__name__}"
+                    )
+                else:
+                    by_type[t] = ex
+        definitions += self.hosted
+        check_unique_names(definitions)
+        self._by_type, self._by_name, self._definitions = by_type, by_name, definitions
+
+    def definitions(self) -> list[Item]:
+        """The tool definitions sent to the model, in a stable order."""
+        if self._stack is None and not self._definitions:
+            raise RuntimeError("enter the toolset (`async with Toolset(...)`) before using it")
+        return list(self._definitions)
+
+    def executor_for(self, call: Item) -> Executor | None:
+        """The executor that answers `call`; None when no tool of this run does."""
+        kind = kind_of(call)
+        if kind is None:
+            return None
+        if kind.named:
+            return self._by_name.get((kind.call_type, str(call.get("name", ""))))
+        return self._by_type.get(kind.call_type)
+
+    def unknown_tool_message(self, call: Item) -> str:
+        """The answer to a call no tool of this run takes, listing what the model may call."""
+        kind = kind_of(call)
+        t = str(call.get("type"))
+        label = f"{kind.tool_types[0]} tool" if kind is not None else t
+        offered = self._offered()
+        if kind is not None and kind.named:
+            name = str(call.get("name", ""))
+            msg = f"error: there is no {label} named {name!r}"
+            other = offered.get(name)
+            if other is not None:
+                msg += f"; {name!r} is {other}, not a {label}"
+        else:
+            msg = f"error: the {label} is not enabled in this run"
+        listing = ", ".join(
+            name if what.startswith("the built-in") else f"{name} ({what.removeprefix('a ')})"
+            for name, what in offered.items()
+        )
+        return f"{msg}. Tools you can call: {listing or '(none)'}"
+
+    def _offered(self) -> dict[str, str]:
+        """Every tool the model may call, by the name it would use -> what it is."""
+        offered: dict[str, str] = {}
+        for d in self._definitions:
+            tool_type = str(d.get("type", ""))
+            kind = kind_for_tool(tool_type)
+            if kind is not None and kind.named:
+                offered.setdefault(str(d.get("name", "")), f"a {tool_type} tool")
+            elif kind is not None:
+                offered.setdefault(tool_type, f"the built-in {tool_type} tool")
+            else:  # hosted: web_search, file_search, mcp, ...
+                name = d.get("server_label") or d.get("name") or tool_type
+                offered.setdefault(str(name), f"a hosted {tool_type} tool")
+        return offered
+
+
+def _sandbox_executor(name: str, sandbox: Sandbox, c: ToolsetConfig) -> Executor:
+    if name == "shell":
+        from .shell import ShellExecutor
+
+        return ShellExecutor(
+            sandbox, default_timeout_s=c.command_timeout_s, default_output_limit=c.output_limit
+        )
+    if name == "local_shell":
+        from .local_shell import LocalShellExecutor
+
+        return LocalShellExecutor(
+            sandbox, default_timeout_s=c.command_timeout_s, default_output_limit=c.output_limit
+        )
+    from .apply_patch import ApplyPatchExecutor
+
+    return ApplyPatchExecutor(sandbox)
+
+
+def _approval_policy(servers: Sequence[str]) -> Callable[[Item], bool] | None:
+    if not servers:
+        return None
+    return approve_servers(None if "*" in servers else set(servers))
+
+
+def computer_tool_type(choice: str, model_name: str) -> Any:
+    """`computer_use_preview` for the computer-use-preview models, `computer` for newer ones."""
+    if choice != "auto":
+        return choice
+    return "computer_use_preview" if model_name.startswith("computer-use") else "computer"
