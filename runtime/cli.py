@@ -88,7 +88,8 @@ def _add_sandbox_flags(
         type=int,
         default=None,
         metavar="CHARS",
-        help="default cap on one shell command's output, head and tail kept "
+        help="cap on one call's output to the model: a shell command's, or a function, "
+        "custom or MCP tool's; head and tail kept, a JSON value never cut "
         f"(default: {DEFAULT_OUTPUT_CHARS})",
     )
     g.add_argument(

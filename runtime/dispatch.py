@@ -3,7 +3,7 @@
 Every call passes through here and nowhere else (DESIGN.md, contract 6):
 `_admit` before its executor runs (the call is journaled as started; the
 place where policy and approvals sit) and `_settle` after (the output is
-journaled the moment it exists; the place where output caps sit).
+journaled the moment it exists, after the caps of `tools/output_cap.py`).
 
 Calls of concurrent executors (function and custom tools) run at once, at
 most `max_concurrency` at a time; calls of sequential executors (anything
@@ -15,6 +15,7 @@ exactly one output (DESIGN.md, contract 2).
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ import anyio
 
 from itemloop.tools.base import ExecResult
 from itemloop.tools.items import Item, call_id_of, call_name, error_output
+from itemloop.tools.output_cap import cap_tool_output
 from itemloop.tools.toolset import Toolset
 
 from .events import CallFinished, CallStarted, Event
@@ -110,9 +112,8 @@ class Dispatcher:
         self._admit(call)
         batch.emit(CallStarted(call_id=cid, item_type=ctype, name=name))
         t0 = time.perf_counter()
-        result = await self._execute(call)
+        result = self._settle(await self._execute(call))
         batch.outputs[i] = result.output
-        self._settle(result)
         batch.emit(
             CallFinished(
                 call_id=cid,
@@ -130,10 +131,14 @@ class Dispatcher:
         if self.journal is not None:
             self.journal.mark_started(call_id_of(call))
 
-    def _settle(self, result: ExecResult) -> None:
-        """After a call ran: its output on disk the moment it exists."""
+    def _settle(self, result: ExecResult) -> ExecResult:
+        """After a call ran: its output within the caps, and on disk the moment it exists."""
+        capped = cap_tool_output(result.output, self.toolset.config.output_limit)
+        if capped is not result.output:
+            result = dataclasses.replace(result, output=capped)
         if self.journal is not None:
             self.journal.mark_finished(result.output)
+        return result
 
     async def _execute(self, call: Item) -> ExecResult:
         ex = self.toolset.executor_for(call)

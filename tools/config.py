@@ -79,7 +79,8 @@ class ToolsetConfig(_Data):
     command_timeout_s: float = pydantic.Field(default=DEFAULT_COMMAND_TIMEOUT_S, ge=0)
     """Per shell command, when the call does not say."""
     output_limit: int = pydantic.Field(default=DEFAULT_OUTPUT_CHARS, ge=0)
-    """Per shell command's output to the model, in characters (head and tail kept)."""
+    """Per call's output to the model, in characters: a shell command's stdout+stderr, or
+    a function, custom or MCP tool's text (head and tail kept; see `output_cap.py`)."""
     max_concurrency: int = pydantic.Field(default=DEFAULT_MAX_CONCURRENCY, ge=1)
     sandbox: SandboxConfig = SandboxConfig()
     computer: ComputerConfig = ComputerConfig()
