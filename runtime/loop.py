@@ -21,7 +21,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -84,6 +84,7 @@ class Runtime:
         self._sent = 0  # history[:_sent] is known to the server (previous_response_id mode)
         self._tg: TaskGroup | None = None
         self._turn_usage: list[Usage] = []  # of the current run
+        self._current: Run | None = None
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -132,18 +133,23 @@ class Runtime:
 
     # -- running ---------------------------------------------------------------
 
-    async def run(self, prompt: str | None) -> AsyncIterator[Event]:
-        """Run the loop for `prompt` (or, with `None`, resume where the history stands)."""
+    def run(self, prompt: str | None) -> Run:
+        """Start the loop for `prompt` (or, with `None`, resume where the history stands).
+
+        Iterate the result for its events. Leaving that `async for` (break,
+        return, an exception) stops the run; so does `await run.cancel()`.
+        One run at a time: a second while one is going is refused.
+        """
         if self._tg is None:
             raise RuntimeError("use `async with Runtime(...) as rt:` before rt.run()")
-        channel = _EventChannel()
-        scope = anyio.CancelScope()
-        self._tg.start_soon(self._drive, prompt, channel, scope)
-        try:
-            async for event in channel:
-                yield event
-        finally:
-            scope.cancel()  # the consumer stopped listening: stop the run
+        if self._current is not None and not self._current.done:
+            raise RuntimeError(
+                "this Runtime is already running; wait for that run to finish, or "
+                "`await run.cancel()` it, before starting another"
+            )
+        run = self._current = Run()
+        self._tg.start_soon(self._drive, prompt, run)
+        return run
 
     async def run_until_done(self, prompt: str | None) -> RunFinished:
         last: RunFinished | None = None
@@ -153,9 +159,8 @@ class Runtime:
         assert last is not None
         return last
 
-    async def _drive(
-        self, prompt: str | None, channel: _EventChannel, scope: anyio.CancelScope
-    ) -> None:
+    async def _drive(self, prompt: str | None, run: Run) -> None:
+        channel, scope = run.channel, run.scope
         emit = channel.send
         turns = 0
         self._turn_usage = []
@@ -195,6 +200,9 @@ class Runtime:
             finally:
                 if self.store is not None:
                     self.store.sync()
+                # The history is complete now (every call has its output), also when
+                # the Runtime itself is closing and this task is cancelled.
+                run.finished.set()
             usage = tuple(self._turn_usage)
             emit(dataclasses.replace(final, usage=sum(usage, Usage()), turn_usage=usage))
 
@@ -289,6 +297,61 @@ class Runtime:
             self.store.append(items)
 
 
+class Run:
+    """One run of the loop: an async iterator of its events, and its cancellation.
+
+    Python tells an iterator nothing when an `async for` is left early, and an
+    async generator is closed only when collected — which a reference held by
+    the caller, or by a traceback, can postpone indefinitely. So `__aiter__`
+    hands each loop a cursor of its own that nothing else references: when
+    the loop is left, the cursor is freed at once (reference counting, not
+    the garbage collector) and its finalizer cancels the run. The run then
+    kills its commands, answers its calls "cancelled" and saves the journal;
+    `await cancel()` waits for that to be done.
+    """
+
+    def __init__(self) -> None:
+        self.channel = _EventChannel()
+        self.scope = anyio.CancelScope()
+        self.finished = anyio.Event()
+
+    @property
+    def done(self) -> bool:
+        """True once `RunFinished` is emitted and the history is complete."""
+        return self.finished.is_set()
+
+    def __aiter__(self) -> _Cursor:
+        return _Cursor(self)
+
+    async def __anext__(self) -> Event:
+        return await self.channel.next()
+
+    def cancel_soon(self) -> None:
+        """Ask the run to stop; it stops at once, but `cancel()` waits for it."""
+        self.scope.cancel()
+
+    async def cancel(self) -> None:
+        """Stop the run: commands killed, calls answered, journal saved, then return."""
+        self.scope.cancel()
+        await self.finished.wait()
+
+
+class _Cursor:
+    """One `async for` over a `Run`; the run is cancelled when the loop lets go of it."""
+
+    def __init__(self, run: Run) -> None:
+        self._run = run
+
+    def __aiter__(self) -> _Cursor:
+        return self
+
+    async def __anext__(self) -> Event:
+        return await self._run.channel.next()
+
+    def __del__(self) -> None:
+        self._run.cancel_soon()  # harmless when the run has finished
+
+
 class _EventChannel:
     """Unbounded single-consumer event queue.
 
@@ -313,14 +376,14 @@ class _EventChannel:
         self._closed = True
         self._wake.set()
 
-    async def __aiter__(self) -> AsyncIterator[Event]:
-        while True:
-            while self._queue:
-                yield self._queue.popleft()
+    async def next(self) -> Event:
+        """The next event; `StopAsyncIteration` once the run is over and all were taken."""
+        while not self._queue:
             if self._closed:
-                return
+                raise StopAsyncIteration
             self._wake = anyio.Event()
             await self._wake.wait()
+        return self._queue.popleft()
 
 
 INTERRUPTED = (
