@@ -1,8 +1,11 @@
 """The `Sandbox` protocol: where commands run and where workspace files live.
 
 Tools never spawn processes or touch the host filesystem themselves (DESIGN.md,
-contract 3); they hold a `Sandbox` and ask it. Backends live in their own
-modules (`bubblewrap`, `docker`, `host`).
+contract 3); they hold a `Sandbox` and ask it. This module is the vocabulary
+they share with every backend: the protocol, its results (`CommandResult`,
+`FileStat`), its settings (`SandboxOptions`, `DEFAULT_COMMAND_TIMEOUT_S`) and
+its errors. The backends (`bubblewrap`, `docker_sandbox`, `host`) live in their
+own modules, on the frame of `channel_sandbox`.
 """
 
 from __future__ import annotations
@@ -11,6 +14,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Protocol, Self, runtime_checkable
+
+DEFAULT_COMMAND_TIMEOUT_S = 120.0
+"""How long a command may run when its caller gives no timeout."""
 
 
 class SandboxError(Exception):
@@ -76,7 +82,7 @@ class SandboxOptions:
     network: bool = False
     env: Mapping[str, str] = field(default_factory=dict)
     writable_paths: Sequence[str] = ()
-    default_timeout_s: float = 120.0
+    default_timeout_s: float = DEFAULT_COMMAND_TIMEOUT_S
     default_output_limit: int = 1_000_000
     cpu_time_s: int | None = None
     max_file_size: int | None = 8 * 1024**3
@@ -90,6 +96,11 @@ class Sandbox(Protocol):
     """One session's execution environment. Use as an async context manager."""
 
     name: str
+
+    @property
+    def workspace_mount(self) -> str:
+        """The workspace's path as commands see it (their working directory's root)."""
+        ...
 
     async def __aenter__(self) -> Self: ...
 

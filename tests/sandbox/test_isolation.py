@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from itemloop.sandbox.session import RunnerSandbox
+from itemloop.sandbox.channel_sandbox import ChannelSandbox
 
-Make = Callable[..., RunnerSandbox]
+Make = Callable[..., ChannelSandbox]
 
 
 pytestmark = pytest.mark.anyio
@@ -38,7 +38,7 @@ def outside_dir() -> Iterator[Path]:
 
 
 async def test_write_outside_workspace_fails_and_leaves_host_unchanged(
-    confined: RunnerSandbox, outside_dir: Path
+    confined: ChannelSandbox, outside_dir: Path
 ) -> None:
     target = outside_dir / "escaped"
     for path in (str(target), "/etc/itemloop-escaped", "/itemloop-escaped"):
@@ -53,7 +53,7 @@ async def test_write_outside_workspace_fails_and_leaves_host_unchanged(
     assert (confined.workspace / "ok.txt").read_text() == "inside\n"
 
 
-async def test_tmp_is_private(confined: RunnerSandbox) -> None:
+async def test_tmp_is_private(confined: ChannelSandbox) -> None:
     name = f"itemloop-private-{uuid.uuid4().hex}"
     r = await confined.run(script=f"echo x > /tmp/{name} && cat /tmp/{name}")
     assert r.exit_code == 0, r.stderr
@@ -122,7 +122,7 @@ async def test_runtime_secrets_are_not_visible(
         assert r.stdout == "yes\n"
 
 
-async def test_cannot_see_or_signal_host_process(confined: RunnerSandbox) -> None:
+async def test_cannot_see_or_signal_host_process(confined: ChannelSandbox) -> None:
     me = os.getpid()
     r = await confined.run(script=f"kill -0 {me}")
     assert r.exit_code != 0
