@@ -31,6 +31,28 @@ class WorkspacePathError(SandboxError):
     """A path from the model is invalid or resolves outside the workspace."""
 
 
+class FileTooLarge(SandboxError):
+    """A file is larger than the `max_bytes` its reader allowed; none of it is returned.
+
+    `size` is the file's size when it was checked or, when it `grew` past the
+    limit while being read, the bytes seen before the read stopped (at least
+    `limit + 1`).
+    """
+
+    def __init__(self, path: str, size: int, limit: int, *, grew: bool = False) -> None:
+        self.path = path
+        self.size = size
+        self.limit = limit
+        self.grew = grew
+        if grew:
+            what = (
+                f"grew past the limit of {limit:,} bytes for reading a file whole while it was read"
+            )
+        else:
+            what = f"is {size:,} bytes, more than the limit of {limit:,} bytes for reading a file whole"
+        super().__init__(f"{path}: the file {what}; raise max_bytes to read it")
+
+
 @dataclass(frozen=True, slots=True)
 class CommandResult:
     """What one command did.
@@ -131,7 +153,14 @@ class Sandbox(Protocol):
         """
         ...
 
-    async def read_file(self, path: str) -> bytes: ...
+    async def read_file(self, path: str, *, max_bytes: int | None = None) -> bytes:
+        """A workspace file's content; `FileTooLarge` when it has more than `max_bytes`.
+
+        The limit holds for the bytes read, not only for the size checked
+        first: a file growing meanwhile is refused too, and at most
+        `max_bytes + 1` bytes are ever held.
+        """
+        ...
 
     async def write_file(self, path: str, data: bytes, *, mode: int | None = None) -> None:
         """Atomically replace (or create) a workspace file, creating parents."""

@@ -137,8 +137,8 @@ class ChannelSandbox(ABC):
 
     # --- files ------------------------------------------------------------------
 
-    async def read_file(self, path: str) -> bytes:
-        return await self.files.read_file(path)
+    async def read_file(self, path: str, *, max_bytes: int | None = None) -> bytes:
+        return await self.files.read_file(path, max_bytes=max_bytes)
 
     async def write_file(self, path: str, data: bytes, *, mode: int | None = None) -> None:
         await self.files.write_file(path, data, mode=mode)
