@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from itemloop.sandbox.channel_sandbox import ChannelSandbox
+from itemloop.sandbox.runner_channel import RunnerChannel
 
 Make = Callable[..., ChannelSandbox]
 
@@ -107,9 +108,15 @@ async def test_runtime_secrets_are_not_visible(
     monkeypatch.setenv("OPENAI_API_KEY", SECRET)
     monkeypatch.setenv("ITEMLOOP_TEST_SECRET", SECRET)
     async with make(kind, workspace) as sb:
-        # The command's own environment, and every process it can see.
+        # The command's own environment, and every process it can see. Unconfined,
+        # the host sandbox sees every process on the machine, those of anyone else
+        # who set OPENAI_API_KEY included: there, its own runner and keeper.
+        procs = "/proc/[0-9]*"
+        if kind == "host":
+            assert isinstance(sb.channel, RunnerChannel)
+            procs = f"/proc/{sb.channel.runner_pid} /proc/$PPID"
         script = (
-            "env; for f in /proc/[0-9]*/environ; do tr '\\0' '\\n' < $f 2>/dev/null; done; "
+            f"env; for p in {procs}; do tr '\\0' '\\n' < $p/environ 2>/dev/null; done; "
             "cat /proc/1/cmdline 2>/dev/null"
         )
         r = await sb.run(script=script)
