@@ -8,6 +8,13 @@ kills everything it started on exit):
   read-only, workspace read-write, no network, own PID namespace);
 - `docker`: `DockerSandbox`, one container per session from `image`;
 - `host`: `HostSandbox`, plain processes on the host, only when asked for.
+
+All three are `ChannelSandbox`es (`channel_sandbox`): commands are checked
+there and go through the `CommandChannel` (`channel`) the backend chose at
+start, the runner over a socket (`runner_channel`) or `docker exec`
+(`docker_exec`); files are `WorkspaceFiles` (`files`) on the host directory.
+The computer-use backends (`computer`, `xvfb_computer`, `browser_computer`)
+live here too, for the same reason: they start and own processes.
 """
 
 from __future__ import annotations
@@ -16,8 +23,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .base import (
+    DEFAULT_COMMAND_TIMEOUT_S,
     CommandResult,
     FileStat,
+    FileTooLarge,
     Sandbox,
     SandboxError,
     SandboxOptions,
@@ -78,11 +87,13 @@ def open_sandbox(
 
 
 __all__ = [
+    "DEFAULT_COMMAND_TIMEOUT_S",
     "SANDBOX_KINDS",
     "BubblewrapSandbox",
     "CommandResult",
     "DockerSandbox",
     "FileStat",
+    "FileTooLarge",
     "HostSandbox",
     "Sandbox",
     "SandboxError",

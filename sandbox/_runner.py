@@ -1,10 +1,13 @@
 """The in-sandbox runner: one per session, starts commands on request.
 
-This file is run as a script (`python3 -I -S -c <source> --fd N`, or
-`--connect PATH`) by a Python inside the sandbox, so it uses the standard
-library only and stays compatible with Python 3.8. It is the fast path of
-every session-long sandbox: starting a command costs a message and a
-`posix_spawn`, not a new namespace or container.
+This file is run as a script by a Python inside the sandbox (`python3 -I -S
+_runner.py --fd N` with its socket inherited, or its source given with `-c`
+when the sandbox cannot see the file; `--connect PATH` in a Docker container,
+which connects back to the runtime), so it uses the standard library only and
+stays compatible with Python 3.8. The runtime's side is
+`runner_channel.RunnerChannel`: every sandbox's commands go through a runner
+(Docker's only when the image has python3), so starting a command costs a
+message and a `posix_spawn`, not a new namespace or container.
 
 Protocol, over one Unix stream socket, one JSON object per line:
 

@@ -1,8 +1,11 @@
 """The `Sandbox` protocol: where commands run and where workspace files live.
 
 Tools never spawn processes or touch the host filesystem themselves (DESIGN.md,
-contract 3); they hold a `Sandbox` and ask it. Backends live in their own
-modules (`bubblewrap`, `docker`, `host`).
+contract 3); they hold a `Sandbox` and ask it. This module is the vocabulary
+they share with every backend: the protocol, its results (`CommandResult`,
+`FileStat`), its settings (`SandboxOptions`, `DEFAULT_COMMAND_TIMEOUT_S`) and
+its errors. The backends (`bubblewrap`, `docker_sandbox`, `host`) live in their
+own modules, on the frame of `channel_sandbox`.
 """
 
 from __future__ import annotations
@@ -11,6 +14,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Protocol, Self, runtime_checkable
+
+DEFAULT_COMMAND_TIMEOUT_S = 120.0
+"""How long a command may run when its caller gives no timeout."""
 
 
 class SandboxError(Exception):
@@ -23,6 +29,28 @@ class SandboxUnavailable(SandboxError):
 
 class WorkspacePathError(SandboxError):
     """A path from the model is invalid or resolves outside the workspace."""
+
+
+class FileTooLarge(SandboxError):
+    """A file is larger than the `max_bytes` its reader allowed; none of it is returned.
+
+    `size` is the file's size when it was checked or, when it `grew` past the
+    limit while being read, the bytes seen before the read stopped (at least
+    `limit + 1`).
+    """
+
+    def __init__(self, path: str, size: int, limit: int, *, grew: bool = False) -> None:
+        self.path = path
+        self.size = size
+        self.limit = limit
+        self.grew = grew
+        if grew:
+            what = (
+                f"grew past the limit of {limit:,} bytes for reading a file whole while it was read"
+            )
+        else:
+            what = f"is {size:,} bytes, more than the limit of {limit:,} bytes for reading a file whole"
+        super().__init__(f"{path}: the file {what}; raise max_bytes to read it")
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +104,7 @@ class SandboxOptions:
     network: bool = False
     env: Mapping[str, str] = field(default_factory=dict)
     writable_paths: Sequence[str] = ()
-    default_timeout_s: float = 120.0
+    default_timeout_s: float = DEFAULT_COMMAND_TIMEOUT_S
     default_output_limit: int = 1_000_000
     cpu_time_s: int | None = None
     max_file_size: int | None = 8 * 1024**3
@@ -90,6 +118,11 @@ class Sandbox(Protocol):
     """One session's execution environment. Use as an async context manager."""
 
     name: str
+
+    @property
+    def workspace_mount(self) -> str:
+        """The workspace's path as commands see it (their working directory's root)."""
+        ...
 
     async def __aenter__(self) -> Self: ...
 
@@ -120,7 +153,14 @@ class Sandbox(Protocol):
         """
         ...
 
-    async def read_file(self, path: str) -> bytes: ...
+    async def read_file(self, path: str, *, max_bytes: int | None = None) -> bytes:
+        """A workspace file's content; `FileTooLarge` when it has more than `max_bytes`.
+
+        The limit holds for the bytes read, not only for the size checked
+        first: a file growing meanwhile is refused too, and at most
+        `max_bytes + 1` bytes are ever held.
+        """
+        ...
 
     async def write_file(self, path: str, data: bytes, *, mode: int | None = None) -> None:
         """Atomically replace (or create) a workspace file, creating parents."""

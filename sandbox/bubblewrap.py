@@ -38,12 +38,17 @@ import os
 import pwd
 import shutil
 from collections.abc import Sequence
+from contextlib import AsyncExitStack
 from pathlib import Path
 
+import anyio.abc
+
 from .base import SandboxOptions, SandboxUnavailable
-from .process import STANDARD_PATH, host_runner_argv
+from .channel import CommandChannel
+from .channel_sandbox import ChannelSandbox
+from .command import STANDARD_PATH
+from .runner_channel import host_runner_argv, runner_env, spawn_runner
 from .seccomp import UnsupportedArch, deny_unix_sockets_filter
-from .session import RunnerSandbox
 
 HOME = "/tmp/home"
 HIDDEN_ROOTS = ("/tmp", "/run")
@@ -121,7 +126,7 @@ def credential_masks(homes: Sequence[str], keep: Sequence[str]) -> list[tuple[st
     return sorted(masks.items())
 
 
-class BubblewrapSandbox(RunnerSandbox):
+class BubblewrapSandbox(ChannelSandbox):
     name = "local"
 
     def __init__(
@@ -211,20 +216,31 @@ class BubblewrapSandbox(RunnerSandbox):
                 "(--network; it lets commands reach the host's sockets too)"
             ) from None
 
-    def launch_argv(self, runner_fd: int) -> list[str]:
+    async def open_channel(self, tg: anyio.abc.TaskGroup, stack: AsyncExitStack) -> CommandChannel:
+        """Start bubblewrap with the runner inside it, the filter read from a pipe."""
         program = self.seccomp_filter()
         seccomp_fd = None
         if program is not None:
-            r, w = os.pipe()
+            seccomp_fd, w = os.pipe()
             try:
                 os.write(w, program)  # far below a pipe's capacity
             finally:
                 os.close(w)
-            seccomp_fd = self.pass_fd(r)
-        args = self.bwrap_args(seccomp_fd)
-        hidden = [*HIDDEN_ROOTS, "/dev", "/proc", *(p for p, _ in self.masked_paths())]
-        runner = host_runner_argv(runner_fd, hidden=hidden)
-        return [*args, "--", *runner]
+        try:
+            args = self.bwrap_args(seccomp_fd)
+            hidden = [*HIDDEN_ROOTS, "/dev", "/proc", *(p for p, _ in self.masked_paths())]
+            return await spawn_runner(
+                lambda fd: [*args, "--", *host_runner_argv(fd, hidden=hidden)],
+                pass_fds=() if seccomp_fd is None else (seccomp_fd,),
+                env=runner_env(self.path_env()),
+                cwd=str(self.workspace),
+                unavailable=self.unavailable,
+                tg=tg,
+                stack=stack,
+            )
+        finally:
+            if seccomp_fd is not None:
+                os.close(seccomp_fd)
 
     def unavailable(self, detail: str) -> SandboxUnavailable:
         low = detail.lower()

@@ -1,9 +1,13 @@
-"""Bounded output capture, shared by every backend.
+"""Bounded output capture, shared by every channel and the shell tools.
 
-A command may print gigabytes; the runtime keeps the first and the last bytes
-of each stream (`HeadTailBuffer`) and counts what it cut out of the middle, so
-memory stays bounded whatever the command does. `cap_text` does the same on
-decoded text, for the model-facing character caps of the shell tools.
+A command may print gigabytes; a channel keeps the first and the last bytes
+of each stream (`HeadTailBuffer`, in bounded memory, cut at UTF-8 character
+boundaries) and counts what it cut out of the middle, so memory stays bounded
+whatever the command does; its text shows the cut as one `marker`. For the
+model-facing character caps of the shell tools: `cap_text` does the same on
+decoded text (one marker for an earlier cut and its own), `split_marked`
+takes a capture's text apart at its marker again, and `split_budget` shares
+one budget between stdout and stderr.
 """
 
 from __future__ import annotations

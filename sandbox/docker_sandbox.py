@@ -10,35 +10,30 @@ orphans are reaped. It is labelled `itemloop.sandbox`, with the owner's host
 name and PID, and removed when the session closes; a container whose owner is
 gone (a killed runtime) is removed by the next DockerSandbox that starts.
 
-Two ways to run a command:
+The channel its commands go through, chosen at start (`mode` says which):
 
-- **Fast path** (the image has `python3`, any version from 3.8): the runner
-  (`_runner.py`) runs inside the container for the whole session and connects
-  back over a Unix socket in a bind-mounted directory; commands cost a message
-  and a spawn, as in the `local` sandbox, with the same process-tree handling.
-  The socket's host directory is private to the runtime's uid (0700; the
-  container runs as that uid), and the connection is accepted only from a
-  peer with that uid (SO_PEERCRED).
-- **Exec path** (only `/bin/sh`): one `exec` through the Docker API per command
-  (tens of milliseconds each). The command is started by a `/bin/sh` wrapper
-  that records its PID; on timeout every process of the container whose PID is
-  at least that one is killed (commands run one at a time, so these are the
-  command and everything it started, however it detached - up to PID
-  wrap-around). Output streams through Docker's multiplexed stream into bounded
-  buffers. Docker itself closes the stream about 2 s after the command exits
-  when a background child still holds its output.
+- **Fast path**, `runner` (the image has `python3`, any version from 3.8): the
+  runner (`_runner.py`) runs inside the container for the whole session and
+  connects back over a Unix socket in a bind-mounted directory; it is a
+  `RunnerChannel`, as in the `local` sandbox: a command costs a message and a
+  spawn, with the same process-tree handling. The socket's host directory is
+  private to the runtime's uid (0700; the container runs as that uid), and
+  the connection is accepted only from a peer with that uid (SO_PEERCRED).
+  That runner cannot switch users: a command asking for another user is
+  refused.
+- **Exec path**, `exec` (only `/bin/sh`, the runner did not come up, or
+  `fast_path=False`): a `DockerExecChannel`, one `docker exec` per command
+  (tens of milliseconds each); another user is passed on to Docker.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 import shutil
 import socket
 import struct
 import tempfile
-import time
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
@@ -49,14 +44,15 @@ import anyio.to_thread
 import docker  # type: ignore[import-untyped,unused-ignore]
 import docker.errors  # type: ignore[import-untyped,unused-ignore]
 
-from .base import CommandResult, SandboxError, SandboxOptions, SandboxUnavailable
-from .capture import HeadTailBuffer
-from .process import KILL_WAIT_S, READY_TIMEOUT_S, STANDARD_PATH, RunnerConnection, runner_source
-from .session import RunnerSandbox
+from .base import SandboxOptions, SandboxUnavailable
+from .channel import CommandChannel
+from .channel_sandbox import ChannelSandbox
+from .command import STANDARD_PATH
+from .docker_exec import PIDS_DIR, DockerExecChannel
+from .runner_channel import READY_TIMEOUT_S, RunnerChannel, runner_source
 
 WORKSPACE = "/workspace"
 CTL_DIR = "/run/itemloop"
-PIDS_DIR = "/run/itemloop-pids"
 HOME = "/tmp"
 LABEL = "itemloop.sandbox"
 
@@ -65,25 +61,6 @@ NO_ENGINE_HINT = (
     "this user may use it (DOCKER_HOST, or membership of the docker group), or choose "
     "another sandbox: --sandbox local (bubblewrap) or --sandbox host"
 )
-
-# Kills, as the command's user, every process whose PID is >= the command's
-# own (recorded by the wrapper), except itself; /bin/sh built-ins only.
-KILL_SCRIPT = r"""
-read -r w < "$1" 2>/dev/null || exit 0
-[ -n "$w" ] || exit 0
-while :; do
-  found=
-  for d in /proc/[0-9]*; do
-    p=${d#/proc/}
-    [ "$p" -ge "$w" ] 2>/dev/null || continue
-    [ "$p" = "$$" ] && continue
-    kill -9 "$p" 2>/dev/null && found=1
-  done
-  [ -z "$found" ] && break
-done
-exit 0
-"""
-WRAPPER = 'echo $$ > "$ITEMLOOP_PIDFILE" && unset ITEMLOOP_PIDFILE && exec "$@"'
 
 
 def _owner_labels() -> dict[str, str]:
@@ -116,7 +93,7 @@ def _owner_alive(labels: dict[str, str]) -> bool:
     return _start_time(pid) == labels.get("itemloop.pid-start", "")
 
 
-class DockerSandbox(RunnerSandbox):
+class DockerSandbox(ChannelSandbox):
     name = "docker"
 
     def __init__(
@@ -135,9 +112,11 @@ class DockerSandbox(RunnerSandbox):
         self.client: Any = None
         self.container: Any = None
         self.ctl_dir: Path | None = None
-        self.mode = "exec"
-        """`runner` (fast path) or `exec`; known once started."""
-        self._exec_lock = anyio.Lock()
+
+    @property
+    def mode(self) -> str:
+        """`runner` (fast path) or `exec`: the channel commands go through, once started."""
+        return "runner" if isinstance(self.channel, RunnerChannel) else "exec"
 
     @property
     def workspace_mount(self) -> str:
@@ -151,9 +130,7 @@ class DockerSandbox(RunnerSandbox):
 
     # --- lifecycle ---------------------------------------------------------------
 
-    async def _start(
-        self, tg: anyio.abc.TaskGroup, stack: AsyncExitStack
-    ) -> RunnerConnection | None:
+    async def open_channel(self, tg: anyio.abc.TaskGroup, stack: AsyncExitStack) -> CommandChannel:
         self.client = await anyio.to_thread.run_sync(self._connect_engine)
         await anyio.to_thread.run_sync(remove_leftovers, self.client)
         # 0700: only this uid (the container's commands run as it) reaches ctl.sock.
@@ -165,16 +142,19 @@ class DockerSandbox(RunnerSandbox):
         pids.chmod(0o1777)  # mounted on its own: a command run as another user writes here
         self.container = await anyio.to_thread.run_sync(self._create_container)
         stack.push_async_callback(self._remove_container)
-        if not self.fast_path:
-            return None
+        if self.fast_path and await self._has_python():
+            runner = await self._start_runner(tg)
+            if runner is not None:
+                return runner
+        return DockerExecChannel(self.container, pids)
+
+    async def _has_python(self) -> bool:
         probe = await anyio.to_thread.run_sync(
             lambda: self.container.exec_run(
                 ["/bin/sh", "-c", "command -v python3"], environment={"PATH": STANDARD_PATH}
             )
         )
-        if probe.exit_code != 0:
-            return None
-        return await self._start_runner(tg, stack)
+        return bool(probe.exit_code == 0)
 
     def _connect_engine(self) -> Any:
         try:
@@ -244,9 +224,8 @@ class DockerSandbox(RunnerSandbox):
             with contextlib.suppress(docker.errors.DockerException):
                 await anyio.to_thread.run_sync(lambda: container.remove(force=True))
 
-    async def _start_runner(
-        self, tg: anyio.abc.TaskGroup, stack: AsyncExitStack
-    ) -> RunnerConnection | None:
+    async def _start_runner(self, tg: anyio.abc.TaskGroup) -> RunnerChannel | None:
+        """The runner's channel, or None when it did not come up (the exec path then)."""
         assert self.ctl_dir is not None
         (self.ctl_dir / "runner.py").write_text(runner_source(), encoding="utf-8")
         sock_path = str(self.ctl_dir / "ctl.sock")
@@ -276,132 +255,23 @@ class DockerSandbox(RunnerSandbox):
                         stream = None
         if stream is None:
             return None  # python3 is there but the runner did not come up: exec path
-        conn = RunnerConnection(stream, tg)
-        stack.push_async_callback(conn.aclose)
-        try:
-            await conn.handshake()
-        except (anyio.EndOfStream, anyio.IncompleteRead, TimeoutError, ValueError, OSError):
-            return None
-        self.mode = "runner"
-        return conn
-
-    # --- commands ----------------------------------------------------------------
-
-    async def _dispatch(
-        self,
-        argv: list[str],
-        *,
-        cwd: str,
-        env: dict[str, str],
-        user: str | None,
-        timeout_s: float,
-        output_limit: int,
-    ) -> CommandResult:
-        if self._conn is not None:
-            if user:
-                raise SandboxError(
-                    f"cannot run as user {user!r}: this docker sandbox runs its commands "
-                    f"through a runner as uid {os.getuid()}, which cannot switch users"
-                )
-            return await super()._dispatch(
-                argv, cwd=cwd, env=env, user=None, timeout_s=timeout_s, output_limit=output_limit
-            )
-        async with self._exec_lock:  # one at a time: the timeout kill relies on it
-            return await self._exec(argv, cwd, env, user, timeout_s, output_limit)
-
-    async def _exec(
-        self,
-        argv: list[str],
-        cwd: str,
-        env: dict[str, str],
-        user: str | None,
-        timeout_s: float,
-        limit: int,
-    ) -> CommandResult:
-        api = self.client.api
-        token = secrets.token_hex(8)
-        pidfile = f"{PIDS_DIR}/{token}"
-        host_pidfile = self._ctl_path("pids", token)
-        env = {**env, "ITEMLOOP_PIDFILE": pidfile}
-        started = time.monotonic()
-
-        def create() -> tuple[str, Any]:
-            try:
-                exec_id = api.exec_create(
-                    self.container.id,
-                    ["/bin/sh", "-c", WRAPPER, "sh", *argv],
-                    stdout=True,
-                    stderr=True,
-                    stdin=False,
-                    tty=False,
-                    environment=env,
-                    workdir=cwd,
-                    user=user or "",
-                )["Id"]
-                return exec_id, api.exec_start(exec_id, socket=True)
-            except docker.errors.DockerException as e:
-                raise SandboxError(f"docker exec failed: {e}") from None
-
-        exec_id, sock = await anyio.to_thread.run_sync(create)
-        out, err = HeadTailBuffer(limit), HeadTailBuffer(limit)
-        finished = anyio.Event()
-        timed_out = False
-
-        async def read() -> None:
-            try:
-                await anyio.to_thread.run_sync(_read_frames, sock, out, err)
-            finally:
-                finished.set()
-
-        try:
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(read)
-                with anyio.move_on_after(timeout_s):
-                    await finished.wait()
-                if not finished.is_set():
-                    info = await anyio.to_thread.run_sync(api.exec_inspect, exec_id)
-                    if info.get("Running"):
-                        timed_out = True
-                        await anyio.to_thread.run_sync(self._kill_from, pidfile, user)
-                    with anyio.move_on_after(KILL_WAIT_S):
-                        await finished.wait()
-                    if not finished.is_set():
-                        _close(sock)
-        finally:
-            if not finished.is_set():  # cancelled from outside
-                with anyio.CancelScope(shield=True):
-                    await anyio.to_thread.run_sync(self._kill_from, pidfile, user)
-                    _close(sock)
-            _close(sock)
-            with contextlib.suppress(OSError):
-                os.unlink(host_pidfile)
-        info = await anyio.to_thread.run_sync(api.exec_inspect, exec_id)
-        code = info.get("ExitCode")
-        out_text, out_dropped, out_chars = out.text()
-        err_text, err_dropped, err_chars = err.text()
-        return CommandResult(
-            exit_code=None if timed_out or code is None else int(code),
-            timed_out=timed_out,
-            stdout=out_text,
-            stderr=err_text,
-            duration_s=time.monotonic() - started,
-            stdout_dropped=out_dropped,
-            stderr_dropped=err_dropped,
-            stdout_dropped_chars=out_chars,
-            stderr_dropped_chars=err_chars,
+        channel = RunnerChannel(
+            stream,
+            tg,
+            no_user_switch=(
+                f"this docker sandbox runs its commands through a runner as uid "
+                f"{os.getuid()}, which cannot switch users"
+            ),
         )
-
-    def _ctl_path(self, *parts: str) -> Path:
-        assert self.ctl_dir is not None
-        return self.ctl_dir.joinpath(*parts)
-
-    def _kill_from(self, pidfile: str, user: str | None) -> None:
-        with contextlib.suppress(docker.errors.DockerException):
-            self.container.exec_run(
-                ["/bin/sh", "-c", KILL_SCRIPT, "sh", pidfile],
-                user=user or "",
-                environment={"PATH": STANDARD_PATH},
-            )
+        try:
+            await channel.handshake()
+        except (anyio.EndOfStream, anyio.IncompleteRead, TimeoutError, ValueError, OSError):
+            await channel.aclose()
+            return None
+        except BaseException:
+            await channel.aclose()
+            raise
+        return channel
 
 
 def peer_uid(sock: socket.socket) -> int:
@@ -418,45 +288,6 @@ def peer_is_us(stream: anyio.abc.SocketStream, uid: int | None = None) -> bool:
         return peer_uid(raw) == (os.getuid() if uid is None else uid)
     except OSError:
         return False
-
-
-def _close(sock: Any) -> None:
-    with contextlib.suppress(Exception):
-        sock.close()
-    raw = getattr(sock, "_sock", None)
-    if raw is not None:
-        with contextlib.suppress(Exception):
-            raw.shutdown(socket.SHUT_RDWR)
-
-
-def _read_exactly(sock: Any, n: int) -> bytes:
-    chunks = []
-    while n > 0:
-        data = sock.read(min(n, 256 * 1024))
-        if not data:
-            break
-        chunks.append(data)
-        n -= len(data)
-    return b"".join(chunks)
-
-
-def _read_frames(sock: Any, out: HeadTailBuffer, err: HeadTailBuffer) -> None:
-    """Demultiplex Docker's attach stream (8-byte headers) into the two buffers."""
-    try:
-        while True:
-            header = _read_exactly(sock, 8)
-            if len(header) < 8:
-                return
-            stream, size = struct.unpack(">BxxxL", header)
-            sink = err if stream == 2 else out
-            while size > 0:
-                data = sock.read(min(size, 256 * 1024))
-                if not data:
-                    return
-                sink.feed(data)
-                size -= len(data)
-    except (OSError, ValueError):
-        return
 
 
 def remove_leftovers(client: Any) -> list[str]:

@@ -28,6 +28,12 @@ deleted symlink is the link, not its target. Reads open the file with
 `O_NOFOLLOW | O_NONBLOCK` and refuse anything but a regular file (a FIFO
 would block the runtime).
 
+Size. A read with `max_bytes` checks the size with `fstat` on the descriptor
+it opened (not on a path) and refuses a larger file with `FileTooLarge`
+before reading any of it; it then reads at most `max_bytes + 1` bytes, so a
+file that grew since the check (or one whose size `fstat` does not know, as
+in procfs) is refused too, and memory stays bounded by the limit.
+
 What this does not cover: a directory the walk holds can be renamed away
 while the operation runs, but only to where commands can write anyway (the
 workspace and the sandbox's writable paths: the rest of the host is
@@ -46,7 +52,7 @@ from typing import Any, TypeVar
 
 import anyio.to_thread
 
-from .base import FileStat, SandboxError, WorkspacePathError
+from .base import FileStat, FileTooLarge, SandboxError, WorkspacePathError
 
 T = TypeVar("T")
 
@@ -271,8 +277,11 @@ class WorkspaceFiles:
         """The host path `path` names now (for messages; operations do not use it)."""
         return resolve_workspace_path(self.root, path)
 
-    async def read_file(self, path: str) -> bytes:
-        return await anyio.to_thread.run_sync(_retrying, _read, self.root, path)
+    async def read_file(self, path: str, *, max_bytes: int | None = None) -> bytes:
+        """The file's content; `FileTooLarge` when it holds more than `max_bytes`."""
+        if max_bytes is not None and max_bytes < 0:
+            raise ValueError("max_bytes must not be negative")
+        return await anyio.to_thread.run_sync(_retrying, _read, self.root, path, max_bytes)
 
     async def write_file(self, path: str, data: bytes, *, mode: int | None = None) -> None:
         await anyio.to_thread.run_sync(_retrying, _write_atomic, self.root, path, data, mode)
@@ -308,7 +317,7 @@ def _walk_or_error(root: Path, path: str, **kw: bool) -> _Walked:
         raise SandboxError(f"{path}: a component of the path is not a directory") from None
 
 
-def _read(root: Path, path: str) -> bytes:
+def _read(root: Path, path: str, max_bytes: int | None) -> bytes:
     with _walk_or_error(root, path) as w:
         try:
             fd = os.open(
@@ -330,9 +339,19 @@ def _read(root: Path, path: str) -> bytes:
             raise SandboxError(f"{path}: is a directory")
         if not stat_mod.S_ISREG(st.st_mode):
             raise SandboxError(f"{path}: not a regular file")
+        if max_bytes is not None and st.st_size > max_bytes:
+            raise FileTooLarge(path, st.st_size, max_bytes)
         os.set_blocking(fd, True)
         with os.fdopen(fd, "rb", closefd=False) as f:
-            return f.read()
+            if max_bytes is None:
+                return f.read()
+            # The size as checked, and one byte more to see whether it grew since.
+            data = f.read(st.st_size + 1)
+            if st.st_size < len(data) <= max_bytes:
+                data += f.read(max_bytes + 1 - len(data))  # it grew: on to one byte past the limit
+            if len(data) > max_bytes:
+                raise FileTooLarge(path, len(data), max_bytes, grew=True)
+            return data
     finally:
         os.close(fd)
 

@@ -10,13 +10,18 @@ session started is killed when it closes.
 from __future__ import annotations
 
 import os
+from contextlib import AsyncExitStack
+
+import anyio.abc
 
 from .base import SandboxUnavailable
-from .process import STANDARD_PATH, host_runner_argv
-from .session import RunnerSandbox
+from .channel import CommandChannel
+from .channel_sandbox import ChannelSandbox
+from .command import STANDARD_PATH
+from .runner_channel import host_runner_argv, runner_env, spawn_runner
 
 
-class HostSandbox(RunnerSandbox):
+class HostSandbox(ChannelSandbox):
     name = "host"
 
     def home(self) -> str:
@@ -25,8 +30,15 @@ class HostSandbox(RunnerSandbox):
     def path_env(self) -> str:
         return os.environ.get("PATH") or STANDARD_PATH
 
-    def launch_argv(self, runner_fd: int) -> list[str]:
-        return host_runner_argv(runner_fd)
+    async def open_channel(self, tg: anyio.abc.TaskGroup, stack: AsyncExitStack) -> CommandChannel:
+        return await spawn_runner(
+            host_runner_argv,
+            env=runner_env(self.path_env()),
+            cwd=str(self.workspace),
+            unavailable=self.unavailable,
+            tg=tg,
+            stack=stack,
+        )
 
     def unavailable(self, detail: str) -> SandboxUnavailable:
         return SandboxUnavailable(f"the host sandbox could not start its runner: {detail}")

@@ -30,6 +30,7 @@ import anyio
 import anyio.abc
 import anyio.to_thread
 
+from .command import STANDARD_PATH
 from .computer import (
     MODIFIERS,
     Button,
@@ -40,7 +41,6 @@ from .computer import (
     canonical_key,
 )
 
-STANDARD_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 KILL_WAIT_S = 5.0
 
 BUTTON_NUMBERS: dict[Button, int] = {"left": 1, "wheel": 2, "right": 3, "back": 8, "forward": 9}

@@ -5,6 +5,10 @@ call, does the file I/O through the sandbox, and words the output item. Every
 call gets exactly one `apply_patch_call_output`, `failed` with a message the
 model can act on whenever anything is wrong, and a failed call leaves the file
 untouched.
+
+A file is read whole into this process to be patched, so one larger than
+`max_file_bytes` (default `DEFAULT_MAX_FILE_BYTES`) is refused before it is
+read, and the sandbox never returns more than that (`FileTooLarge`).
 """
 
 from __future__ import annotations
@@ -14,13 +18,15 @@ from typing import Any
 import anyio
 import anyio.to_thread
 
-from itemloop.sandbox.base import Sandbox, SandboxError, WorkspacePathError
+from itemloop.sandbox.base import FileTooLarge, Sandbox, SandboxError, WorkspacePathError
 
 from .base import ExecResult
 from .items import Item, call_id_of
 from .patch import PatchError, PatchResult, apply_diff, decode
 
 OPERATIONS = ("create_file", "update_file", "delete_file")
+DEFAULT_MAX_FILE_BYTES = 32 * 1024 * 1024
+"""The largest file update_file reads: patching holds it (and its text) in memory."""
 # Above this size the (CPU-bound) patching runs in a worker thread, so a huge file
 # does not stall the event loop other executors share.
 _THREAD_THRESHOLD = 256 * 1024
@@ -34,8 +40,9 @@ class ApplyPatchExecutor:
     item_types: tuple[str, ...] = ("apply_patch_call",)
     sequential: bool = True
 
-    def __init__(self, sandbox: Sandbox) -> None:
+    def __init__(self, sandbox: Sandbox, *, max_file_bytes: int = DEFAULT_MAX_FILE_BYTES) -> None:
         self.sandbox = sandbox
+        self.max_file_bytes = max_file_bytes
         # The dispatcher already runs sequential executors one call at a time; the
         # lock keeps calls in order for library users who call execute() concurrently.
         self._lock = anyio.Lock()
@@ -82,7 +89,10 @@ class ApplyPatchExecutor:
             raise _Failed(
                 f"update_file {path}: the file does not exist; use create_file to make it"
             )
-        data = await self.sandbox.read_file(path)
+        try:
+            data = await self.sandbox.read_file(path, max_bytes=self.max_file_bytes)
+        except FileTooLarge as e:
+            raise _Failed(_too_large(e)) from None
         text = decode(data)
         if text is None:
             raise _Failed(
@@ -130,6 +140,18 @@ def _operation(call: Item) -> tuple[str, str, str | None]:
     if not isinstance(diff, str):
         raise _Failed(f"{op_type} {path}: the operation has no diff")
     return op_type, path, diff
+
+
+def _too_large(e: FileTooLarge) -> str:
+    if e.grew:
+        what = f"it grew past {e.limit:,} bytes while being read"
+    else:
+        what = f"it is {e.size:,} bytes"
+    return (
+        f"update_file {e.path} failed; the file is unchanged: {what}, more than apply_patch "
+        f"edits ({e.limit:,} bytes). Change it with a shell command "
+        "instead, or raise the limit (the apply_patch executor's max_file_bytes)."
+    )
 
 
 def _describe(call: Item) -> str:

@@ -54,8 +54,12 @@ class FileSandbox:
     ) -> CommandResult:
         raise NotImplementedError("apply_patch never runs commands")
 
-    async def read_file(self, path: str) -> bytes:
-        return await self.files.read_file(path)
+    @property
+    def workspace_mount(self) -> str:
+        return str(self.files.root)
+
+    async def read_file(self, path: str, *, max_bytes: int | None = None) -> bytes:
+        return await self.files.read_file(path, max_bytes=max_bytes)
 
     async def write_file(self, path: str, data: bytes, *, mode: int | None = None) -> None:
         self.writes.append(path)

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from itemloop.sandbox import SandboxOptions, open_sandbox
-from itemloop.sandbox.session import RunnerSandbox
+from itemloop.sandbox.channel_sandbox import ChannelSandbox
 
 BUSYBOX_IMAGE = os.environ.get("ITEMLOOP_TEST_IMAGE", "itemloop-test:busybox")
 PYTHON_IMAGE = os.environ.get("ITEMLOOP_TEST_PYTHON_IMAGE", "itemloop-test:python")
@@ -87,7 +87,7 @@ ALL = [*CONFINED, "host"]
 
 def make_sandbox(
     kind: str, workspace: Path, options: SandboxOptions | None = None
-) -> RunnerSandbox:
+) -> ChannelSandbox:
     reason = problem(kind)
     if reason:
         if in_ci():
@@ -101,7 +101,7 @@ def make_sandbox(
         sb = open_sandbox("docker", workspace, options, image=PYTHON_IMAGE)
     else:
         sb = open_sandbox(kind, workspace, options)
-    assert isinstance(sb, RunnerSandbox)
+    assert isinstance(sb, ChannelSandbox)
     return sb
 
 
@@ -115,13 +115,15 @@ def workspace(tmp_path: Path) -> Path:
 @pytest.fixture(params=ALL)
 async def any_sandbox(
     request: pytest.FixtureRequest, workspace: Path
-) -> AsyncIterator[RunnerSandbox]:
+) -> AsyncIterator[ChannelSandbox]:
     async with make_sandbox(request.param, workspace) as sb:
         yield sb
 
 
 @pytest.fixture(params=CONFINED)
-async def confined(request: pytest.FixtureRequest, workspace: Path) -> AsyncIterator[RunnerSandbox]:
+async def confined(
+    request: pytest.FixtureRequest, workspace: Path
+) -> AsyncIterator[ChannelSandbox]:
     async with make_sandbox(request.param, workspace) as sb:
         yield sb
 

@@ -20,10 +20,10 @@ import pytest
 from itemloop.sandbox import SandboxOptions, SandboxUnavailable
 from itemloop.sandbox import seccomp as seccomp_mod
 from itemloop.sandbox.bubblewrap import CREDENTIAL_PATHS, BubblewrapSandbox
+from itemloop.sandbox.channel_sandbox import ChannelSandbox
 from itemloop.sandbox.docker_sandbox import DockerSandbox, peer_is_us, peer_uid
-from itemloop.sandbox.session import RunnerSandbox
 
-Make = Callable[..., RunnerSandbox]
+Make = Callable[..., ChannelSandbox]
 
 pytestmark = pytest.mark.anyio
 

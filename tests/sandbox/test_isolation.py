@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from itemloop.sandbox.session import RunnerSandbox
+from itemloop.sandbox.channel_sandbox import ChannelSandbox
+from itemloop.sandbox.runner_channel import RunnerChannel
 
-Make = Callable[..., RunnerSandbox]
+Make = Callable[..., ChannelSandbox]
 
 
 pytestmark = pytest.mark.anyio
@@ -38,7 +39,7 @@ def outside_dir() -> Iterator[Path]:
 
 
 async def test_write_outside_workspace_fails_and_leaves_host_unchanged(
-    confined: RunnerSandbox, outside_dir: Path
+    confined: ChannelSandbox, outside_dir: Path
 ) -> None:
     target = outside_dir / "escaped"
     for path in (str(target), "/etc/itemloop-escaped", "/itemloop-escaped"):
@@ -53,7 +54,7 @@ async def test_write_outside_workspace_fails_and_leaves_host_unchanged(
     assert (confined.workspace / "ok.txt").read_text() == "inside\n"
 
 
-async def test_tmp_is_private(confined: RunnerSandbox) -> None:
+async def test_tmp_is_private(confined: ChannelSandbox) -> None:
     name = f"itemloop-private-{uuid.uuid4().hex}"
     r = await confined.run(script=f"echo x > /tmp/{name} && cat /tmp/{name}")
     assert r.exit_code == 0, r.stderr
@@ -107,9 +108,15 @@ async def test_runtime_secrets_are_not_visible(
     monkeypatch.setenv("OPENAI_API_KEY", SECRET)
     monkeypatch.setenv("ITEMLOOP_TEST_SECRET", SECRET)
     async with make(kind, workspace) as sb:
-        # The command's own environment, and every process it can see.
+        # The command's own environment, and every process it can see. Unconfined,
+        # the host sandbox sees every process on the machine, those of anyone else
+        # who set OPENAI_API_KEY included: there, its own runner and keeper.
+        procs = "/proc/[0-9]*"
+        if kind == "host":
+            assert isinstance(sb.channel, RunnerChannel)
+            procs = f"/proc/{sb.channel.runner_pid} /proc/$PPID"
         script = (
-            "env; for f in /proc/[0-9]*/environ; do tr '\\0' '\\n' < $f 2>/dev/null; done; "
+            f"env; for p in {procs}; do tr '\\0' '\\n' < $p/environ 2>/dev/null; done; "
             "cat /proc/1/cmdline 2>/dev/null"
         )
         r = await sb.run(script=script)
@@ -122,7 +129,7 @@ async def test_runtime_secrets_are_not_visible(
         assert r.stdout == "yes\n"
 
 
-async def test_cannot_see_or_signal_host_process(confined: RunnerSandbox) -> None:
+async def test_cannot_see_or_signal_host_process(confined: ChannelSandbox) -> None:
     me = os.getpid()
     r = await confined.run(script=f"kill -0 {me}")
     assert r.exit_code != 0

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 
 from itemloop.sandbox import SandboxError
-from itemloop.sandbox.session import RunnerSandbox
+from itemloop.sandbox.channel_sandbox import ChannelSandbox
 
 pytestmark = pytest.mark.anyio
 
-Make = Callable[..., RunnerSandbox]
+Make = Callable[..., ChannelSandbox]
 Procs = Callable[[str], list[str]]
 
 KINDS = [
@@ -30,7 +30,7 @@ def _unique_sleep() -> tuple[str, str]:
     return str(n), str(n + 1)
 
 
-async def test_basic_run(any_sandbox: RunnerSandbox) -> None:
+async def test_basic_run(any_sandbox: ChannelSandbox) -> None:
     r = await any_sandbox.run(script="echo out; echo err >&2; exit 3")
     assert (r.exit_code, r.stdout, r.stderr, r.timed_out) == (3, "out\n", "err\n", False)
     r = await any_sandbox.run(["sh", "-c", 'printf "%s|" "$@"', "sh", "a b", "c"])
@@ -39,7 +39,7 @@ async def test_basic_run(any_sandbox: RunnerSandbox) -> None:
     assert r.exit_code == 127
 
 
-async def test_cwd_and_env(any_sandbox: RunnerSandbox) -> None:
+async def test_cwd_and_env(any_sandbox: ChannelSandbox) -> None:
     await any_sandbox.write_file("sub/dir/f.txt", b"hello")
     r = await any_sandbox.run(script="cat f.txt; echo; echo $X", cwd="sub/dir", env={"X": "1"})
     assert r.stdout == "hello\n1\n"
@@ -145,7 +145,7 @@ async def test_busybox_server_serves_the_next_command(workspace: Path, make: Mak
         assert "hello from httpd" in r.stdout, r.stderr
 
 
-async def test_large_output_bounded(any_sandbox: RunnerSandbox) -> None:
+async def test_large_output_bounded(any_sandbox: ChannelSandbox) -> None:
     r = await any_sandbox.run(
         script="head -c 50000000 /dev/zero | tr '\\0' a; echo END", output_limit=2000
     )
@@ -156,6 +156,6 @@ async def test_large_output_bounded(any_sandbox: RunnerSandbox) -> None:
     assert len(r.stdout) < 2100
 
 
-async def test_invalid_utf8_is_replaced(any_sandbox: RunnerSandbox) -> None:
+async def test_invalid_utf8_is_replaced(any_sandbox: ChannelSandbox) -> None:
     r = await any_sandbox.run(script="printf '\\377\\376 ok \\342\\202'")
     assert r.stdout == "\ufffd\ufffd ok \ufffd"

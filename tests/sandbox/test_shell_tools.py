@@ -9,7 +9,7 @@ import openai.types.responses as oai
 import pydantic
 import pytest
 
-from itemloop.sandbox.session import RunnerSandbox
+from itemloop.sandbox.channel_sandbox import ChannelSandbox
 from itemloop.tools.base import Executor
 from itemloop.tools.local_shell import LocalShellExecutor
 from itemloop.tools.shell import MAX_OUTPUT_LENGTH, ShellExecutor, byte_limit_for
@@ -45,7 +45,7 @@ def local_call(command: Any, **action: Any) -> dict[str, Any]:
     }
 
 
-async def test_protocol_and_definitions(any_sandbox: RunnerSandbox) -> None:
+async def test_protocol_and_definitions(any_sandbox: ChannelSandbox) -> None:
     sh = ShellExecutor(any_sandbox, default_timeout_s=30, default_output_limit=10_000)
     lsh = LocalShellExecutor(any_sandbox, default_timeout_s=30, default_output_limit=10_000)
     assert isinstance(sh, Executor) and isinstance(lsh, Executor)
@@ -55,7 +55,7 @@ async def test_protocol_and_definitions(any_sandbox: RunnerSandbox) -> None:
     assert lsh.definitions() == [{"type": "local_shell"}]
 
 
-async def test_per_command_outcomes(any_sandbox: RunnerSandbox) -> None:
+async def test_per_command_outcomes(any_sandbox: ChannelSandbox) -> None:
     sh = ShellExecutor(any_sandbox)
     res = await sh.execute(
         shell_call(["echo one", "echo two >&2; exit 3", "sleep 30", "echo never"], timeout_ms=1500)
@@ -81,7 +81,7 @@ async def test_per_command_outcomes(any_sandbox: RunnerSandbox) -> None:
     assert res.ok and res.summary == "exit 0"
 
 
-async def test_50mb_output_with_1000_char_cap(any_sandbox: RunnerSandbox) -> None:
+async def test_50mb_output_with_1000_char_cap(any_sandbox: ChannelSandbox) -> None:
     sh = ShellExecutor(any_sandbox)
     res = await sh.execute(
         shell_call(
@@ -103,7 +103,7 @@ async def test_50mb_output_with_1000_char_cap(any_sandbox: RunnerSandbox) -> Non
     assert chunk["stderr"] == "oops\n"
 
 
-async def test_invalid_utf8_round_trips_as_json(any_sandbox: RunnerSandbox) -> None:
+async def test_invalid_utf8_round_trips_as_json(any_sandbox: ChannelSandbox) -> None:
     sh = ShellExecutor(any_sandbox)
     res = await sh.execute(shell_call(["printf 'bad \\377\\300 bytes'; printf '\\351' >&2"]))
     out = valid(res.output)
@@ -128,7 +128,7 @@ async def test_invalid_utf8_round_trips_as_json(any_sandbox: RunnerSandbox) -> N
     ],
 )
 async def test_malformed_shell_calls_answer_with_an_error(
-    any_sandbox: RunnerSandbox, action: dict[str, Any], expect: str
+    any_sandbox: ChannelSandbox, action: dict[str, Any], expect: str
 ) -> None:
     sh = ShellExecutor(any_sandbox)
     call = {"type": "shell_call", "call_id": "c1", "action": action}
@@ -143,7 +143,7 @@ async def test_malformed_shell_calls_answer_with_an_error(
     valid(res.output)
 
 
-async def test_local_shell_call(any_sandbox: RunnerSandbox) -> None:
+async def test_local_shell_call(any_sandbox: ChannelSandbox) -> None:
     await any_sandbox.write_file("sub/a.txt", b"content")
     lsh = LocalShellExecutor(any_sandbox)
     res = await lsh.execute(
@@ -165,7 +165,7 @@ async def test_local_shell_call(any_sandbox: RunnerSandbox) -> None:
     assert json.loads(res.output["output"])["stdout"] == "content"
 
 
-async def test_local_shell_timeout_and_errors(any_sandbox: RunnerSandbox) -> None:
+async def test_local_shell_timeout_and_errors(any_sandbox: ChannelSandbox) -> None:
     lsh = LocalShellExecutor(any_sandbox)
     res = await lsh.execute(local_call(["sleep", "30"], timeout_ms=500))
     payload = json.loads(valid(res.output)["output"])
@@ -213,7 +213,7 @@ async def test_local_shell_user_in_docker_exec_path(workspace: Any, make: Any) -
 class RecordingSandbox:
     """A real sandbox that records the bounds each command was run with."""
 
-    def __init__(self, inner: RunnerSandbox) -> None:
+    def __init__(self, inner: ChannelSandbox) -> None:
         self.inner = inner
         self.workspace_mount = inner.workspace_mount
         self.runs: list[dict[str, Any]] = []

@@ -1,10 +1,16 @@
-"""The runtime's side of the in-sandbox runner, and what backends share.
+"""`RunnerChannel`: commands through the in-sandbox runner, over one Unix socket.
 
-`RunnerConnection` speaks the protocol of `_runner.py` (see its docstring) over
-one Unix socket: it creates a pipe pair per command, hands the write ends to
-the runner with the request and reads the other ends itself through bounded
-`HeadTailBuffer`s. `RunnerSandbox` is a session-long sandbox built on one
-runner: the backends differ only in how they launch it.
+The runner (`_runner.py`, see its docstring for the protocol) runs inside the
+sandbox for the whole session. Per command, the channel creates a pipe pair,
+hands the write ends to the runner with the request, and reads the other ends
+itself through bounded `HeadTailBuffer`s: output never passes through the
+runner. A timeout sends `kill`; the runner's keeper kills the command's whole
+process tree.
+
+Two ways to get a runner: `spawn_runner` starts it as a local process (the
+host's Python, directly or under bubblewrap) over a socketpair; the docker
+sandbox starts it in its container, accepts its connection and wraps that in
+a `RunnerChannel` itself.
 
 Output of background children. When a command's main process has exited, its
 pipes may still be held open by something it left running in the background
@@ -20,30 +26,29 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import socket
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from importlib import resources
-from pathlib import Path
 from typing import Any
 
 import anyio
 import anyio.abc
 from anyio.streams.buffered import BufferedByteReceiveStream
 
-from .base import CommandResult, SandboxError, SandboxOptions, WorkspacePathError
+from .base import CommandResult, SandboxError
 from .capture import READ_CHUNK, HeadTailBuffer
-from .files import resolve_workspace_path
+from .channel import KILL_WAIT_S
 
 EOF_GRACE_S = 0.25
 """How long a call waits for its pipes' EOF after the main process exited."""
-KILL_WAIT_S = 10.0
-"""How long a kill may take before the sandbox is considered broken."""
 READY_TIMEOUT_S = 30.0
+"""How long a starting runner may take to say it is ready."""
 CLOSE_WAIT_S = 5.0
-
-STANDARD_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+"""How long a spawned runner may take to exit once its socket is closed."""
 
 
 def runner_source() -> str:
@@ -74,65 +79,85 @@ def host_runner_argv(runner_fd: int, *, hidden: Sequence[str] = ()) -> list[str]
     return [*head, "-c", runner_source(), "--fd", str(runner_fd)]
 
 
-def base_env(options: SandboxOptions, *, home: str, path: str) -> dict[str, str]:
-    """The environment of every command: an allowlist, never the runtime's own."""
-    env = {
-        "PATH": path,
-        "LANG": os.environ.get("LANG") or "C.UTF-8",
-        "TERM": "dumb",
-        "HOME": home,
-    }
-    env.update(options.env)
-    return env
+def runner_env(path: str) -> dict[str, str]:
+    """The environment of a spawned runner (never the runtime's own)."""
+    return {"PATH": path, "LANG": "C.UTF-8"}
 
 
-def rlimits_of(options: SandboxOptions) -> dict[str, int]:
-    limits = {
-        "CPU": options.cpu_time_s,
-        "FSIZE": options.max_file_size,
-        "NPROC": options.max_processes,
-    }
-    return {k: int(v) for k, v in limits.items() if v is not None}
+async def spawn_runner(
+    argv_for: Callable[[int], Sequence[str]],
+    *,
+    pass_fds: Sequence[int] = (),
+    env: Mapping[str, str],
+    cwd: str,
+    unavailable: Callable[[str], SandboxError],
+    tg: anyio.abc.TaskGroup,
+    stack: AsyncExitStack,
+) -> RunnerChannel:
+    """Start a runner as a local process and connect to it.
 
-
-def command_argv(argv: Sequence[str] | None, script: str | None) -> list[str]:
-    if (argv is None) == (script is None):
-        raise SandboxError("give either argv or script, not both or neither")
-    if script is not None:
-        if not isinstance(script, str):
-            raise SandboxError("script must be a string")
-        if "\x00" in script:
-            raise SandboxError("script contains a NUL byte")
-        return ["/bin/sh", "-c", script]
-    assert argv is not None
-    if isinstance(argv, str) or not argv or not all(isinstance(a, str) for a in argv):
-        raise SandboxError("argv must be a non-empty list of strings")
-    if any("\x00" in a for a in argv):
-        raise SandboxError("argv contains a NUL byte")
-    return list(argv)
-
-
-def validate_env(env: Mapping[str, str] | None) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for k, v in (env or {}).items():
-        if not isinstance(k, str) or not isinstance(v, str):
-            raise SandboxError("environment names and values must be strings")
-        if not k or "=" in k or "\x00" in k or "\x00" in v:
-            raise SandboxError(f"invalid environment variable name or value: {k!r}")
-        out[k] = v
-    return out
-
-
-def workspace_cwd(root: Path, mount: str, cwd: str) -> str:
-    """Map a workspace-relative `cwd` to its path inside the sandbox."""
+    `argv_for(fd)` is the argv that starts the runner with its socket on `fd`;
+    `pass_fds` are other descriptors it needs (the caller still owns and
+    closes them). The process is waited for, then killed, when `stack`
+    closes; its stderr (kept, bounded) explains a runner that did not start,
+    through `unavailable(detail)`.
+    """
+    parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        host = resolve_workspace_path(root, cwd or ".")
-    except WorkspacePathError as e:
-        raise SandboxError(f"working directory: {e}") from None
-    if not host.is_dir():
-        raise SandboxError(f"working directory {cwd!r} does not exist in the workspace")
-    rel = os.path.relpath(host, os.path.realpath(root))
-    return mount if rel == "." else f"{mount.rstrip('/')}/{rel}"
+        argv = list(argv_for(child.fileno()))
+        try:
+            proc = await anyio.open_process(
+                argv,
+                stdin=-3,  # subprocess.DEVNULL
+                stdout=-3,
+                stderr=-1,  # subprocess.PIPE
+                pass_fds=(child.fileno(), *pass_fds),
+                env=dict(env),
+                cwd=cwd,
+                start_new_session=True,
+            )
+        except OSError as e:
+            raise unavailable(f"cannot execute {argv[0]}: {e.strerror}") from None
+    except BaseException:
+        parent.close()
+        raise
+    finally:
+        child.close()
+    errors = HeadTailBuffer(8192)
+    stack.push_async_callback(_stop_process, proc)
+    assert proc.stderr is not None
+    tg.start_soon(_drain_stream, proc.stderr, errors)
+    channel = RunnerChannel(await anyio.abc.UNIXSocketStream.from_socket(parent), tg)
+    try:
+        await channel.handshake()
+    except (anyio.EndOfStream, anyio.IncompleteRead, TimeoutError, ValueError, OSError):
+        await channel.aclose()
+        with anyio.move_on_after(CLOSE_WAIT_S):
+            await proc.wait()
+        detail = errors.text()[0].strip() or f"exit status {proc.returncode}"
+        raise unavailable(detail) from None
+    except BaseException:
+        await channel.aclose()
+        raise
+    return channel
+
+
+async def _drain_stream(stream: anyio.abc.ByteReceiveStream, sink: HeadTailBuffer) -> None:
+    try:
+        async for chunk in stream:
+            sink.feed(chunk)
+    except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+        pass
+
+
+async def _stop_process(proc: anyio.abc.Process) -> None:
+    """Wait for the spawned runner to exit on its own, then kill it."""
+    with anyio.CancelScope(shield=True):
+        with anyio.move_on_after(CLOSE_WAIT_S):
+            await proc.wait()
+        if proc.returncode is None:
+            proc.kill()
+        await proc.aclose()
 
 
 @dataclass(slots=True)
@@ -148,13 +173,25 @@ class _Pipe:
     done: anyio.Event = field(default_factory=anyio.Event)
 
 
-class RunnerConnection:
-    """One live runner: send commands, collect their outcomes."""
+class RunnerChannel:
+    """One live runner: send commands, collect their outcomes.
 
-    def __init__(self, stream: anyio.abc.SocketStream, tg: anyio.abc.TaskGroup) -> None:
+    `tg` runs the channel's reader and the pipes' pumps; it must live as long
+    as the channel. `no_user_switch`, when set, says why this runner cannot
+    run a command as another user: such a command is refused with it.
+    """
+
+    def __init__(
+        self,
+        stream: anyio.abc.SocketStream,
+        tg: anyio.abc.TaskGroup,
+        *,
+        no_user_switch: str | None = None,
+    ) -> None:
         self._stream = stream
         self._reader = BufferedByteReceiveStream(stream)
         self._tg = tg
+        self._no_user_switch = no_user_switch
         self._send_lock = anyio.Lock()
         self._ids = itertools.count(1)
         self._pending: dict[int, _Pending] = {}
@@ -237,6 +274,8 @@ class RunnerConnection:
         timeout_s: float,
         output_limit: int,
     ) -> CommandResult:
+        if user and self._no_user_switch is not None:
+            raise SandboxError(f"cannot run as user {user!r}: {self._no_user_switch}")
         if self._dead is not None:
             raise SandboxError(self._dead)
         rid = next(self._ids)

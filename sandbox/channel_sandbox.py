@@ -1,0 +1,157 @@
+"""`ChannelSandbox`: the frame every backend shares; commands go through a `CommandChannel`.
+
+A sandbox lives for a session: entering it starts what the backend needs (a
+bubblewrap namespace, a runner process, a container) and the channel its
+commands go through; leaving it closes the channel, then stops everything it
+started, in reverse order (one exit stack and one task group per session).
+
+Backends subclass it and say only what differs: where the workspace, HOME and
+PATH are inside (`workspace_mount`, `home`, `path_env`) and how to start
+(`open_channel`, which returns the channel the backend chose: the runner
+where it can start, `docker exec` where it cannot). Everything else is here:
+a command is checked (`command`: argv, cwd, environment, rlimits), given the
+defaults of `SandboxOptions` and handed to the channel; the file half of the
+`Sandbox` protocol is `WorkspaceFiles` on the host directory, for every
+backend (each keeps its workspace in one, bind-mounted into it).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from contextlib import AsyncExitStack
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+import anyio
+import anyio.abc
+
+from .base import CommandResult, FileStat, SandboxError, SandboxOptions
+from .channel import CommandChannel
+from .command import base_env, command_argv, rlimits_of, validate_env, workspace_cwd
+from .files import WorkspaceFiles
+
+
+class ChannelSandbox(ABC):
+    """A session-long sandbox over a host workspace directory (see the module docstring)."""
+
+    name = "sandbox"
+
+    def __init__(self, workspace: Path, options: SandboxOptions | None = None) -> None:
+        self.workspace = Path(workspace).resolve()
+        self.options = options or SandboxOptions()
+        self.files = WorkspaceFiles(self.workspace)
+        self._stack: AsyncExitStack | None = None
+        self._channel: CommandChannel | None = None
+
+    # --- what backends provide ------------------------------------------------
+
+    @property
+    def workspace_mount(self) -> str:
+        """The workspace's path as commands see it (by default, its host path)."""
+        return str(self.workspace)
+
+    @abstractmethod
+    def home(self) -> str:
+        """HOME inside the sandbox."""
+
+    @abstractmethod
+    def path_env(self) -> str:
+        """PATH inside the sandbox."""
+
+    @abstractmethod
+    async def open_channel(self, tg: anyio.abc.TaskGroup, stack: AsyncExitStack) -> CommandChannel:
+        """Start the sandbox; the channel its commands go through.
+
+        Whatever it starts is registered on `stack` (closed in reverse order
+        when the sandbox exits, also when starting fails part-way); `tg` runs
+        tasks that live as long as the sandbox. The sandbox closes the channel
+        itself, before the rest of `stack`.
+        """
+
+    # --- lifecycle ---------------------------------------------------------------
+
+    @property
+    def channel(self) -> CommandChannel | None:
+        """The channel commands go through; None unless started."""
+        return self._channel
+
+    async def __aenter__(self) -> Self:
+        if self._stack is not None:
+            raise SandboxError("this sandbox is already started")
+        stack = AsyncExitStack()
+        await stack.__aenter__()
+        try:
+            tg = await stack.enter_async_context(anyio.create_task_group())
+            stack.push_async_callback(_cancel, tg)
+            channel = await self.open_channel(tg, stack)
+            stack.push_async_callback(channel.aclose)
+        except BaseException:
+            await stack.aclose()
+            raise
+        self._stack, self._channel = stack, channel
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        stack, self._stack, self._channel = self._stack, None, None
+        if stack is not None:
+            await stack.aclose()
+
+    # --- commands ---------------------------------------------------------------
+
+    async def run(
+        self,
+        argv: Sequence[str] | None = None,
+        *,
+        script: str | None = None,
+        cwd: str = ".",
+        env: Mapping[str, str] | None = None,
+        timeout_s: float | None = None,
+        output_limit: int | None = None,
+        user: str | None = None,
+    ) -> CommandResult:
+        channel = self._channel
+        if channel is None:
+            raise SandboxError(f"the {self.name} sandbox is not started (use it with `async with`)")
+        full_argv = command_argv(argv, script)
+        inside_cwd = workspace_cwd(self.workspace, self.workspace_mount, cwd)
+        full_env = base_env(self.options, home=self.home(), path=self.path_env())
+        full_env.update(validate_env(env))
+        timeout = self.options.default_timeout_s if timeout_s is None else timeout_s
+        limit = self.options.default_output_limit if output_limit is None else output_limit
+        return await channel.run(
+            full_argv,
+            cwd=inside_cwd,
+            env=full_env,
+            user=user or None,
+            rlimits=rlimits_of(self.options),
+            timeout_s=max(0.0, timeout),
+            output_limit=max(0, limit),
+        )
+
+    # --- files ------------------------------------------------------------------
+
+    async def read_file(self, path: str, *, max_bytes: int | None = None) -> bytes:
+        return await self.files.read_file(path, max_bytes=max_bytes)
+
+    async def write_file(self, path: str, data: bytes, *, mode: int | None = None) -> None:
+        await self.files.write_file(path, data, mode=mode)
+
+    async def delete_file(self, path: str) -> None:
+        await self.files.delete_file(path)
+
+    async def stat(self, path: str) -> FileStat | None:
+        return await self.files.stat(path)
+
+    async def list_dir(self, path: str = ".") -> list[FileStat]:
+        return await self.files.list_dir(path)
+
+
+async def _cancel(tg: anyio.abc.TaskGroup) -> None:
+    tg.cancel_scope.cancel()
