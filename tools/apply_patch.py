@@ -21,12 +21,11 @@ import anyio.to_thread
 from itemloop.sandbox.base import FileTooLarge, Sandbox, SandboxError, WorkspacePathError
 
 from .base import ExecResult
+from .defaults import DEFAULT_MAX_FILE_BYTES
 from .items import Item, call_id_of
 from .patch import PatchError, PatchResult, apply_diff, decode
 
 OPERATIONS = ("create_file", "update_file", "delete_file")
-DEFAULT_MAX_FILE_BYTES = 32 * 1024 * 1024
-"""The largest file update_file reads: patching holds it (and its text) in memory."""
 # Above this size the (CPU-bound) patching runs in a worker thread, so a huge file
 # does not stall the event loop other executors share.
 _THREAD_THRESHOLD = 256 * 1024

@@ -26,6 +26,7 @@ from .defaults import (
     DEFAULT_BUILTINS,
     DEFAULT_COMMAND_TIMEOUT_S,
     DEFAULT_MAX_CONCURRENCY,
+    DEFAULT_MAX_FILE_BYTES,
     DEFAULT_OUTPUT_CHARS,
     DEFAULT_TOOL_TIMEOUT_S,
     BuiltinTool,
@@ -82,6 +83,8 @@ class ToolsetConfig(_Data):
     """Per call's output to the model, in characters: a shell command's stdout+stderr, or
     a function, custom or MCP tool's text (head and tail kept; see `output_cap.py`)."""
     max_concurrency: int = pydantic.Field(default=DEFAULT_MAX_CONCURRENCY, ge=1)
+    max_patch_file_bytes: int = pydantic.Field(default=DEFAULT_MAX_FILE_BYTES, gt=0)
+    """The largest file apply_patch reads to edit."""
     sandbox: SandboxConfig = SandboxConfig()
     computer: ComputerConfig = ComputerConfig()
 

@@ -98,8 +98,8 @@ class LocalShellExecutor(SandboxCommandExecutor):
 
     def _relative_cwd(self, cwd: str) -> str:
         """Accept the workspace's own path inside the sandbox as a prefix of `cwd`."""
-        mount = getattr(self.sandbox, "workspace_mount", None)
-        if isinstance(mount, str) and posixpath.isabs(cwd):
+        mount = self.sandbox.workspace_mount
+        if posixpath.isabs(cwd):
             norm = posixpath.normpath(cwd)
             if norm == mount:
                 return "."

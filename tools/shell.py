@@ -21,6 +21,7 @@ from itemloop.sandbox.base import CommandResult, Sandbox, SandboxError
 from itemloop.sandbox.capture import cap_text, split_budget, split_marked
 
 from .base import ExecResult
+from .defaults import DEFAULT_COMMAND_TIMEOUT_S, DEFAULT_OUTPUT_CHARS
 from .items import Item, call_id_of
 
 MAX_TIMEOUT_S = 24 * 3600.0
@@ -77,8 +78,8 @@ class SandboxCommandExecutor:
         self,
         sandbox: Sandbox,
         *,
-        default_timeout_s: float = 120.0,
-        default_output_limit: int = 100_000,
+        default_timeout_s: float = DEFAULT_COMMAND_TIMEOUT_S,
+        default_output_limit: int = DEFAULT_OUTPUT_CHARS,
     ) -> None:
         self.sandbox = sandbox
         self.default_timeout_s = default_timeout_s

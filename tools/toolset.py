@@ -270,7 +270,7 @@ def _sandbox_executor(name: str, sandbox: Sandbox, c: ToolsetConfig) -> Executor
         )
     from .apply_patch import ApplyPatchExecutor
 
-    return ApplyPatchExecutor(sandbox)
+    return ApplyPatchExecutor(sandbox, max_file_bytes=c.max_patch_file_bytes)
 
 
 def _approval_policy(servers: Sequence[str]) -> Callable[[Item], bool] | None:

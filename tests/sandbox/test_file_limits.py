@@ -18,7 +18,8 @@ import pytest
 from itemloop.sandbox.base import FileTooLarge, SandboxError
 from itemloop.sandbox.channel_sandbox import ChannelSandbox
 from itemloop.sandbox.files import WorkspaceFiles
-from itemloop.tools.apply_patch import DEFAULT_MAX_FILE_BYTES, ApplyPatchExecutor
+from itemloop.tools.apply_patch import ApplyPatchExecutor
+from itemloop.tools.defaults import DEFAULT_MAX_FILE_BYTES
 
 pytestmark = pytest.mark.anyio
 
