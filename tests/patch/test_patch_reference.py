@@ -237,12 +237,29 @@ def test_the_corpus_exercises_the_reference() -> None:
 
 
 def test_create_differs_only_by_the_final_newline() -> None:
-    # The reference leaves a created file without a final newline; itemloop ends it
-    # with one unless the diff says otherwise ("\\ No newline at end of file").
+    # The reference leaves a created file without a final newline unless the diff
+    # ends with a bare '+'; itemloop ends it with one unless the diff says otherwise
+    # ("\\ No newline at end of file").
     diff = "+a\n+b\n"
     assert reference_apply_diff("", diff, mode="create") == "a\nb"
     assert apply_diff("", diff, create=True).text == "a\nb\n"
     assert apply_diff("", diff + "\\ No newline at end of file\n", create=True).text == "a\nb"
+
+
+CREATED_LINE = st.text(alphabet="ab \t+-@*\\", max_size=6)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(CREATED_LINE, max_size=8), st.sampled_from(["\n", "\r\n"]))
+def test_create_ending_in_a_bare_plus_gives_what_the_reference_gives(
+    lines: list[str], newline: str
+) -> None:
+    # A last bare '+' is the reference's way to end the file with a newline; a
+    # blank line added before it must not appear (issue 9: "+hello +world +"
+    # made "hello\nworld\n\n").
+    diff = newline.join(["+" + line for line in lines] + ["+"]) + newline
+    expected = reference_apply_diff("", diff, mode="create")
+    assert apply_diff("", diff, create=True).text == expected
 
 
 def _trailing_ws(line: str) -> str:
