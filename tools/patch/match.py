@@ -198,8 +198,10 @@ def _floor(hunk: Hunk, index: LineIndex, anchor: int | None) -> int:
         return 0
     if hunk.stacked:
         return anchor
-    # A lone anchor: its earliest copy (by the loosest pass) counts too.
-    return index.positions(PUNCT, LineIndex.key(PUNCT, hunk.anchors[0]))[0]
+    # A lone anchor: its earliest copy (by the loosest pass, which finds every copy
+    # the stricter ones do) counts too.
+    copies = index.positions(PUNCT, LineIndex.key(PUNCT, hunk.anchors[0]))
+    return min(copies[0], anchor) if copies else anchor
 
 
 def place(
