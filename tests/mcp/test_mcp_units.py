@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -128,11 +129,81 @@ def test_text_content_is_joined_into_one_string() -> None:
     assert output(r) == ("a\nb", True)
 
 
-def test_structured_content_is_used_when_there_is_no_text() -> None:
+def texts(*values: str) -> list[mt.ContentBlock]:
+    return [mt.TextContent(text=v) for v in values]
+
+
+def test_structured_content_the_content_does_not_carry_is_added() -> None:
     r = mt.CallToolResult(content=[], structured_content={"temp": 21.5})
     assert output(r) == ('{"temp": 21.5}', True)
-    both = mt.CallToolResult(content=[mt.TextContent(text="21.5 C")], structured_content={"t": 1})
-    assert output(both) == ("21.5 C", True)
+    # A sentence for people and data beside it: the data is not in the sentence.
+    both = mt.CallToolResult(content=texts("21.5 C"), structured_content={"t": 1})
+    assert output(both) == ('21.5 C\n{"t": 1}', True)
+    # An empty result is an answer, not a repeat of the (empty) content.
+    empty = mt.CallToolResult(content=[], structured_content={"result": []})
+    assert output(empty) == ('{"result": []}', True)
+
+
+@pytest.mark.parametrize(
+    ("content", "structured"),
+    [
+        (texts("3"), {"result": 3}),  # the MCP SDK's wrapping of a plain return value
+        (texts("/root"), {"result": "/root"}),
+        (texts("1", "2"), {"result": [1, 2]}),  # a list: one text block per item
+        (texts('{"b": 2, "a": [1, null]}'), {"a": [1, None], "b": 2}),  # key order
+        (texts('{\n  "x": 1\n}'), {"result": {"x": 1}}),  # pretty-printed, wrapped
+        (
+            [mt.ImageContent(data=PNG, mime_type="image/png")],
+            {"result": [{"type": "image", "data": PNG, "mimeType": "image/png"}]},
+        ),
+        (
+            [
+                mt.EmbeddedResource(
+                    resource=mt.TextResourceContents(
+                        uri="file:///n.txt", mime_type="text/plain", text="hi"
+                    )
+                )
+            ],
+            {"file": {"uri": "file:///n.txt", "mimeType": "text/plain", "text": "hi"}},
+        ),
+    ],
+)
+def test_structured_content_that_only_repeats_the_content_is_not_added(
+    content: list[mt.ContentBlock], structured: dict[str, Any]
+) -> None:
+    alone, _ = output(mt.CallToolResult(content=content))
+    assert output(mt.CallToolResult(content=content, structured_content=structured)) == (
+        alone,
+        True,
+    )
+
+
+def test_repeats_are_told_apart_by_json_type_and_whole_values() -> None:
+    for structured in ({"ok": True}, {"v": 1.0}, {"v": "2"}):
+        r = mt.CallToolResult(content=texts("1"), structured_content=structured)
+        assert output(r)[0] == "1\n" + json.dumps(structured)
+    # A block's type or MIME type alone is no repeat of the block.
+    img = mt.ImageContent(data=PNG, mime_type="image/png")
+    r = mt.CallToolResult(content=[img], structured_content={"kind": "image"})
+    assert output(r)[0][1] == {"type": "input_text", "text": '{"kind": "image"}'}
+
+
+def test_a_long_repeated_payload_is_replaced_by_a_note_when_the_rest_is_kept() -> None:
+    long = "x" * 300
+    r = mt.CallToolResult(content=texts(long), structured_content={"body": long, "n": 1})
+    out, _ = output(r)
+    assert out.count(long) == 1
+    kept = json.loads(out.split("\n", 1)[1])
+    assert kept == {"body": "[300 characters: the text of content block 1, not repeated]", "n": 1}
+    short = mt.CallToolResult(content=texts("yes"), structured_content={"body": "yes", "n": 1})
+    assert output(short)[0] == 'yes\n{"body": "yes", "n": 1}'  # cheaper than a note
+
+
+def test_json_text_nested_deeper_than_the_recursion_limit() -> None:
+    for depth in (900, 100_000):  # json.loads takes the first, refuses the second
+        deep = "[" * depth + "]" * depth
+        r = mt.CallToolResult(content=texts(deep), structured_content={"x": 1})
+        assert output(r)[0] == deep + '\n{"x": 1}'
 
 
 def test_empty_result_is_empty_text() -> None:

@@ -107,11 +107,17 @@ def unified_diff(a: str, b: str, context: int = 3, *, headers: bool = True) -> s
 
 
 def create_diff(b: str) -> str:
-    """A V4A create_file diff (all '+' lines) for text b."""
+    """A V4A create_file diff (all '+' lines) for text b.
+
+    A last bare '+' stands for the final newline (the reference's convention), so
+    a text whose last line is empty needs one more.
+    """
     lines = _file_lines(b)
     out: list[str] = []
     for line in lines:
         out.append("+" + line.removesuffix("\n"))
         if not line.endswith("\n"):
             out.append(NO_NEWLINE)
+    if lines and lines[-1] == "\n":
+        out.append("+")
     return "\n".join(out) + "\n" if out else ""

@@ -34,6 +34,12 @@ CLASSES = (
     "class B:\n    def run(self):\n        return 1\n"
 )
 
+TARGET = "class Target\n    def helper():\n        pass\n\n    def desired():\n        return 1\n"
+SEARCH = (
+    "class BaseClass\n    def search():\n        pass\n\n"
+    "class Subclass\n    def search():\n        pass\n"
+)
+
 CORPUS = [
     Case(
         "replace one line",
@@ -107,6 +113,43 @@ CORPUS = [
         SRC.replace("return 2", "return 4"),
     ),
     Case(
+        "stacked anchors from the tool description",
+        SEARCH,
+        "@@ class BaseClass\n@@     def search():\n-        pass\n+        raise NotImplementedError()\n"
+        "@@ class Subclass\n@@     def search():\n-        pass\n+        raise NotImplementedError()\n",
+        SEARCH.replace("        pass", "        raise NotImplementedError()"),
+    ),
+    Case(
+        "stacked anchors with a trailing bare @@",
+        CLASSES,
+        "@@ class B:\n@@\n-        return 1\n+        return 2\n",
+        CLASSES[: CLASSES.rindex("1")] + "2\n",
+    ),
+    Case(
+        "stacked anchor not in the file fails",
+        TARGET,
+        "@@ class Target\n@@     def missing():\n-        pass\n+        return 99\n",
+        None,
+    ),
+    Case(
+        "missing anchor then a bare @@ fails",
+        TARGET,
+        "@@ def missing():\n@@\n-        pass\n+        return 99\n",
+        None,
+    ),
+    Case(
+        "stacked anchor only above the outer one fails",
+        CLASSES.replace("class A:\n    def run", "class A:\n    def go"),
+        "@@ class B:\n@@     def go(self):\n-        return 1\n+        return 2\n",
+        None,
+    ),
+    Case(
+        "lone anchor below the hunk's lines fails",
+        SRC,
+        "@@ def g():\n-    return 1\n+    return 10\n",
+        None,
+    ),
+    Case(
         "hunks in order reuse context",
         "x\n1\nx\n2\n",
         "@@\n x\n-1\n+one\n@@\n x\n-2\n+two\n",
@@ -133,6 +176,13 @@ CORPUS = [
         "say(“hi”)\nnext\n",
         '@@\n say("hi")\n-next\n+done\n',
         "say(“hi”)\ndone\n",
+    ),
+    Case(
+        "stacked anchors of a later hunk may point above an earlier hunk",
+        CLASSES,
+        "@@ class B:\n@@     def run(self):\n-        return 1\n+        return 3\n"
+        "@@ class A:\n@@     def run(self):\n-        return 1\n+        return 2\n",
+        CLASSES.replace("return 1", "return 2", 1).replace("return 1", "return 3"),
     ),
     Case(
         "envelope around the hunks",
@@ -182,16 +232,34 @@ def test_the_corpus_exercises_the_reference() -> None:
         "leading whitespace: indentation follows the file",
         "curly quotes in the file",
         "envelope around the hunks",
+        "stacked anchors of a later hunk may point above an earlier hunk",
     }
 
 
 def test_create_differs_only_by_the_final_newline() -> None:
-    # The reference leaves a created file without a final newline; itemloop ends it
-    # with one unless the diff says otherwise ("\\ No newline at end of file").
+    # The reference leaves a created file without a final newline unless the diff
+    # ends with a bare '+'; itemloop ends it with one unless the diff says otherwise
+    # ("\\ No newline at end of file").
     diff = "+a\n+b\n"
     assert reference_apply_diff("", diff, mode="create") == "a\nb"
     assert apply_diff("", diff, create=True).text == "a\nb\n"
     assert apply_diff("", diff + "\\ No newline at end of file\n", create=True).text == "a\nb"
+
+
+CREATED_LINE = st.text(alphabet="ab \t+-@*\\", max_size=6)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(CREATED_LINE, max_size=8), st.sampled_from(["\n", "\r\n"]))
+def test_create_ending_in_a_bare_plus_gives_what_the_reference_gives(
+    lines: list[str], newline: str
+) -> None:
+    # A last bare '+' is the reference's way to end the file with a newline; a
+    # blank line added before it must not appear (issue 9: "+hello +world +"
+    # made "hello\nworld\n\n").
+    diff = newline.join(["+" + line for line in lines] + ["+"]) + newline
+    expected = reference_apply_diff("", diff, mode="create")
+    assert apply_diff("", diff, create=True).text == expected
 
 
 def _trailing_ws(line: str) -> str:

@@ -39,6 +39,21 @@ TWIN = (
 )
 
 
+# Stacked `@@` anchors: cases after openai-agents' apply_diff tests and the
+# examples in Codex CLI's apply_patch instructions, written for these files.
+TARGET = b"class Target\n    def helper():\n        pass\n\n    def desired():\n        return 1\n"
+SEARCH = (
+    b"class BaseClass\n    def search():\n        pass\n\n"
+    b"class Subclass\n    def search():\n        pass\n"
+)
+NESTED = (
+    b"class Outer:\n    class Inner:\n        def f(self):\n            return 0\n\n"
+    b"    def f(self):\n        return 0\n\n"
+    b"def f():\n    return 0\n"
+)
+RUNS = b"def run():\n    a = 1\n\ndef run():\n    b = 1\n\ndef run():\n    c = 1\n"
+
+
 def _with(files: Files, **changes: bytes) -> Files:
     return {**files, **{k.replace("__", "/").replace("_DOT_", "."): v for k, v in changes.items()}}
 
@@ -126,6 +141,78 @@ SCENARIOS = [
         "app.py",
         "@@ def renamed():\n def g():\n-    return 2\n+    return 3\n",
         {"app.py": PY.replace(b"return 2", b"return 3")},
+    ),
+    # --- stacked @@ anchors ------------------------------------------------------
+    Scenario(
+        "stacked anchors: the tool description's two classes",
+        {"s.py": SEARCH},
+        "update_file",
+        "s.py",
+        "@@ class BaseClass\n@@     def search():\n-        pass\n+        raise NotImplementedError()\n"
+        "\n"
+        "@@ class Subclass\n@@     def search():\n-        pass\n+        return []\n",
+        {
+            "s.py": b"class BaseClass\n    def search():\n        raise NotImplementedError()\n\n"
+            b"class Subclass\n    def search():\n        return []\n"
+        },
+        summary="M s.py: 2 hunks, +2 -2",
+    ),
+    Scenario(
+        "stacked anchors: a trailing bare @@",
+        {"m.py": TWIN},
+        "update_file",
+        "m.py",
+        "@@ class B:\n@@\n     def run(self):\n-        return 1\n+        return 4\n",
+        {"m.py": TWIN[: TWIN.rindex(b"1")] + b"4\n"},
+    ),
+    Scenario(
+        "stacked anchors: three levels",
+        {"n.py": NESTED},
+        "update_file",
+        "n.py",
+        "@@ class Outer:\n@@     class Inner:\n@@         def f(self):\n"
+        "-            return 0\n+            return 1\n",
+        {"n.py": NESTED.replace(b"            return 0", b"            return 1")},
+    ),
+    Scenario(
+        "stacked anchors: a pure insertion goes after the innermost one",
+        {"m.py": TWIN},
+        "update_file",
+        "m.py",
+        "@@ class B:\n@@     def run(self):\n+        log()\n",
+        {
+            "m.py": TWIN.replace(
+                b"B:\n    def run(self):\n", b"B:\n    def run(self):\n        log()\n"
+            )
+        },
+    ),
+    Scenario(
+        "stacked anchors: matched ignoring indentation",
+        {"m.py": TWIN},
+        "update_file",
+        "m.py",
+        "@@ class B:\n@@ def run(self):\n-        return 1\n+        return 5\n",
+        {"m.py": TWIN[: TWIN.rindex(b"1")] + b"5\n"},
+    ),
+    Scenario(
+        "stacked anchors: a later hunk may point back above an earlier one",
+        {"s.py": SEARCH},
+        "update_file",
+        "s.py",
+        "@@ class Subclass\n@@     def search():\n-        pass\n+        return 2\n"
+        "@@ class BaseClass\n@@     def search():\n-        pass\n+        return 1\n",
+        {
+            "s.py": b"class BaseClass\n    def search():\n        return 1\n\n"
+            b"class Subclass\n    def search():\n        return 2\n"
+        },
+    ),
+    Scenario(
+        "lone anchor: an earlier copy of it counts when hunks are out of order",
+        {"r.py": RUNS},
+        "update_file",
+        "r.py",
+        "@@\n-    b = 1\n+    b = 2\n@@ def run():\n-    a = 1\n+    a = 2\n",
+        {"r.py": RUNS.replace(b"a = 1", b"a = 2").replace(b"b = 1", b"b = 2")},
     ),
     # --- unified ---------------------------------------------------------------
     Scenario(
@@ -347,6 +434,39 @@ SCENARIOS = [
         {"w.txt": b"a\r\nb\r\n"},
     ),
     Scenario(
+        "create: a last bare '+' is the final newline, not a blank line",
+        {},
+        "create_file",
+        "hello.txt",
+        "+hello\n+world\n+\n",
+        {"hello.txt": b"hello\nworld\n"},
+        summary="A hello.txt: +2",
+    ),
+    Scenario(
+        "create: a last bare '+' in a crlf diff",
+        {},
+        "create_file",
+        "w.txt",
+        "+hello\r\n+world\r\n+\r\n",
+        {"w.txt": b"hello\r\nworld\r\n"},
+    ),
+    Scenario(
+        "create: a blank last line needs two bare '+'",
+        {},
+        "create_file",
+        "b.txt",
+        "+a\n+\n+\n",
+        {"b.txt": b"a\n\n"},
+    ),
+    Scenario(
+        "create from a unified diff keeps its blank last line",
+        {},
+        "create_file",
+        "u.txt",
+        "@@ -0,0 +1,3 @@\n+one\n+two\n+\n",
+        {"u.txt": b"one\ntwo\n\n"},
+    ),
+    Scenario(
         "create an empty file",
         {},
         "create_file",
@@ -380,6 +500,76 @@ SCENARIOS = [
         {"e.txt": b"first\n"},
     ),
     # --- failures ------------------------------------------------------------------
+    Scenario(
+        "stacked anchor not in the file",
+        {"t.py": TARGET},
+        "update_file",
+        "t.py",
+        "@@ class Target\n@@     def missing():\n-        pass\n+        return 99\n",
+        errors=(
+            "update_file t.py failed; the file is unchanged",
+            "hunk 1 of 1",
+            "'    def missing():' is not in the file after line 1 ('class Target',",
+            "5|     def desired():",
+            "2|     def helper():",
+        ),
+    ),
+    Scenario(
+        "missing anchor followed by a bare @@",
+        {"t.py": TARGET},
+        "update_file",
+        "t.py",
+        "@@     def missing():\n@@\n-        pass\n+        return 99\n",
+        errors=("'    def missing():' is not in the file", "5|     def desired():"),
+    ),
+    Scenario(
+        "bare @@ followed by a missing anchor",
+        {"t.py": TARGET},
+        "update_file",
+        "t.py",
+        "@@\n@@ def missing():\n-        pass\n+        return 99\n",
+        errors=("'def missing():' is not in the file",),
+    ),
+    Scenario(
+        "stacked anchors: the outer one is missing",
+        {"t.py": TARGET},
+        "update_file",
+        "t.py",
+        "@@ class Targt\n@@     def helper():\n-        pass\n+        return 99\n",
+        errors=("'class Targt' is not in the file", "1| class Target"),
+    ),
+    Scenario(
+        "stacked anchors: the inner one is only above the outer one",
+        {
+            "s.py": SEARCH.replace(
+                b"    def search():\n        pass\n\nclass",
+                b"    def find():\n        pass\n\nclass",
+            )
+        },
+        "update_file",
+        "s.py",
+        "@@ class Subclass\n@@     def find():\n-        pass\n+        return 1\n",
+        errors=(
+            "'    def find():' is not in the file after line 5 ('class Subclass',",
+            "It occurs only above that line, at line 2.",
+        ),
+    ),
+    Scenario(
+        "stacked anchors found, but the hunk is above them",
+        {"app.py": PY},
+        "update_file",
+        "app.py",
+        "@@ import os\n@@ def g():\n-    return 1\n+    return 10\n",
+        errors=("hunk 1 of 1", "at line 5, above its @@ line 'def g():' (line 8)"),
+    ),
+    Scenario(
+        "lone anchor found, but the hunk is above it",
+        {"app.py": PY},
+        "update_file",
+        "app.py",
+        "@@ def g():\n-    return 1\n+    return 10\n",
+        errors=("hunk 1 of 1", "at line 5, above its @@ line 'def g():' (line 8)"),
+    ),
     Scenario(
         "create on an existing file",
         {"a.txt": b"x\n"},

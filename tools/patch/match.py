@@ -5,6 +5,30 @@ told apart by, in this order: a V4A `*** End of File` marker, `@@` anchor lines
 (the first match after the anchor), the order of hunks (a match after the
 previous hunk), and unified line numbers (the nearest). A block that still
 matches in several places is reported as ambiguous instead of applied.
+
+V4A `@@` anchors (checked against `openai-agents`' `apply_diff`, the reference):
+
+- Each anchor is looked for pass by pass like any line (exact first, then
+  ignoring whitespace). The outermost one is looked for after the previous
+  hunk; when it is not there, a single copy above it is accepted (hunks out of
+  order; the reference would fail those). Each further anchor is looked for
+  after the one before it.
+- A *lone* anchor (one `@@` line) is a hint: when the file does not have it,
+  the hunk is placed by its own lines, as in the reference.
+- *Stacked* anchors (two or more `@@` lines, bare `@@` included, so `@@ name`
+  followed by `@@` counts, as in the reference): every anchor must be found,
+  each after the one before it, or the call fails naming the anchor (`Miss`
+  kind "anchor"). An inner anchor that occurs only above the outer one is not
+  found, as in the reference.
+- A found anchor is binding (unless `*** End of File` pins the hunk to the
+  end): the hunk goes at or after it. A hunk whose lines occur only above its
+  anchor fails (kind "above_anchor"; the reference's "Invalid Context"). For
+  a lone anchor any copy of it counts, the earliest too, so hunks out of order
+  still find their place.
+
+Not covered: where a block ends. `@@ class A` then `@@ def run` finds the
+`def run` of a later class when A has none (as the reference does); telling
+that apart would need a parser per language.
 """
 
 from __future__ import annotations
@@ -15,7 +39,7 @@ from typing import Literal
 
 from .index import LineIndex
 from .model import Hunk
-from .normalize import EXACT, PASSES, STRIP
+from .normalize import EXACT, PASSES, PUNCT, STRIP
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,10 +54,14 @@ class Miss:
     """Why a hunk could not be placed, with what the error message needs."""
 
     hunk_no: int
-    kind: Literal["not_found", "ambiguous", "overlap"]
+    kind: Literal["not_found", "ambiguous", "overlap", "anchor", "above_anchor"]
     cursor: int
     anchor: int | None = None
+    """Line of the innermost anchor found; for "anchor", of the one before the missing
+    anchor (`None`: the missing one is the outermost); for "above_anchor", the line
+    the hunk had to follow."""
     missing_anchors: tuple[str, ...] = ()
+    """For "anchor", the one stacked anchor not found (the search stops there)."""
     candidates: tuple[int, ...] = ()
     pass_no: int = EXACT
     other_hunk: int | None = None
@@ -135,9 +163,10 @@ def _same_result(hunk: Hunk, starts: list[int], lines: list[str]) -> bool:
 
 
 def _find_anchors(
-    anchors: Sequence[str], index: LineIndex, cursor: int
+    anchors: Sequence[str], index: LineIndex, cursor: int, *, stop_at_missing: bool
 ) -> tuple[int | None, tuple[str, ...]]:
-    """Position of the innermost anchor found (each searched after the previous one)."""
+    """Position of the innermost anchor found (each searched after the previous one),
+    and the anchors not found (with `stop_at_missing`, only the first of them)."""
     pos: int | None = None
     lo = cursor
     missing: list[str] = []
@@ -155,10 +184,24 @@ def _find_anchors(
                     break
         if found is None:
             missing.append(anchor)
+            if stop_at_missing:
+                break
             continue
         pos = found
         lo = found + 1
     return pos, tuple(missing)
+
+
+def _floor(hunk: Hunk, index: LineIndex, anchor: int | None) -> int:
+    """The first line the hunk may start at, as its anchors allow."""
+    if anchor is None:
+        return 0
+    if hunk.stacked:
+        return anchor
+    # A lone anchor: its earliest copy (by the loosest pass, which finds every copy
+    # the stricter ones do) counts too.
+    copies = index.positions(PUNCT, LineIndex.key(PUNCT, hunk.anchors[0]))
+    return min(copies[0], anchor) if copies else anchor
 
 
 def place(
@@ -170,7 +213,9 @@ def place(
     real_end: int,
 ) -> Placement | Miss:
     n = len(index.lines)
-    anchor, missing = _find_anchors(hunk.anchors, index, cursor)
+    anchor, missing = _find_anchors(hunk.anchors, index, cursor, stop_at_missing=hunk.stacked)
+    if hunk.stacked and missing:
+        return Miss(hunk_no, "anchor", cursor, anchor, missing)
     m = len(hunk.old)
     if m == 0:
         if hunk.final_newline is not None or hunk.eof:
@@ -198,11 +243,11 @@ def place(
             after = [s for s in search.candidates(p) if s >= anchor]
             if after:
                 return Placement(min(after), p)
+    floor = _floor(hunk, index, anchor)  # only now: it may need another pass over the file
     for scope in ("forward", "anywhere"):
+        lowest = max(cursor, floor) if scope == "forward" else floor
         for p in passes:
-            starts = search.candidates(p)
-            if scope == "forward":
-                starts = [s for s in starts if s >= cursor]
+            starts = [s for s in search.candidates(p) if s >= lowest]
             if not starts:
                 continue
             chosen = _pick(starts, hunk.old_start)
@@ -211,6 +256,11 @@ def place(
             if chosen is None:
                 return Miss(hunk_no, "ambiguous", cursor, anchor, missing, tuple(starts), p)
             return Placement(chosen, p)
+    if floor:
+        for p in passes:
+            above = search.candidates(p)  # all below the floor, or they would have won
+            if above:
+                return Miss(hunk_no, "above_anchor", cursor, floor, missing, tuple(above), p)
     if search.overlapped:
         start = search.overlapped[0]
         other = taken.overlapping(start, start + m)

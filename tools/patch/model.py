@@ -26,6 +26,9 @@ class Hunk:
     ops: tuple[tuple[Op, str], ...]
     anchors: tuple[str, ...] = ()
     """V4A `@@ line` headers, outermost first: the hunk lies after these lines."""
+    stacked: bool = False
+    """Two or more `@@` lines head the hunk (bare ones count, as in the reference):
+    then every anchor must be found, in order (see `match`)."""
     old_start: int | None = None
     """Unified diffs: 0-based index of the first old line according to the `@@` header."""
     eof: bool = False

@@ -37,7 +37,9 @@ def created_text(parsed: ParsedDiff) -> tuple[str, int]:
     """Content of a new file from a `create_file` diff, and its number of lines.
 
     Every line must be an addition. The file ends with a newline unless a
-    `\\ No newline at end of file` marker says otherwise.
+    `\\ No newline at end of file` marker says otherwise. In a V4A diff a last
+    `+` with nothing after it is that final newline, as in the reference
+    (`+a` `+b` `+` makes "a\\nb\\n"); in a unified diff it is an empty line.
     """
     added: list[str] = []
     final: bool | None = None
@@ -58,6 +60,8 @@ def created_text(parsed: ParsedDiff) -> tuple[str, int]:
                 )
         if hunk.final_newline is not None:
             final = hunk.final_newline
+    if parsed.dialect == "v4a" and final is None and added and added[-1] == "":
+        added.pop()
     if not added:
         return "", 0
     newline = "\r\n" if parsed.crlf else "\n"

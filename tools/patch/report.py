@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from .index import LineIndex
 from .match import Miss
 from .model import Hunk
-from .normalize import EXACT, PASSES, PUNCT
+from .normalize import EXACT, PASSES, PUNCT, STRIP
 
 MAX_SHOWN = 12
 
@@ -33,6 +33,14 @@ def _expected(old: Sequence[str]) -> list[str]:
 
 
 def _line_list(starts: Sequence[int], real_end: int) -> str:
+    """`line 5` or `lines 5, 9`, or `the end of the file` for an insertion there."""
+    prefix = "line " if len(starts) == 1 else "lines "
+    if starts[0] >= real_end:
+        prefix = ""
+    return prefix + _numbers(starts, real_end)
+
+
+def _numbers(starts: Sequence[int], real_end: int) -> str:
     numbers = [str(s + 1) if s < real_end else "the end of the file" for s in starts[:8]]
     more = f" and {len(starts) - 8} more" if len(starts) > 8 else ""
     return ", ".join(numbers) + more
@@ -67,6 +75,54 @@ def nearest(old: Sequence[str], index: LineIndex, prefer: int) -> int | None:
     return max(votes, key=lambda s: (votes[s], -abs(s - prefer)))
 
 
+STACKED_ADVICE = (
+    "Several @@ lines are a path to the change, outermost first: each must be a line of "
+    "the file below the one before it. Correct the @@ line, or drop it and let the hunk's "
+    "own lines place it."
+)
+
+
+def _missing_anchor(miss: Miss, index: LineIndex) -> str:
+    """Why a stacked anchor was not found, and the lines of the file most like it."""
+    anchor = miss.missing_anchors[0]
+    lines = index.lines
+    copies = index.positions(PUNCT, LineIndex.key(PUNCT, anchor))
+    if miss.anchor is not None:
+        before = miss.anchor
+        text = (
+            f": its @@ line {anchor!r} is not in the file after line {before + 1} "
+            f"({lines[before].strip()!r}, the @@ line before it)."
+        )
+        if copies:
+            # Found nowhere after the previous anchor, so every copy is above it.
+            text += f" It occurs only above that line, at {_line_list(copies, len(lines))}."
+            return text
+    elif copies:
+        # Only copies above the previous hunk, and more than one: none is chosen.
+        return (
+            f": its @@ line {anchor!r} is not in the file after line {miss.cursor} (where "
+            f"the previous hunk ended), and occurs above it at "
+            f"{_line_list(copies, len(lines))}, which does not tell which one is meant."
+        )
+    else:
+        text = f": its @@ line {anchor!r} is not in the file."
+    return text + "\n" + "\n".join(_close_lines(anchor, index))
+
+
+def _close_lines(wanted: str, index: LineIndex) -> list[str]:
+    """The file's lines most like `wanted` (ignoring surrounding whitespace), numbered."""
+    norm = index.norm(STRIP)
+    key = LineIndex.key(STRIP, wanted)
+    close = difflib.get_close_matches(key, {line for line in norm if line}, n=3, cutoff=0.5)
+    if not close:
+        return ["No line of the file resembles it."]
+    out = ["The lines of the file most like it:"]
+    for line in close:
+        for pos in index.positions(STRIP, line)[:2]:
+            out += _numbered(index.lines[pos : pos + 1], pos)
+    return out
+
+
 def _where(hunk: Hunk, miss: Miss, lines: Sequence[str]) -> str:
     if miss.anchor is not None:
         return f" after line {miss.anchor + 1} ({lines[miss.anchor].strip()!r}, from its @@ line)"
@@ -90,7 +146,7 @@ def describe(miss: Miss, hunks: Sequence[Hunk], index: LineIndex) -> str:
         how = "" if miss.pass_no == EXACT else f", {PASSES[miss.pass_no][0]}"
         out.append(
             f"{label} matches the file in {len(miss.candidates)} places "
-            f"(at lines {_line_list(miss.candidates, real_end)}{how}) and nothing tells them apart."
+            f"(at lines {_numbers(miss.candidates, real_end)}{how}) and nothing tells them apart."
         )
         if hunk.old_start is not None:
             out.append("Fix the line numbers in its @@ header, or add context lines.")
@@ -100,6 +156,20 @@ def describe(miss: Miss, hunks: Sequence[Hunk], index: LineIndex) -> str:
                 "or an '@@ <line>' header naming a unique line before it "
                 "(the enclosing def or class, say)."
             )
+        return "\n".join(out)
+    if miss.kind == "anchor":
+        return "\n".join([label + _missing_anchor(miss, index), STACKED_ADVICE])
+    if miss.kind == "above_anchor":
+        assert miss.anchor is not None
+        out.append(
+            f"{label} matches the file at {_line_list(miss.candidates, real_end)}, above its "
+            f"@@ line {hunk.anchors[-1]!r} (line {miss.anchor + 1}); a hunk goes below its "
+            "@@ lines."
+        )
+        out.append(
+            "An @@ line names a line above the change (the enclosing def or class, say): "
+            "correct it, or drop it and let the hunk's own lines place it."
+        )
         return "\n".join(out)
     if miss.kind == "overlap":
         other = "another hunk" if miss.other_hunk is None else f"hunk {miss.other_hunk + 1}"

@@ -3,7 +3,8 @@
 The grammar follows `openai-agents`' `apply_diff` (the reference for V4A), with
 a few forgiving extensions: a `*** Begin Patch` / `*** Update File:` envelope
 around the hunks, `--- a` / `+++ b` headers, `@@anchor` without a space, and
-`\\ No newline at end of file` markers.
+`\\ No newline at end of file` markers. How `@@` anchors place a hunk (a lone
+one is a hint, stacked ones are binding) is `match`'s rule.
 """
 
 from __future__ import annotations
@@ -66,6 +67,7 @@ def parse_v4a(lines: list[str]) -> list[Hunk]:
             if text.strip():
                 anchors.append(text)
             i += 1
+        header_lines = i - start
         ops: list[tuple[Op, str]] = []
         markers: list[Op] = []
         eof = False
@@ -107,6 +109,7 @@ def parse_v4a(lines: list[str]) -> list[Hunk]:
             Hunk(
                 ops=tuple(ops),
                 anchors=tuple(anchors),
+                stacked=header_lines > 1,
                 eof=eof,
                 final_newline=final_newline(markers),
                 diff_line=start + 1,
