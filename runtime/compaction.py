@@ -407,6 +407,7 @@ class ThresholdCompactor:
                     )
                 ],
                 instructions=SUMMARY_PROMPT,
+                purpose="summary",
             )
         )
         summary = _assistant_text(response.output)
