@@ -20,7 +20,13 @@ from itemloop.tools.defaults import (
     DEFAULT_TOOL_TIMEOUT_S,
 )
 
-from .defaults import DEFAULT_MAX_TURNS, DEFAULT_MODEL, default_model
+from .defaults import (
+    DEFAULT_MAX_TURNS,
+    DEFAULT_MODEL,
+    DEFAULT_MODEL_MAX_TIME_S,
+    DEFAULT_MODEL_TIMEOUT_S,
+    default_model,
+)
 
 EPILOG = """\
 sandboxes:
@@ -263,6 +269,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="scripted model: replay turns from a JSON Lines file (offline, no key)",
     )
     m.add_argument("--instructions", default=None, help="system/developer instructions")
+    m.add_argument(
+        "--model-timeout",
+        type=float,
+        default=DEFAULT_MODEL_TIMEOUT_S,
+        metavar="SECONDS",
+        help="limit on connecting to the model server and on its silence "
+        f"(default: {DEFAULT_MODEL_TIMEOUT_S:g})",
+    )
+    m.add_argument(
+        "--model-max-time",
+        type=float,
+        default=DEFAULT_MODEL_MAX_TIME_S,
+        metavar="SECONDS",
+        help=f"limit on one model request in total (default: {DEFAULT_MODEL_MAX_TIME_S:g})",
+    )
     m.add_argument("--no-stream", action="store_true", help="ask for JSON responses instead of SSE")
     m.add_argument(
         "--previous-response-id",

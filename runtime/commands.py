@@ -174,6 +174,8 @@ def run_config(args: argparse.Namespace) -> RunConfig:
         "script": args.script,
         "instructions": args.instructions,
         "stream": not args.no_stream,
+        "model_timeout_s": args.model_timeout,
+        "model_max_time_s": args.model_max_time,
         "previous_response_id": args.previous_response_id,
         "max_turns": args.max_turns,
         "compact_threshold": args.compact_threshold,

@@ -378,6 +378,7 @@ class ThresholdCompactor:
                     )
                 ],
                 instructions=SUMMARY_PROMPT,
+                purpose="summary",
             )
         )
         summary = _assistant_text(response.output)

@@ -20,7 +20,12 @@ import pydantic
 
 from itemloop.tools.config import ToolsetConfig
 
-from .defaults import DEFAULT_MAX_TURNS, default_model
+from .defaults import (
+    DEFAULT_MAX_TURNS,
+    DEFAULT_MODEL_MAX_TIME_S,
+    DEFAULT_MODEL_TIMEOUT_S,
+    default_model,
+)
 
 if TYPE_CHECKING:
     from itemloop.tools.toolset import Toolset
@@ -43,6 +48,10 @@ class RunConfig(pydantic.BaseModel):
     """A scripted model: turns replayed from this JSON Lines file instead of a server."""
     instructions: str | None = None
     stream: bool = True
+    model_timeout_s: float = pydantic.Field(default=DEFAULT_MODEL_TIMEOUT_S, gt=0)
+    """Limit on connecting to the model server and on its silence."""
+    model_max_time_s: float = pydantic.Field(default=DEFAULT_MODEL_MAX_TIME_S, gt=0)
+    """Limit on one model request in total."""
     previous_response_id: bool = False
     """Stateful mode: responses stored server-side, only new items sent."""
     max_turns: int = pydantic.Field(default=DEFAULT_MAX_TURNS, ge=1)
@@ -77,6 +86,8 @@ def build_model(config: RunConfig) -> Model:
         api_key=key or "not-needed",
         stream=config.stream,
         store=config.previous_response_id,
+        timeout_s=config.model_timeout_s,
+        max_time_s=config.model_max_time_s,
     )
 
 

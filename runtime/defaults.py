@@ -11,6 +11,10 @@ from typing import Final
 
 DEFAULT_MODEL: Final = "gpt-5.5"
 DEFAULT_MAX_TURNS: Final = 50
+DEFAULT_MODEL_TIMEOUT_S: Final = 120.0
+"""Limit on connecting to the model server and on its silence (no byte at all), in seconds."""
+DEFAULT_MODEL_MAX_TIME_S: Final = 1800.0
+"""Limit on one model request in total, in seconds: reasoning can take many minutes."""
 
 
 def default_model() -> str:

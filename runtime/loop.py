@@ -249,6 +249,8 @@ class Runtime:
             tools=self.tool_definitions,
             instructions=self.instructions,
             previous_response_id=self.response_id if stateful else None,
+            # Stateful mode: every response is stored, or the next could not name it.
+            store=True if self.use_previous_response_id else None,
             extra=self.compactor.request_extra() if self.compactor is not None else {},
         )
 

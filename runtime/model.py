@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cache
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 import pydantic
 
@@ -38,6 +38,12 @@ class ModelRequest:
     previous_response_id: str | None = None
     # Extra top-level request fields, e.g. `context_management`.
     extra: dict[str, Any] = field(default_factory=dict)
+    # Whether the server keeps the response (`store`); None: the model's own default.
+    # A request with `previous_response_id` is always stored.
+    store: bool | None = None
+    # What the request is for: a model turn of the run, or a summary the runtime
+    # asks for itself (local compaction). A scripted model answers the two apart.
+    purpose: Literal["turn", "summary"] = "turn"
 
 
 @dataclass(slots=True)

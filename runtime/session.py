@@ -9,12 +9,22 @@ are done, so a crash in between must not lose the ones that finished);
 `previous_response_id` mode. Everything is flushed and fsynced before the next
 model request (DESIGN.md, contract 4), and a resumed session knows which calls
 finished, which started but never finished, and which never started.
+
+Loading never loses bytes: a file that is not a journal (a line that is not a
+record, or no complete record before a last line without its line end) is
+refused and left as it is. A torn last line after valid records, what a crash
+mid-write leaves, is cut off so the next record starts on a line of its own;
+its bytes are first saved beside the journal as `FILE.torn-<UTC time>`, and a
+warning on the `itemloop.session` logger names that file. One process writes a
+journal at a time; nothing here locks it.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,9 +32,11 @@ from typing import IO, Any
 
 from itemloop.tools.items import Item, answered_id
 
+log = logging.getLogger("itemloop.session")
+
 
 class SessionError(Exception):
-    pass
+    """The file cannot be read as a session journal; it was left as it is."""
 
 
 @dataclass
@@ -61,6 +73,17 @@ def _apply(state: SessionState, rec: Any) -> bool:
     return True
 
 
+def _torn_path(path: Path) -> Path:
+    """A new file beside `path` for a torn tail: `FILE.torn-<UTC time>[-n]`."""
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    candidate = path.with_name(f"{path.name}.torn-{stamp}")
+    n = 1
+    while candidate.exists():
+        n += 1
+        candidate = path.with_name(f"{path.name}.torn-{stamp}-{n}")
+    return candidate
+
+
 class SessionStore:
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
@@ -72,6 +95,7 @@ class SessionStore:
             return state
         data = self.path.read_bytes()
         good = 0  # offset just past the last complete record
+        records = 0
         for lineno, line in enumerate(data.splitlines(keepends=True), 1):
             if not line.endswith(b"\n"):
                 break  # a torn last line from a crash: everything before it stands
@@ -80,17 +104,44 @@ class SessionStore:
                 continue
             try:
                 rec = json.loads(line)
-            except json.JSONDecodeError:
+            except (ValueError, RecursionError):  # not JSON, not UTF-8, nested too deep
                 rec = None
             if not _apply(state, rec):
                 raise SessionError(
                     f"{self.path}:{lineno}: not an itemloop session record: {line[:120]!r}"
+                    " (the file was left as it is)"
                 )
+            records += 1
         if good < len(data):
-            # Cut the torn tail off, or the next record would be glued onto it.
-            with self.path.open("r+b") as f:
-                f.truncate(good)
+            if not records:
+                raise SessionError(
+                    f"{self.path} is not an itemloop session: no complete record before "
+                    f"{len(data) - good} bytes without a line end (the file was left as it is)"
+                )
+            self._cut_torn_tail(data, good)
         return state
+
+    def _cut_torn_tail(self, data: bytes, good: int) -> None:
+        """Save the bytes after `good` beside the journal, then cut them off.
+
+        Cut, or the next record would be glued onto them; saved first, so that a
+        crash in between loses nothing.
+        """
+        kept = _torn_path(self.path)
+        with kept.open("xb") as f:
+            f.write(data[good:])
+            f.flush()
+            os.fsync(f.fileno())
+        with self.path.open("r+b") as f:
+            f.truncate(good)
+            os.fsync(f.fileno())
+        log.warning(
+            "warning: the last line of session %s was torn (%d bytes, from a crash "
+            "mid-write); it was cut off and kept in %s",
+            self.path,
+            len(data) - good,
+            kept,
+        )
 
     def _file(self) -> IO[str]:
         if self._f is None:

@@ -3,9 +3,20 @@
 Tests point the real `openai` client at it (`base_url=server.url`) and then
 assert on the requests it received. It answers `POST /responses` with JSON or,
 when the request asks for `stream: true`, with server-sent events, and
-`POST /responses/compact`. Faults are queued per request: an HTTP status
-(429, 500, ...) answered instead of the next turn, or `"drop"`, which starts
-the stream and then cuts the connection.
+`POST /responses/compact`. Faults are queued per request, each used once:
+
+- an HTTP status (429, 500, ...), answered instead of the next turn;
+- `"drop"`: half the stream's events, then the connection is cut;
+- `"cut-event"`: half the events and half of the next one, then the body ends
+  cleanly (a proxy closing the stream in the middle of an event);
+- `"stall"`: half the events, then silence until the client gives up;
+- `"hang"`: the request is read and never answered;
+- `"keepalive"`: stream headers, then only SSE comments, every
+  `keepalive_interval_s`, until the client gives up.
+
+A faulted stream gives its turn back, so the client's retry gets the same one.
+Threads kept waiting by `"stall"` and `"hang"` are released when the server
+stops.
 """
 
 from __future__ import annotations
@@ -39,9 +50,11 @@ class ScriptedResponsesServer:
     compact: Callable[[dict[str, Any]], list[Item]] | int = 404
     requests: list[Recorded] = field(default_factory=list)
     faults: list[int | str] = field(default_factory=list)
+    keepalive_interval_s: float = 0.02
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
+        self._stop = threading.Event()
         self._next_turn = 0
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -58,6 +71,7 @@ class ScriptedResponsesServer:
 
     def __exit__(self, *exc: object) -> None:
         assert self._httpd is not None and self._thread is not None
+        self._stop.set()  # release handlers kept waiting by "hang" and "stall"
         self._httpd.shutdown()
         self._httpd.server_close()
         self._thread.join(timeout=5)
@@ -179,6 +193,10 @@ def _make_handler(server: ScriptedResponsesServer) -> type[BaseHTTPRequestHandle
 
         def _compact(self, body: dict[str, Any]) -> None:
             fault = server._take_fault()
+            if fault == "hang":
+                server._stop.wait()
+                self.close_connection = True
+                return
             if isinstance(fault, int):
                 self._json(fault, {"error": {"message": "injected", "type": "server_error"}})
                 return
@@ -221,6 +239,10 @@ def _make_handler(server: ScriptedResponsesServer) -> type[BaseHTTPRequestHandle
                     headers,
                 )
                 return
+            if fault == "hang":
+                server._stop.wait()
+                self.close_connection = True
+                return
             try:
                 n, turn = server._take_turn(body)
             except IndexError as e:
@@ -234,21 +256,43 @@ def _make_handler(server: ScriptedResponsesServer) -> type[BaseHTTPRequestHandle
             self.send_header("content-type", "text/event-stream")
             self.send_header("transfer-encoding", "chunked")
             self.end_headers()
-            events = sse_events(response)
-            if fault == "drop":
-                # Undo the turn so the client's retry gets the same one, then cut the
-                # connection half-way through the stream.
-                with server._lock:
-                    server._next_turn -= 1
-                events = events[: max(1, len(events) // 2)]
-            for ev in events:
-                chunk = f"event: {ev['type']}\ndata: {json.dumps(ev)}\n\n".encode()
-                self.wfile.write(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
-            if fault == "drop":
-                self.wfile.flush()
-                self.close_connection = True
+            chunks = [
+                f"event: {ev['type']}\ndata: {json.dumps(ev)}\n\n".encode()
+                for ev in sse_events(response)
+            ]
+            if fault is None:
+                for chunk in chunks:
+                    self._chunk(chunk)
+                self.wfile.write(b"0\r\n\r\n")
                 return
-            self.wfile.write(b"0\r\n\r\n")
+            # A faulted stream: give the turn back so the client's retry gets it.
+            with server._lock:
+                server._next_turn -= 1
+            self.close_connection = True
+            if fault == "keepalive":
+                while not server._stop.wait(server.keepalive_interval_s):
+                    try:
+                        self._chunk(b": keep-alive\n\n")
+                    except OSError:
+                        return  # the client gave up
+                return
+            half = max(1, len(chunks) // 2)
+            for chunk in chunks[:half]:
+                self._chunk(chunk)
+            if fault == "cut-event":
+                cut = chunks[half]
+                self._chunk(cut[: len(cut) // 2])
+                self.wfile.write(b"0\r\n\r\n")  # the body ends cleanly, mid-event
+            elif fault == "stall":
+                self.wfile.flush()
+                server._stop.wait()
+            elif fault != "drop":
+                raise ValueError(f"unknown fault {fault!r}")
+            self.wfile.flush()
+
+        def _chunk(self, data: bytes) -> None:
+            self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+            self.wfile.flush()
 
         def _json(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
             data = json.dumps(payload).encode()

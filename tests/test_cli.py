@@ -168,7 +168,7 @@ def test_bad_script_names_the_line(tmp_path: Path) -> None:
 
 def test_session_resume_flags(tmp_path: Path) -> None:
     script = tmp_path / "t.jsonl"
-    write_script(script, [message("hi")])
+    write_script(script, [message("hi")], [message("hi again")])  # one turn a run
     journal = tmp_path / "s.jsonl"
     r = itemloop("run", "a", "--script", str(script), "--tools", "", "--session", str(journal))
     assert r.returncode == 0, r.stderr

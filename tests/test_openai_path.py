@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import copy
 import json
+import time
 
+import anyio
 import pytest
 from helpers import assert_valid_input_item, fcall, message, toolset_of
 from responses_server import ScriptedResponsesServer
 
-from itemloop.runtime.events import CallFinished, RunFinished
+from itemloop.runtime.events import CallFinished, CallStarted, RunFinished
 from itemloop.runtime.loop import Runtime
 from itemloop.runtime.openai_model import OpenAIModel
 
@@ -163,11 +165,44 @@ async def test_previous_response_id_mode_sends_only_new_items() -> None:
 
 
 async def test_events_report_each_call_with_duration() -> None:
-    turns = [[fcall("c1", "add", {"a": 1, "b": 2}), fcall("c2", "nope", {})], [message("x")]]
+    c2_finished = anyio.Event()
+    inside: list[float] = []
+
+    async def slow_add(a: int, b: int) -> int:
+        """Add two integers once the other call has finished."""
+        start = time.perf_counter()
+        await c2_finished.wait()
+        inside.append(time.perf_counter() - start)
+        return a + b
+
+    turns = [[fcall("c1", "slow_add", {"a": 1, "b": 2}), fcall("c2", "nope", {})], [message("x")]]
+    events: list[object] = []
     with ScriptedResponsesServer(turns=turns) as server:
-        _, events = await _run(_model(server, stream=True))
-    finished = [e for e in events if isinstance(e, CallFinished)]
-    assert [(e.call_id, e.ok) for e in finished] == [("c1", True), ("c2", False)] or [
-        (e.call_id, e.ok) for e in finished
-    ] == [("c2", False), ("c1", True)]
-    assert all(e.duration_s >= 0 for e in finished)
+        began = time.perf_counter()
+        async with Runtime(_model(server, stream=True), tools=[slow_add]) as rt:
+            with anyio.fail_after(60):  # c1 waits for c2: calls that did not overlap never end
+                async for ev in rt.run("go"):
+                    events.append(ev)
+                    if isinstance(ev, CallFinished) and ev.call_id == "c2":
+                        c2_finished.set()
+        elapsed = time.perf_counter() - began
+    calls = [e for e in events if isinstance(e, (CallStarted, CallFinished))]
+    # Each call is reported once started and once finished, in that order; c1 finished last.
+    for cid in ("c1", "c2"):
+        kinds = [type(e).__name__ for e in calls if e.call_id == cid]
+        assert kinds == ["CallStarted", "CallFinished"]
+    finished = [e for e in calls if isinstance(e, CallFinished)]
+    assert [(e.call_id, e.name, e.item_type, e.ok) for e in finished] == [
+        ("c2", "nope", "function_call", False),
+        ("c1", "slow_add", "function_call", True),
+    ]
+    # The output in each event is the one the model was sent.
+    sent = server.response_requests()[1]["input"]
+    assert [i for i in sent if i.get("type") == "function_call_output"] == [
+        next(e.output for e in finished if e.call_id == cid) for cid in ("c1", "c2")
+    ]
+    assert finished[1].output["output"] == "3"
+    # c1's duration covers the time the function itself ran; both lie within the run.
+    (ran,) = inside
+    assert 0 < ran <= finished[1].duration_s <= elapsed
+    assert 0 <= finished[0].duration_s <= elapsed
