@@ -85,9 +85,9 @@ class OpenAIModel:
             read, connect=self.timeout_s, write=self.timeout_s, pool=self.timeout_s
         )
 
-    def _silence(self) -> str:
+    def _silence(self, where: str = "") -> str:
         return (
-            f"the model server at {self.url} sent nothing for {self.timeout_s:g} s "
+            f"the model server at {self.url} sent nothing for {self.timeout_s:g} s{where} "
             "(the limit on connecting and on silence: timeout_s, --model-timeout)"
         )
 
@@ -139,16 +139,14 @@ class OpenAIModel:
             except _Retryable as e:
                 attempt += 1
                 if attempt > self.max_retries:
-                    raise ModelError(f"{e} (gave up after {attempt} attempts)") from None
+                    raise ModelError(f"{e}; {_gave_up(attempt)}") from None
                 await anyio.sleep(min(8.0, 0.25 * 2**attempt) * (0.5 + random.random() / 2))
                 continue
             except openai.APIStatusError as e:
                 raise ModelError(_describe_status(e)) from None
             except openai.APITimeoutError:
                 # The client retried it already.
-                raise ModelError(
-                    f"{self._silence()} (gave up after {self.max_retries + 1} attempts)"
-                ) from None
+                raise ModelError(f"{self._silence()}; {_gave_up(self.max_retries + 1)}") from None
             except openai.APIConnectionError as e:
                 raise ModelError(f"cannot reach the model server at {self.url}: {e}") from None
             return _to_response(raw)
@@ -195,7 +193,7 @@ class OpenAIModel:
         except Exception as e:  # the transport library's read errors mid-stream
             if type(e).__module__.split(".")[0] in ("httpx", "httpx2", "httpcore", "httpcore2"):
                 if any(c.__name__ == "TimeoutException" for c in type(e).__mro__):
-                    raise _Retryable(f"{self._silence()} in the middle of the response") from None
+                    raise _Retryable(self._silence(" in the middle of its response")) from None
                 raise _Retryable(f"the response stream was cut: {type(e).__name__}: {e}") from None
             raise
         raise _Retryable("the response stream ended before response.completed")
@@ -273,6 +271,10 @@ def _event(payload: str) -> dict[str, Any]:
     if not isinstance(event, dict):
         raise ModelError(f"the model server sent a malformed event: {payload[:200]!r}")
     return event
+
+
+def _gave_up(attempts: int) -> str:
+    return f"gave up after {attempts} attempt{'' if attempts == 1 else 's'}"
 
 
 def _to_response(raw: dict[str, Any]) -> ModelResponse:
