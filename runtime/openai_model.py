@@ -30,7 +30,6 @@ from itemloop.tools.items import Item
 from .defaults import DEFAULT_MODEL_MAX_TIME_S, DEFAULT_MODEL_TIMEOUT_S
 from .model import CompactionUnsupported, ModelError, ModelRequest, ModelResponse, OnText
 
-
 _UNSUPPORTED_STATUS = {404, 405, 501}
 
 
