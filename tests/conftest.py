@@ -8,7 +8,23 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from backends import in_ci, problem
 from responses_server import ScriptedResponsesServer
+
+_MARKED_BACKENDS = {"bwrap": "local", "docker": "docker"}
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """`@pytest.mark.bwrap` / `docker`: skip with the reason when the backend cannot run
+    here, fail under CI (which installs every backend)."""
+    for marker, kind in _MARKED_BACKENDS.items():
+        if item.get_closest_marker(marker) is None:
+            continue
+        reason = problem(kind)
+        if reason is not None:
+            if in_ci():
+                pytest.fail(f"{kind} sandbox unavailable in CI: {reason}")
+            pytest.skip(reason)
 
 
 @pytest.fixture
