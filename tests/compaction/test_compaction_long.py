@@ -18,7 +18,10 @@ from itemloop.runtime.compaction import SUMMARY_PREFIX, SUMMARY_PROMPT, Threshol
 from itemloop.runtime.model import ModelRequest
 from itemloop.runtime.openai_model import OpenAIModel
 from itemloop.runtime.tokens import EstimateTokenizer
-from itemloop.tools.base import BLANK_PNG, OUTPUT_TYPES
+from itemloop.tools.items import KINDS
+from itemloop.tools.screenshot import BLANK_PNG
+
+OUTPUT_TYPES = {k.call_type: k.output_type for k in KINDS.values()}
 
 pytestmark = pytest.mark.anyio
 
