@@ -359,6 +359,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from .commands import CliError, run_command
 
+    args.given = given_options(parser, args.command, sys.argv[1:] if argv is None else argv)
     try:
         status = anyio.run(run_command, args)
     except CliError as e:
@@ -369,6 +370,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         status = 130
     _exit_past_abandoned_threads(status)
     return status
+
+
+def given_options(
+    parser: argparse.ArgumentParser, command: str, argv: Sequence[str]
+) -> frozenset[str]:
+    """The `dest` of every option of `command` that `argv` spells out, whatever its value
+    (a flag given with its default value is still given: `--resume` then applies it)."""
+    sub = next(
+        a.choices[command]
+        for a in parser._actions  # argparse keeps subparsers here, its only handle on them
+        if isinstance(a, argparse._SubParsersAction)
+    )
+    given: set[str] = set()
+    for action in sub._actions:
+        for option in action.option_strings:
+            if any(t == option or t.startswith(option + "=") for t in argv):
+                given.add(action.dest)
+    return frozenset(given)
 
 
 def _exit_past_abandoned_threads(status: int) -> None:

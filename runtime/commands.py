@@ -10,11 +10,12 @@ it starts (a sandbox, an MCP server, the journal), 2 for bad usage or input.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import AsyncExitStack, contextmanager
 from importlib import resources
 from pathlib import Path
@@ -25,7 +26,15 @@ import anyio
 from itemloop.sandbox.base import SandboxError, SandboxOptions
 from itemloop.tools.config import ComputerConfig, SandboxConfig, ToolsetConfig
 from itemloop.tools.defaults import BUILTIN_TOOLS
-from itemloop.tools.items import KINDS, Item, ensure_call_ids, is_call, is_unknown_call
+from itemloop.tools.items import (
+    KINDS,
+    Item,
+    ensure_call_ids,
+    is_call,
+    is_unknown_call,
+    unanswered_calls,
+    user_message,
+)
 from itemloop.tools.toolset import Toolset
 
 from .config import RunConfig
@@ -229,22 +238,119 @@ async def _run(args: argparse.Namespace) -> int:
         raise CliError("run needs a PROMPT (or --resume with --session FILE)")
     if args.session is not None and args.session.exists() and not args.resume:
         raise CliError(f"--session {args.session} already exists: add --resume to continue it")
-    if args.resume and args.prompt is None and not _has_history(args.session):
-        raise CliError(f"--resume: {args.session} holds no session to continue; give a PROMPT")
-    from .config import build_runtime
+    from .config import build_runtime, recordable
 
-    rt = build_runtime(run_config(args), session=args.session)
+    config = run_config(args)
+    if args.session is not None:
+        from .session import SessionStore
+
+        store = SessionStore(args.session)
+        state = store.load() if args.resume else None
+        if state is not None:
+            if args.prompt is None and not state.items:
+                raise CliError(
+                    f"--resume: {args.session} holds no session to continue; give a PROMPT"
+                )
+            if state.config is not None:
+                config = _resumed_config(state.config, config, getattr(args, "given", ()))
+        # The settings and the prompt are on disk before anything starts: a stop
+        # during start-up (sandbox, MCP servers) leaves a session --resume continues.
+        store.record_config(recordable(config))
+        prompt = args.prompt
+        if prompt is not None and not (state and unanswered_calls(state.items)):
+            # (Calls a stop left unanswered are answered first, then the prompt follows.)
+            store.append([user_message(prompt)])
+            prompt = None
+        store.close()
+    else:
+        prompt = args.prompt
+    rt = build_runtime(config, session=args.session)
     async with rt:
-        return await _drive(rt, args.prompt, _printer(args))
+        return await _drive(rt, prompt, _printer(args))
 
 
-def _has_history(path: Path) -> bool:
-    from .session import SessionStore
+# Which parts of a RunConfig each flag of `itemloop run` sets: on --resume, a
+# flag given again replaces those parts of the recorded settings, and only those.
+_OPTIONS = ("tools", "sandbox", "options")
+FLAG_PATHS: dict[str, tuple[tuple[str, ...], ...]] = {
+    "model": (("model",),),
+    "base_url": (("base_url",),),
+    "script": (("script",),),
+    "instructions": (("instructions",),),
+    "no_stream": (("stream",),),
+    "model_timeout": (("model_timeout_s",),),
+    "model_max_time": (("model_max_time_s",),),
+    "previous_response_id": (("previous_response_id",),),
+    "max_turns": (("max_turns",),),
+    "compact_threshold": (("compact_threshold",),),
+    "compact_strategy": (("compact_strategy",),),
+    "tools": (("tools", "builtins"),),
+    "functions": (("tools", "functions"),),
+    "mcp_stdio": (("tools", "mcp_servers"),),
+    "mcp_http": (("tools", "mcp_servers"),),
+    "mcp_env": (("tools", "mcp_servers"),),
+    "mcp_header": (("tools", "mcp_servers"),),
+    "mcp_timeout": (("tools", "mcp_servers"),),
+    "approve_mcp": (("tools", "approve_mcp"),),
+    "tool_timeout": (("tools", "tool_timeout_s"),),
+    "computer": (("tools", "computer", "backend"),),
+    "start_url": (("tools", "computer", "start_url"),),
+    "display_size": (
+        ("tools", "computer", "display_width"),
+        ("tools", "computer", "display_height"),
+    ),
+    "computer_tool": (("tools", "computer", "tool"),),
+    "ack_safety_checks": (("tools", "computer", "ack_safety_checks"),),
+    "workspace": (("tools", "sandbox", "workspace"),),
+    "sandbox": (("tools", "sandbox", "kind"),),
+    "image": (("tools", "sandbox", "image"),),
+    "timeout": (("tools", "command_timeout_s"),),
+    "output_limit": (("tools", "output_limit"),),
+    "network": ((*_OPTIONS, "network"),),
+    "env": ((*_OPTIONS, "env"),),
+    "writable": ((*_OPTIONS, "writable_paths"),),
+    "cpu_time": ((*_OPTIONS, "cpu_time_s"),),
+    "max_file_size": ((*_OPTIONS, "max_file_size"),),
+    "max_procs": ((*_OPTIONS, "max_processes"),),
+    "memory": ((*_OPTIONS, "memory_bytes"),),
+    "cpus": ((*_OPTIONS, "cpus"),),
+}
 
-    try:
-        return bool(SessionStore(path).load().items)
-    except (OSError, SessionError) as e:
-        raise CliError(f"--session {path}: {e}") from None
+
+def _resumed_config(recorded: dict[str, Any], flags: RunConfig, given: Iterable[str]) -> RunConfig:
+    """The recorded settings, with the parts that flags given again set replaced."""
+    from .config import from_record
+
+    merged = copy.deepcopy(recorded)
+    current = flags.model_dump(mode="json")
+    for dest in sorted(given):
+        for path in FLAG_PATHS.get(dest, ()):
+            old, new = _get(merged, path), _get(current, path)
+            if old != new:
+                _set(merged, path, new)
+                print(
+                    f"itemloop: --resume: {'.'.join(path)} is {_show(new)} "
+                    f"(the session had {_show(old)}): given again on the command line",
+                    file=sys.stderr,
+                )
+    return from_record(merged)
+
+
+def _get(data: Any, path: tuple[str, ...]) -> Any:
+    for key in path:
+        data = data.get(key) if isinstance(data, dict) else None
+    return data
+
+
+def _set(data: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
+    for key in path[:-1]:
+        data = data.setdefault(key, {})
+    data[path[-1]] = value
+
+
+def _show(value: Any) -> str:
+    text = json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 # -- itemloop demo -------------------------------------------------------------------

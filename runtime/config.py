@@ -12,9 +12,11 @@ the model client is built.
 
 from __future__ import annotations
 
+import copy
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 import pydantic
 
@@ -54,7 +56,7 @@ class RunConfig(pydantic.BaseModel):
     """Limit on one model request in total."""
     previous_response_id: bool = False
     """Stateful mode: responses stored server-side, only new items sent."""
-    max_turns: int = pydantic.Field(default=DEFAULT_MAX_TURNS, ge=1)
+    max_turns: int = pydantic.Field(default=DEFAULT_MAX_TURNS, ge=0)
     compact_threshold: int | None = pydantic.Field(default=None, gt=0)
     compact_strategy: CompactStrategy = "auto"
     tools: ToolsetConfig = ToolsetConfig()
@@ -124,3 +126,61 @@ def build_runtime(
         compactor=build_compactor(config, model),
         previous_response_id=config.previous_response_id,
     )
+
+
+# -- recording a run's settings in its session ------------------------------------------
+#
+# A journal is a file people copy, attach to bug reports and keep for months:
+# secrets must not be in it. The values of environment variables (commands'
+# and MCP servers') and of MCP HTTP headers are recorded as null; on resume
+# an environment variable is taken again from itemloop's own environment, and
+# a header must be given again on the command line.
+
+_SECRET_MAPS: Final = ("env", "headers")
+
+
+def recordable(config: RunConfig) -> dict[str, Any]:
+    """`config` as JSON-able data for the journal, with secret values left out."""
+    data = config.model_dump(mode="json")
+    tools = data["tools"]
+    _blank(tools["sandbox"]["options"], "env")
+    for server in tools["mcp_servers"]:
+        for key in _SECRET_MAPS:
+            _blank(server, key)
+    return data
+
+
+def _blank(owner: dict[str, Any], key: str) -> None:
+    owner[key] = dict.fromkeys(owner.get(key) or {})
+
+
+def from_record(data: dict[str, Any], environ: Mapping[str, str] | None = None) -> RunConfig:
+    """The `RunConfig` a journal recorded, its left-out secrets taken from `environ`
+    (default: this process's environment). Raises `ValueError` saying what to give."""
+    environ = os.environ if environ is None else environ
+    data = copy.deepcopy(data)
+    tools = data.get("tools", {})
+    missing: list[str] = []
+    env = tools.get("sandbox", {}).get("options", {}).get("env") or {}
+    _fill(env, environ, missing, "--env {key}")
+    for server in tools.get("mcp_servers", ()):
+        name = server.get("name", "?")
+        _fill(server.get("env") or {}, environ, missing, f"--mcp-env {name}:{{key}}")
+        _fill(server.get("headers") or {}, {}, missing, f"--mcp-header '{name}:{{key}}: ...'")
+    if missing:
+        raise ValueError(
+            "the session's settings name secrets that are not recorded in the journal; set "
+            "them in the environment or give them again: " + ", ".join(missing)
+        )
+    return RunConfig.model_validate(data)
+
+
+def _fill(
+    values: dict[str, Any], environ: Mapping[str, str], missing: list[str], flag: str
+) -> None:
+    for key, value in values.items():
+        if value is None:
+            if key in environ:
+                values[key] = environ[key]
+            else:
+                missing.append(flag.format(key=key))

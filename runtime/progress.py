@@ -19,6 +19,7 @@ from .events import (
     RunFinished,
     TextDelta,
     TurnStarted,
+    Usage,
     event_to_json,
 )
 
@@ -80,7 +81,7 @@ class ProgressPrinter:
                 )
             elif event.reason == "cancelled":
                 self._line("cancelled")
-            if event.turn_usage:
+            if event.usage != Usage():  # some response reported its usage
                 turns = f"{event.turns} turn{'s' if event.turns != 1 else ''}"
                 self._line(f"{turns} · tokens: {event.usage.describe()}")
 

@@ -6,7 +6,10 @@ moment it exists (the turn's outputs join the history in call order once all
 are done, so a crash in between must not lose the ones that finished);
 `{"replace": [...]}` replaces the whole history (compaction);
 `{"response_id": ...}` remembers the last response for the
-`previous_response_id` mode. Everything is flushed and fsynced before the next
+`previous_response_id` mode; `{"config": {...}}` records the run's settings
+(a `RunConfig` as JSON, secrets left out: see `config.recordable`), written
+with the prompt before anything starts, so `--resume` can rebuild the same run
+even after a stop during start-up. Everything is flushed and fsynced before the next
 model request (DESIGN.md, contract 4), and a resumed session knows which calls
 finished, which started but never finished, and which never started.
 
@@ -49,6 +52,8 @@ class SessionState:
     finished: dict[str, Item] = field(default_factory=dict)
     """Outputs saved when their call finished, by call id; those of calls still
     unanswered in `items` were cut off by a crash and belong back in the history."""
+    config: dict[str, Any] | None = None
+    """The run's settings as last recorded (None: none recorded)."""
 
 
 def _apply(state: SessionState, rec: Any) -> bool:
@@ -65,6 +70,8 @@ def _apply(state: SessionState, rec: Any) -> bool:
         state.items = [i for i in rec["replace"] if isinstance(i, dict)]
         # A compacted history is new to the server, whatever it held before.
         state.response_id, state.sent = None, 0
+    elif isinstance(rec.get("config"), dict):
+        state.config = rec["config"]
     elif "response_id" in rec:
         state.response_id = rec["response_id"]
         state.sent = int(rec.get("sent", len(state.items)))
@@ -162,6 +169,11 @@ class SessionStore:
 
     def mark_finished(self, output: Item) -> None:
         self._write({"finished": output})
+        self.sync()
+
+    def record_config(self, config: dict[str, Any]) -> None:
+        """The run's settings, as plain data; on disk at once (they precede start-up)."""
+        self._write({"config": config})
         self.sync()
 
     def replace(self, items: list[Item]) -> None:

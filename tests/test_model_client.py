@@ -7,7 +7,7 @@ from __future__ import annotations
 import socket
 
 import pytest
-from helpers import fcall, message
+from helpers import fcall, message, toolset_of
 from responses_server import ScriptedResponsesServer
 
 from itemloop.runtime.loop import Runtime
@@ -167,7 +167,7 @@ async def test_runtime_in_previous_response_id_mode_never_sends_store_false() ->
 
     turns = [[fcall("c1", "add", {"a": 1, "b": 2})], [message("three")]]
     with ScriptedResponsesServer(turns=turns) as server:
-        async with Runtime(_model(server), tools=[add], previous_response_id=True) as rt:
+        async with Runtime(_model(server), toolset_of(add), previous_response_id=True) as rt:
             result = await rt.run_until_done("go")
     assert result.reason == "completed", result.error
     chained = [r for r in server.response_requests() if "previous_response_id" in r]

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import fcall, message, write_script
+from helpers import fcall, message, toolset_of, write_script
 from test_cli import itemloop
 
 from itemloop.runtime.compaction import SUMMARY_PREFIX, ThresholdCompactor
@@ -54,7 +54,9 @@ async def test_a_resumed_run_continues_after_the_last_turn_in_its_history(
     RUNS.clear()
     journal = tmp_path / "s.jsonl"
     script = script_of("a", "b", "c")
-    kw: dict[str, Any] = dict(tools=[record], session=journal, previous_response_id=chained)
+    kw: dict[str, Any] = dict(
+        toolset=toolset_of(record), session=journal, previous_response_id=chained
+    )
     async with Runtime(ScriptedModel(script), max_turns=2, **kw) as rt:
         first = await rt.run_until_done("go")
     assert first.reason == "max_turns" and RUNS == ["a", "b"]
@@ -90,7 +92,7 @@ async def test_a_script_resumed_from_the_command_line_runs_no_call_twice(tmp_pat
     ]
     r = itemloop("run", "go", *common, "--max-turns", "1")
     assert "--max-turns" in r.stderr, r.stderr
-    r = itemloop("run", *common, "--resume")
+    r = itemloop("run", *common, "--resume", "--max-turns", "5")  # the session recorded 1
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "done"
     items = SessionStore(journal).load().items
@@ -112,7 +114,7 @@ async def test_the_script_is_never_changed_by_what_the_runtime_does_with_a_turn(
     turn = [{"type": "function_call", "name": "record", "arguments": '{"tag": "x"}'}]
     script = [turn, [message("done")]]
     before = json.dumps(script)
-    async with Runtime(ScriptedModel(script), tools=[record]) as rt:
+    async with Runtime(ScriptedModel(script), toolset_of(record)) as rt:
         result = await rt.run_until_done("go")  # the runtime gives the call a call_id
     assert result.reason == "completed"
     assert json.dumps(script) == before
@@ -129,7 +131,7 @@ async def test_a_summary_request_is_answered_without_using_a_turn() -> None:
     RUNS.clear()
     model = ScriptedModel(script_of("a", "b", "c", "d"))
     events: list[object] = []
-    async with Runtime(model, tools=[record], compactor=_compactor(model)) as rt:
+    async with Runtime(model, toolset_of(record), compactor=_compactor(model)) as rt:
         async for ev in rt.run("go"):
             events.append(ev)
     compactions = [e for e in events if isinstance(e, Compacted)]
@@ -148,13 +150,13 @@ async def test_a_compacted_session_resumes_after_its_last_turn(tmp_path: Path) -
     script = script_of("a", "b", "c", "d", "e")
     first = ScriptedModel(script)
     async with Runtime(
-        first, tools=[record], session=journal, max_turns=4, compactor=_compactor(first)
+        first, toolset_of(record), session=journal, max_turns=4, compactor=_compactor(first)
     ) as rt:
         assert (await rt.run_until_done("go")).reason == "max_turns"
     assert RUNS == ["a", "b", "c", "d"]
     assert any(r.purpose == "summary" for r in first.requests)
     resumed = ScriptedModel(script)
-    async with Runtime(resumed, tools=[record], session=journal) as rt:
+    async with Runtime(resumed, toolset_of(record), session=journal) as rt:
         result = await rt.run_until_done(None)
     assert result.reason == "completed", result.error
     assert RUNS == ["a", "b", "c", "d", "e"]
