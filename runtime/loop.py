@@ -18,6 +18,7 @@ out); the journal (`session.SessionStore`) makes a stopped run resumable.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 from collections import deque
@@ -351,7 +352,10 @@ class _Cursor:
         return await self._run.channel.next()
 
     def __del__(self) -> None:
-        self._run.cancel_soon()  # harmless when the run has finished
+        if not self._run.done:
+            # Freed after its event loop closed (collected late): nothing is left to stop.
+            with contextlib.suppress(RuntimeError):
+                self._run.cancel_soon()
 
 
 class _EventChannel:

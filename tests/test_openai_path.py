@@ -179,7 +179,7 @@ async def test_events_report_each_call_with_duration() -> None:
     events: list[object] = []
     with ScriptedResponsesServer(turns=turns) as server:
         began = time.perf_counter()
-        async with Runtime(_model(server, stream=True), tools=[slow_add]) as rt:
+        async with Runtime(_model(server, stream=True), toolset_of(slow_add)) as rt:
             with anyio.fail_after(60):  # c1 waits for c2: calls that did not overlap never end
                 async for ev in rt.run("go"):
                     events.append(ev)
