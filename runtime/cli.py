@@ -342,6 +342,21 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--json", action="store_true", help="print events as JSON lines")
     _add_sandbox_flags(demo, workspace_default="a new temporary directory")
 
+    approvals = sub.add_parser(
+        "approvals", help="list the calls of a paused run that wait for a decision"
+    )
+    approvals.add_argument("--session", type=Path, required=True, metavar="FILE")
+    approvals.add_argument("--json", action="store_true", help="one JSON object per request")
+    for verb, doing in (("approve", "approve"), ("deny", "deny")):
+        d = sub.add_parser(verb, help=f"{doing} calls of a paused run (then run --resume)")
+        d.add_argument("call_ids", nargs="*", metavar="CALL_ID")
+        d.add_argument("--session", type=Path, required=True, metavar="FILE")
+        d.add_argument("--all", action="store_true", help=f"{doing} every waiting call")
+        d.add_argument("--reason", default=None, help="why (the model reads it)")
+        d.add_argument(
+            "--by", default="the user", help="who decided, for the journal (default: the user)"
+        )
+
     tools = sub.add_parser("tools", help="print the tool definitions the model would be sent")
     _add_model_flag(tools)
     _add_tool_flags(tools)

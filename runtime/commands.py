@@ -53,7 +53,14 @@ class CliError(Exception):
 
 async def run_command(args: argparse.Namespace) -> int:
     command: str = args.command
-    handler = {"tools": _tools, "exec": _exec, "demo": _demo}.get(command, _run)
+    handler = {
+        "tools": _tools,
+        "exec": _exec,
+        "demo": _demo,
+        "approvals": _approvals,
+        "approve": _decide,
+        "deny": _decide,
+    }.get(command, _run)
     with exit_status(session=getattr(args, "session", None)):
         return await handler(args)
 
@@ -198,7 +205,9 @@ def run_config(args: argparse.Namespace) -> RunConfig:
 
 
 def _printer(args: argparse.Namespace) -> ProgressPrinter | JsonPrinter:
-    return JsonPrinter() if getattr(args, "json", False) else ProgressPrinter()
+    if getattr(args, "json", False):
+        return JsonPrinter()
+    return ProgressPrinter(session=getattr(args, "session", None))
 
 
 async def _drive(rt: Runtime, prompt: str | None, printer: ProgressPrinter | JsonPrinter) -> int:
@@ -214,7 +223,7 @@ async def _drive(rt: Runtime, prompt: str | None, printer: ProgressPrinter | Jso
         tg.cancel_scope.cancel()
     if final is None or final.reason == "error":
         return 1
-    return 0 if final.reason == "completed" else 3
+    return {"completed": 0, "max_turns": 3, "needs_approval": 4}.get(final.reason, 3)
 
 
 # -- itemloop tools ----------------------------------------------------------------
@@ -351,6 +360,47 @@ def _set(data: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
 def _show(value: Any) -> str:
     text = json.dumps(value, ensure_ascii=False)
     return text if len(text) <= 80 else text[:77] + "..."
+
+
+# -- itemloop approvals | approve | deny ------------------------------------------------
+
+
+async def _approvals(args: argparse.Namespace) -> int:
+    from .session import SessionStore
+
+    waiting = SessionStore(args.session).load().waiting()
+    if not waiting:
+        print(f"nothing waits for a decision in {args.session}", file=sys.stderr)
+        return 0
+    for request in waiting:
+        if args.json:
+            print(json.dumps(request, ensure_ascii=False))
+        else:
+            print(
+                f"{request.get('call_id')}  {request.get('name')}  (asked by {request.get('asked_by')})"
+            )
+            for line in str(request.get("show", "")).splitlines():
+                print(f"    {line}")
+    return 0
+
+
+async def _decide(args: argparse.Namespace) -> int:
+    from .approvals import Approval, decide_in_session
+
+    if not args.all and not args.call_ids:
+        raise CliError(f"{args.command}: name the CALL_IDs to decide on, or --all")
+    approve = args.command == "approve"
+    decision = Approval(approve=approve, by=args.by, reason=args.reason)
+    decided = decide_in_session(args.session, None if args.all else args.call_ids, decision)
+    verb = "approved" if approve else "denied"
+    for cid in decided:
+        print(f"{verb} {cid}", file=sys.stderr)
+    if decided:
+        print(
+            f"continue the run with: itemloop run --session {args.session} --resume",
+            file=sys.stderr,
+        )
+    return 0
 
 
 # -- itemloop demo -------------------------------------------------------------------

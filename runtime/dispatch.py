@@ -1,8 +1,9 @@
 """Dispatch: the call items of one turn to their executors, one output per call.
 
 Every call passes through here and nowhere else (DESIGN.md, contract 6):
-`_admit` before its executor runs (the call is journaled as started; the
-place where policy and approvals sit) and `_settle` after (the output is
+`_admit` before its executor runs (the gate: the policy allows, denies or
+asks, see `approvals.py`; a call that asks with nobody to answer is paused)
+then the call is journaled as started; `_settle` after (the output is
 journaled the moment it exists, after the caps of `tools/output_cap.py`).
 
 Calls of concurrent executors (function and custom tools) run at once, at
@@ -18,8 +19,8 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Protocol
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import anyio
 
@@ -28,7 +29,8 @@ from itemloop.tools.items import Item, call_id_of, call_name, error_output
 from itemloop.tools.output_cap import cap_tool_output
 from itemloop.tools.toolset import Toolset
 
-from .events import CallFinished, CallStarted, Event
+from .approvals import Approval, ApprovalRequest, Approver, Gate, denial_text, request_for
+from .events import ApprovalDecided, ApprovalRequested, CallFinished, CallStarted, Event
 
 Emit = Callable[[Event], None]
 
@@ -42,6 +44,17 @@ class CallJournal(Protocol):
 
     def mark_finished(self, output: Item) -> None: ...
 
+    def record_request(self, request: dict[str, Any]) -> None: ...
+
+    def record_decision(self, decision: dict[str, Any]) -> None: ...
+
+
+class _Paused:
+    """The call waits for a decision: no output now."""
+
+
+PAUSED = _Paused()
+
 
 @dataclass(slots=True)
 class _Batch:
@@ -50,6 +63,7 @@ class _Batch:
     calls: Sequence[Item]
     outputs: list[Item | None]
     emit: Emit
+    paused: set[int] = field(default_factory=set)
 
 
 class Dispatcher:
@@ -59,9 +73,17 @@ class Dispatcher:
         *,
         journal: CallJournal | None = None,
         max_concurrency: int | None = None,
+        gate: Gate | None = None,
+        approver: Approver | None = None,
     ) -> None:
         self.toolset = toolset
         self.journal = journal
+        self.gate = gate
+        self.approver = approver
+        self.decided: dict[str, Approval] = {}
+        """Decisions on calls that asked, by call id (the journal's, on resume)."""
+        self.waiting: dict[str, ApprovalRequest] = {}
+        """Calls paused for a decision, by call id."""
         self.limiter = anyio.CapacityLimiter(max_concurrency or toolset.config.max_concurrency)
 
     async def run(
@@ -70,7 +92,8 @@ class Dispatcher:
         """Execute `calls`; return their outputs in call order.
 
         `outputs`, when given, is filled in place, so a caller that is
-        cancelled still holds one output per call.
+        cancelled still holds one output per call. A call paused for a decision
+        has no output (its slot stays None) and is in `waiting`.
         """
         if outputs is None:
             outputs = [None] * len(calls)
@@ -92,7 +115,7 @@ class Dispatcher:
         finally:
             # Cancelled, or an executor escaped: whatever is unanswered still gets its one output.
             for i, call in enumerate(calls):
-                if outputs[i] is None:
+                if outputs[i] is None and i not in batch.paused:
                     outputs[i] = error_output(call, CANCELLED)
         return [o for o in outputs if o is not None]
 
@@ -109,10 +132,20 @@ class Dispatcher:
         ctype = str(call.get("type"))
         cid = call_id_of(call)
         name = call_name(call)
-        self._admit(call)
+        admitted = await self._admit(call, batch.emit)
+        if admitted is PAUSED:
+            batch.paused.add(i)
+            return
         batch.emit(CallStarted(call_id=cid, item_type=ctype, name=name))
         t0 = time.perf_counter()
-        result = self._settle(await self._execute(call))
+        if isinstance(admitted, str):  # denied: answered without running
+            result = ExecResult(error_output(call, admitted), ok=False, summary="denied")
+        else:
+            if self.journal is not None:
+                # On disk as started before it runs, so a crash never re-runs it silently.
+                self.journal.mark_started(cid)
+            result = await self._execute(call)
+        result = self._settle(result)
         batch.outputs[i] = result.output
         batch.emit(
             CallFinished(
@@ -126,10 +159,38 @@ class Dispatcher:
             )
         )
 
-    def _admit(self, call: Item) -> None:
-        """Before a call runs: on disk as started, so a crash never re-runs it silently."""
+    async def _admit(self, call: Item, emit: Emit) -> str | _Paused | None:
+        """Before a call runs, the gate: None to run it, the denial text, or `PAUSED`."""
+        cid = call_id_of(call)
+        decision = self.decided.get(cid)
+        if decision is None and self.gate is not None:
+            checked = self.gate.check(call)
+            if checked.verdict == "deny":
+                return denial_text(call, checked.by, checked.reason)
+            if checked.verdict == "ask":
+                request = request_for(call, checked)
+                emit(ApprovalRequested(request))
+                if self.journal is not None:
+                    self.journal.record_request(request.to_json())
+                decision = await self.approver(request) if self.approver is not None else None
+                if decision is None:
+                    self.waiting[cid] = request
+                    return PAUSED
+                self.decide(cid, decision, emit)
+        if decision is not None and not decision.approve:
+            return denial_text(call, decision.by, decision.reason)
+        return None
+
+    def decide(self, call_id: str, decision: Approval, emit: Emit | None = None) -> None:
+        """Record a decision on a call that asked (journaled; the first one stands)."""
+        if call_id in self.decided:
+            return
+        self.decided[call_id] = decision
+        self.waiting.pop(call_id, None)
         if self.journal is not None:
-            self.journal.mark_started(call_id_of(call))
+            self.journal.record_decision(decision.to_json(call_id))
+        if emit is not None:
+            emit(ApprovalDecided(call_id, decision.approve, decision.by, decision.reason))
 
     def _settle(self, result: ExecResult) -> ExecResult:
         """After a call ran: its output within the caps, and on disk the moment it exists."""

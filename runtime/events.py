@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from itemloop.tools.items import Item
 
+from .approvals import ApprovalRequest
+
 if TYPE_CHECKING:  # importing openai's types costs ~0.5 s: only when parsing
     from openai.types.responses import ResponseOutputItem
 
@@ -52,6 +54,25 @@ class CallFinished:
     duration_s: float
     output: Item
     kind: Literal["call_finished"] = "call_finished"
+
+
+@dataclass(frozen=True, slots=True)
+class ApprovalRequested:
+    """A call waits for a decision (the gate said `ask`)."""
+
+    request: ApprovalRequest
+    kind: Literal["approval_requested"] = "approval_requested"
+
+
+@dataclass(frozen=True, slots=True)
+class ApprovalDecided:
+    """A decision on a call that asked: by a person, a callback or `itemloop approve|deny`."""
+
+    call_id: str
+    approve: bool
+    by: str
+    reason: str | None = None
+    kind: Literal["approval_decided"] = "approval_decided"
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,7 +144,7 @@ def _count(value: Any) -> int:
 
 @dataclass(frozen=True, slots=True)
 class RunFinished:
-    reason: Literal["completed", "max_turns", "cancelled", "error"]
+    reason: Literal["completed", "max_turns", "cancelled", "error", "needs_approval"]
     turns: int
     final_text: str
     error: str | None = None
@@ -131,6 +152,8 @@ class RunFinished:
     """Summed over every model response of this run."""
     turn_usage: tuple[Usage, ...] = ()
     """Per model response, in order."""
+    pending: tuple[ApprovalRequest, ...] = ()
+    """With `needs_approval`: the calls waiting for a decision."""
     kind: Literal["run_finished"] = "run_finished"
 
 
@@ -140,6 +163,8 @@ Event = (
     | ItemReceived
     | CallStarted
     | CallFinished
+    | ApprovalRequested
+    | ApprovalDecided
     | Compacted
     | Notice
     | RunFinished
@@ -156,7 +181,7 @@ def event_to_json(event: Event) -> dict[str, Any]:
 
 
 def _plain(value: Any) -> Any:
-    if isinstance(value, Usage):
+    if isinstance(value, Usage | ApprovalRequest):
         return dataclasses.asdict(value)
     if isinstance(value, tuple):
         return [_plain(v) for v in value]

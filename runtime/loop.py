@@ -43,6 +43,7 @@ from itemloop.tools.items import (
 )
 from itemloop.tools.toolset import Toolset
 
+from .approvals import Approval, ApprovalRequest, Approver, Gate
 from .compactor import Compactor
 from .defaults import DEFAULT_MAX_TURNS
 from .dispatch import Dispatcher
@@ -66,8 +67,13 @@ class Runtime:
         session: SessionStore | Path | str | None = None,
         compactor: Compactor | None = None,
         previous_response_id: bool = False,
+        gate: Gate | None = None,
+        approver: Approver | None = None,
     ) -> None:
-        """`toolset` defaults to none at all (no built-ins, no sandbox)."""
+        """`toolset` defaults to none at all (no built-ins, no sandbox). `gate` (the
+        policy) decides which calls run, are denied or ask; `approver` answers those
+        that ask — without one, or when it has no answer, the run pauses
+        (`RunFinished.reason == "needs_approval"`) until a decision is recorded."""
         self.model = model
         self.toolset = toolset if toolset is not None else Toolset()
         self.instructions = instructions
@@ -75,7 +81,7 @@ class Runtime:
         self.compactor = compactor
         self.use_previous_response_id = previous_response_id
         self.store = SessionStore(session) if isinstance(session, (str, Path)) else session
-        self.dispatcher = Dispatcher(self.toolset, journal=self.store)
+        self.dispatcher = Dispatcher(self.toolset, journal=self.store, gate=gate, approver=approver)
         self.tool_definitions: list[Item] = []
         """Known once started: MCP tools are listed when their servers connect."""
         self.history: list[Item] = []
@@ -98,6 +104,8 @@ class Runtime:
                 self._finished = state.finished
                 self.response_id = state.response_id
                 self._sent = state.sent
+                for cid, decision in state.decisions.items():
+                    self.dispatcher.decided[cid] = Approval.from_json(decision)
             await self.toolset.__aenter__()
             self.tool_definitions = self.toolset.definitions()
         except BaseException:
@@ -152,6 +160,18 @@ class Runtime:
         self._tg.start_soon(self._drive, prompt, run)
         return run
 
+    @property
+    def pending(self) -> list[ApprovalRequest]:
+        """Calls of this run paused for a decision."""
+        return list(self.dispatcher.waiting.values())
+
+    def decide(self, call_id: str, decision: Approval) -> None:
+        """Decide on a paused call (journaled); `run(None)` then continues the run."""
+        if call_id not in self.dispatcher.waiting:
+            waiting = ", ".join(self.dispatcher.waiting) or "none"
+            raise ValueError(f"no call {call_id!r} waits for a decision (waiting: {waiting})")
+        self.dispatcher.decide(call_id, decision)
+
     async def run_until_done(self, prompt: str | None) -> RunFinished:
         last: RunFinished | None = None
         async for event in self.run(prompt):
@@ -172,9 +192,17 @@ class Runtime:
                     for note in self.toolset.notices:
                         emit(Notice(note))
                     await self._answer_pending(emit)
-                    if prompt is not None:
+                    if prompt is not None and not self.dispatcher.waiting:
                         self._append([user_message(prompt)])
                     while True:
+                        if self.dispatcher.waiting:
+                            final = RunFinished(
+                                "needs_approval",
+                                turns,
+                                "",
+                                pending=tuple(self.dispatcher.waiting.values()),
+                            )
+                            break
                         if turns >= self.max_turns:
                             final = RunFinished("max_turns", turns, "")
                             break

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 from typing import TextIO
 
 import anyio
 
 from .events import (
+    ApprovalDecided,
+    ApprovalRequested,
     CallFinished,
     CallStarted,
     Compacted,
@@ -40,9 +43,16 @@ class JsonPrinter:
 class ProgressPrinter:
     """Progress on `err`; the model's final answer on `out`."""
 
-    def __init__(self, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> None:
+    def __init__(
+        self,
+        out: TextIO = sys.stdout,
+        err: TextIO = sys.stderr,
+        *,
+        session: Path | None = None,
+    ) -> None:
         self.out = out
         self.err = err
+        self.session = session
         self.tty = err.isatty()
         self.thinking = False
         self._frame = 0
@@ -66,6 +76,13 @@ class ProgressPrinter:
             )
             if event.warning:
                 self._line(f"! {event.warning}")
+        elif isinstance(event, ApprovalRequested):
+            self._stop_spinner()
+            self._line(f"? {event.request.name:<14} asks for approval ({event.request.asked_by})")
+        elif isinstance(event, ApprovalDecided):
+            verdict = "approved" if event.approve else "denied"
+            reason = f": {event.reason}" if event.reason else ""
+            self._line(f"  {verdict} by {event.by}{reason}")
         elif isinstance(event, Notice):
             self._line(f"! {event.message}")
         elif isinstance(event, RunFinished):
@@ -81,9 +98,24 @@ class ProgressPrinter:
                 )
             elif event.reason == "cancelled":
                 self._line("cancelled")
+            elif event.reason == "needs_approval":
+                self._paused(event)
             if event.usage != Usage():  # some response reported its usage
                 turns = f"{event.turns} turn{'s' if event.turns != 1 else ''}"
                 self._line(f"{turns} · tokens: {event.usage.describe()}")
+
+    def _paused(self, event: RunFinished) -> None:
+        self._line(f"paused: {len(event.pending)} call(s) wait for a decision")
+        for request in event.pending:
+            self._line(f"  {request.call_id}  {request.name}")
+            for line in request.show.splitlines()[:20]:
+                self._line(f"      {line}")
+        where = str(self.session) if self.session is not None else "FILE"
+        self._line(
+            f"decide with: itemloop approve --session {where} CALL_ID... (or --all), "
+            f"itemloop deny --session {where} CALL_ID... --reason TEXT; "
+            f"then continue: itemloop run --session {where} --resume"
+        )
 
     async def spin(self) -> None:
         """Animate the spinner while the model thinks; runs until cancelled."""

@@ -6,7 +6,8 @@ moment it exists (the turn's outputs join the history in call order once all
 are done, so a crash in between must not lose the ones that finished);
 `{"replace": [...]}` replaces the whole history (compaction);
 `{"response_id": ...}` remembers the last response for the
-`previous_response_id` mode; `{"config": {...}}` records the run's settings
+`previous_response_id` mode; `{"approval": {...}}` records a call waiting for
+a decision and `{"decision": {...}}` the decision (the first per call stands); `{"config": {...}}` records the run's settings
 (a `RunConfig` as JSON, secrets left out: see `config.recordable`), written
 with the prompt before anything starts, so `--resume` can rebuild the same run
 even after a stop during start-up. Everything is flushed and fsynced before the next
@@ -33,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from itemloop.tools.items import Item, answered_id
+from itemloop.tools.items import Item, answered_id, call_id_of, unanswered_calls
 
 log = logging.getLogger("itemloop.session")
 
@@ -54,6 +55,17 @@ class SessionState:
     unanswered in `items` were cut off by a crash and belong back in the history."""
     config: dict[str, Any] | None = None
     """The run's settings as last recorded (None: none recorded)."""
+    requests: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Approval requests by call id (`approvals.ApprovalRequest` as JSON)."""
+    decisions: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Decisions on them by call id (`approvals.Approval` as JSON); the first one stands."""
+
+    def waiting(self) -> list[dict[str, Any]]:
+        """Requests of calls still unanswered that have no decision yet."""
+        open_ids = {call_id_of(c) for c in unanswered_calls(self.items)}
+        return [
+            r for cid, r in self.requests.items() if cid in open_ids and cid not in self.decisions
+        ]
 
 
 def _apply(state: SessionState, rec: Any) -> bool:
@@ -70,6 +82,10 @@ def _apply(state: SessionState, rec: Any) -> bool:
         state.items = [i for i in rec["replace"] if isinstance(i, dict)]
         # A compacted history is new to the server, whatever it held before.
         state.response_id, state.sent = None, 0
+    elif isinstance(rec.get("approval"), dict):
+        state.requests[str(rec["approval"].get("call_id", ""))] = rec["approval"]
+    elif isinstance(rec.get("decision"), dict):
+        state.decisions.setdefault(str(rec["decision"].get("call_id", "")), rec["decision"])
     elif isinstance(rec.get("config"), dict):
         state.config = rec["config"]
     elif "response_id" in rec:
@@ -174,6 +190,16 @@ class SessionStore:
     def record_config(self, config: dict[str, Any]) -> None:
         """The run's settings, as plain data; on disk at once (they precede start-up)."""
         self._write({"config": config})
+        self.sync()
+
+    def record_request(self, request: dict[str, Any]) -> None:
+        """A call waits for a decision (`approvals.ApprovalRequest` as JSON)."""
+        self._write({"approval": request})
+        self.sync()
+
+    def record_decision(self, decision: dict[str, Any]) -> None:
+        """A decision on a waiting call (`approvals.Approval` as JSON, with its `call_id`)."""
+        self._write({"decision": decision})
         self.sync()
 
     def replace(self, items: list[Item]) -> None:
