@@ -84,7 +84,12 @@ class Approval:
 
 
 Approver = Callable[[ApprovalRequest], Awaitable[Approval | None]]
-"""Asked for each `ask`; returns a decision, or None to pause the run instead."""
+"""Asked for each `ask`; returns a decision, or None to pause the run instead. It may
+raise `AbortRun` to stop the run (its calls are answered "cancelled")."""
+
+
+class AbortRun(Exception):
+    """The person (or the approver) chose to abort the run at an approval prompt."""
 
 
 def request_for(call: Item, result: GateResult) -> ApprovalRequest:

@@ -29,7 +29,7 @@ from itemloop.tools.items import Item, call_id_of, call_name, error_output
 from itemloop.tools.output_cap import cap_tool_output
 from itemloop.tools.toolset import Toolset
 
-from .approvals import Approval, ApprovalRequest, Approver, Gate, denial_text, request_for
+from .approvals import AbortRun, Approval, ApprovalRequest, Approver, Gate, denial_text, request_for
 from .events import ApprovalDecided, ApprovalRequested, CallFinished, CallStarted, Event
 
 Emit = Callable[[Event], None]
@@ -64,6 +64,9 @@ class _Batch:
     outputs: list[Item | None]
     emit: Emit
     paused: set[int] = field(default_factory=set)
+    scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
+    aborted: AbortRun | None = None
+    """Set when a person aborted the run at an approval prompt."""
 
 
 class Dispatcher:
@@ -99,24 +102,27 @@ class Dispatcher:
             outputs = [None] * len(calls)
         batch = _Batch(calls, outputs, emit)
         try:
-            if len(calls) == 1:  # the common case: no task group needed
-                await self._one(batch, 0)
-            else:
-                lane: list[int] = []
-                async with anyio.create_task_group() as tg:
-                    for i, call in enumerate(calls):
-                        ex = self.toolset.executor_for(call)
-                        if ex is not None and ex.sequential:
-                            lane.append(i)
-                        else:
-                            tg.start_soon(self._one_limited, batch, i)
-                    if lane:
-                        tg.start_soon(self._lane, batch, lane)
+            with batch.scope:
+                if len(calls) == 1:  # the common case: no task group needed
+                    await self._one(batch, 0)
+                else:
+                    lane: list[int] = []
+                    async with anyio.create_task_group() as tg:
+                        for i, call in enumerate(calls):
+                            ex = self.toolset.executor_for(call)
+                            if ex is not None and ex.sequential:
+                                lane.append(i)
+                            else:
+                                tg.start_soon(self._one_limited, batch, i)
+                        if lane:
+                            tg.start_soon(self._lane, batch, lane)
         finally:
             # Cancelled, or an executor escaped: whatever is unanswered still gets its one output.
             for i, call in enumerate(calls):
                 if outputs[i] is None and i not in batch.paused:
                     outputs[i] = error_output(call, CANCELLED)
+        if batch.aborted is not None:
+            raise batch.aborted
         return [o for o in outputs if o is not None]
 
     async def _lane(self, batch: _Batch, indexes: list[int]) -> None:
@@ -132,7 +138,12 @@ class Dispatcher:
         ctype = str(call.get("type"))
         cid = call_id_of(call)
         name = call_name(call)
-        admitted = await self._admit(call, batch.emit)
+        try:
+            admitted = await self._admit(call, batch.emit)
+        except AbortRun as e:
+            batch.aborted = e
+            batch.scope.cancel()  # the calls still running are answered "cancelled"
+            return
         if admitted is PAUSED:
             batch.paused.add(i)
             return

@@ -43,7 +43,7 @@ from itemloop.tools.items import (
 )
 from itemloop.tools.toolset import Toolset
 
-from .approvals import Approval, ApprovalRequest, Approver, Gate
+from .approvals import AbortRun, Approval, ApprovalRequest, Approver, Gate
 from .compactor import Compactor
 from .defaults import DEFAULT_MAX_TURNS
 from .dispatch import Dispatcher
@@ -219,6 +219,8 @@ class Runtime:
                     final = RunFinished("cancelled", turns, "", error="the run was cancelled")
             except (ModelError, SandboxError) as e:
                 final = RunFinished("error", turns, "", error=str(e))
+            except AbortRun as e:
+                final = RunFinished("cancelled", turns, "", error=str(e))
             except Exception as e:
                 # A bug of the runtime's own, or input it could not handle: the run
                 # ends with the reason rather than a traceback through the caller.
