@@ -17,6 +17,7 @@ from itemloop.tools.search.call import (
     SearchArgs,
     answer_call,
     check_output,
+    keys_of,
     message_item,
     parse_arguments,
     tool_search_tool,
@@ -163,6 +164,14 @@ def test_a_search_is_answered_with_one_valid_tool_search_output() -> None:
     assert answer.loaded[0] == ("github", "create_issue")
     assert len(answer.loaded) == 2
     assert answer.summary == '"create an issue" → 2 tools'
+
+
+def test_the_tools_loaded_can_be_read_back_from_the_output() -> None:
+    answer = answer_call(index(), call({"query": "time issue weather sql", "limit": 10}))
+    assert len(answer.loaded) >= 4
+    assert keys_of(answer.output["tools"]) == answer.loaded
+    # As the journal holds it: JSON round trip.
+    assert keys_of(json.loads(json.dumps(answer.output))["tools"]) == answer.loaded
 
 
 def test_json_text_arguments_are_answered_the_same() -> None:

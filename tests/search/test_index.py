@@ -199,6 +199,23 @@ def test_a_hostile_deeply_nested_schema_is_refused_not_crashing() -> None:
     assert len(idx) == 8
 
 
+def test_prepare_builds_ahead_and_changes_no_answer() -> None:
+    ToolIndex().prepare()  # nothing to build: no error from an empty BM25 index
+    idx = index()
+    before = index().search("create an issue", limit=3, max_chars=100_000)
+    idx.prepare()
+    idx.prepare()
+    assert idx.search("create an issue", limit=3, max_chars=100_000) == before
+
+
+def test_membership_is_by_namespace_and_name() -> None:
+    idx = index()
+    assert ("github", "create_issue") in idx
+    assert (None, "get_weather") in idx
+    assert (None, "create_issue") not in idx
+    assert ("time", "get_weather") not in idx
+
+
 def test_same_score_keeps_the_order_tools_were_added() -> None:
     twins = [fn(f"tool_{i}", "identical twin") for i in range(5)]
     found = ToolIndex(twins).search("twin", limit=5, max_chars=100_000)

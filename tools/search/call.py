@@ -228,6 +228,21 @@ def output_item(call: Item, tools: Sequence[Item], *, status: str = "completed")
     return item
 
 
+def keys_of(tools: Sequence[Item]) -> list[ToolKey]:
+    """(namespace, name) of each tool in a `tool_search_output`'s `tools`, in order.
+
+    For finding again, from a journal or a history, which tools earlier
+    searches loaded (`Answer.loaded` of the answers that wrote them).
+    """
+    keys: list[ToolKey] = []
+    for t in tools:
+        if t.get("type") == "namespace":
+            keys += ((str(t.get("name")), str(x.get("name"))) for x in t.get("tools") or ())
+        elif "name" in t:
+            keys.append((None, str(t["name"])))
+    return keys
+
+
 def check_output(item: Item) -> None:
     """Raise ValueError unless `item` is a valid `ResponseToolSearchOutputItemParam`."""
     from openai.types.responses import ResponseToolSearchOutputItemParam

@@ -190,6 +190,12 @@ class ToolIndex:
         if pending:
             self._bm25 = None
 
+    def prepare(self) -> None:
+        """Build the BM25 matrix now (importing `bm25s`), not on the next search: for a
+        caller that would rather pay it at start, e.g. in a worker thread."""
+        if self._entries:
+            self._model()
+
     def _model(self) -> bm25s.BM25:
         if self._bm25 is None:
             import bm25s  # with numpy: ~200 ms to import, paid by runs that defer tools
