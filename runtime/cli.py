@@ -16,6 +16,7 @@ from pathlib import Path
 from itemloop.tools.defaults import (
     DEFAULT_BUILTINS,
     DEFAULT_COMMAND_TIMEOUT_S,
+    DEFAULT_DEFER_ABOVE,
     DEFAULT_OUTPUT_CHARS,
     DEFAULT_TOOL_TIMEOUT_S,
 )
@@ -211,6 +212,28 @@ def _add_tool_flags(p: argparse.ArgumentParser) -> None:
         default=None,
         metavar="SECONDS",
         help="timeout of one MCP tool call (default: 300)",
+    )
+    g.add_argument(
+        "--mcp-namespaces",
+        action="store_true",
+        help="offer each MCP server's tools as a namespace named after it "
+        "(default: top-level SERVER__TOOL functions, for servers without namespaces)",
+    )
+    g.add_argument(
+        "--mcp-defer",
+        action="append",
+        default=[],
+        metavar="SERVER",
+        help="defer SERVER's tools: the model finds them with the tool_search tool "
+        "instead of receiving them with every request ('*' for every server; repeatable)",
+    )
+    g.add_argument(
+        "--defer-above",
+        type=int,
+        default=DEFAULT_DEFER_ABOVE,
+        metavar="N",
+        help="defer every MCP tool when a run has more than N function and MCP tools "
+        f"(default: {DEFAULT_DEFER_ABOVE}; -1: never)",
     )
     g.add_argument(
         "--approve-mcp",

@@ -169,6 +169,9 @@ def toolset_config(args: argparse.Namespace) -> ToolsetConfig:
             call_timeout_s=args.mcp_timeout,
         ),
         "approve_mcp": args.approve_mcp or (),
+        "mcp_namespaces": args.mcp_namespaces,
+        "mcp_defer": args.mcp_defer,
+        "defer_above": None if args.defer_above < 0 else args.defer_above,
         "tool_timeout_s": args.tool_timeout,
     }
     if "computer" in builtins:
@@ -301,6 +304,9 @@ FLAG_PATHS: dict[str, tuple[tuple[str, ...], ...]] = {
     "mcp_header": (("tools", "mcp_servers"),),
     "mcp_timeout": (("tools", "mcp_servers"),),
     "approve_mcp": (("tools", "approve_mcp"),),
+    "mcp_namespaces": (("tools", "mcp_namespaces"),),
+    "mcp_defer": (("tools", "mcp_defer"),),
+    "defer_above": (("tools", "defer_above"),),
     "tool_timeout": (("tools", "tool_timeout_s"),),
     "computer": (("tools", "computer", "backend"),),
     "start_url": (("tools", "computer", "start_url"),),

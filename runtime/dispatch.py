@@ -63,6 +63,7 @@ class _Batch:
     calls: Sequence[Item]
     outputs: list[Item | None]
     emit: Emit
+    notes: list[Item]
     paused: set[int] = field(default_factory=set)
     scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
     aborted: AbortRun | None = None
@@ -90,17 +91,22 @@ class Dispatcher:
         self.limiter = anyio.CapacityLimiter(max_concurrency or toolset.config.max_concurrency)
 
     async def run(
-        self, calls: Sequence[Item], emit: Emit, outputs: list[Item | None] | None = None
+        self,
+        calls: Sequence[Item],
+        emit: Emit,
+        outputs: list[Item | None] | None = None,
+        notes: list[Item] | None = None,
     ) -> list[Item]:
         """Execute `calls`; return their outputs in call order.
 
         `outputs`, when given, is filled in place, so a caller that is
         cancelled still holds one output per call. A call paused for a decision
-        has no output (its slot stays None) and is in `waiting`.
+        has no output (its slot stays None) and is in `waiting`. `notes`, when
+        given, receives the items executors want after the outputs (`ExecResult.notes`).
         """
         if outputs is None:
             outputs = [None] * len(calls)
-        batch = _Batch(calls, outputs, emit)
+        batch = _Batch(calls, outputs, emit, [] if notes is None else notes)
         try:
             with batch.scope:
                 if len(calls) == 1:  # the common case: no task group needed
@@ -158,6 +164,7 @@ class Dispatcher:
             result = await self._execute(call)
         result = self._settle(result)
         batch.outputs[i] = result.output
+        batch.notes.extend(result.notes)
         batch.emit(
             CallFinished(
                 call_id=cid,

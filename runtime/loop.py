@@ -92,6 +92,7 @@ class Runtime:
         self._tg: TaskGroup | None = None
         self._turn_usage: list[Usage] = []  # of the current run
         self._current: Run | None = None
+        self._journaled_loaded: set[tuple[str | None, str]] = set()
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -108,6 +109,9 @@ class Runtime:
                     self.dispatcher.decided[cid] = Approval.from_json(decision)
             await self.toolset.__aenter__()
             self.tool_definitions = self.toolset.definitions()
+            if self.store is not None:
+                self.toolset.loaded.update(state.tools_loaded)
+            self._journaled_loaded = set(self.toolset.loaded)
         except BaseException:
             # Whatever started is stopped again: journal and client (the toolset
             # stops its own servers, sandbox and computer when it fails to start).
@@ -277,7 +281,7 @@ class Runtime:
         stateful = self.use_previous_response_id and self.response_id is not None
         return ModelRequest(
             input=self.history[self._sent :] if stateful else self.history,
-            tools=self.tool_definitions,
+            tools=self.toolset.definitions_for(self.history),
             instructions=self.instructions,
             previous_response_id=self.response_id if stateful else None,
             # Stateful mode: every response is stored, or the next could not name it.
@@ -288,11 +292,13 @@ class Runtime:
     async def _execute(self, calls: Sequence[Item], emit: Callable[[Event], None]) -> None:
         """Run `calls`; each start and each output is journaled as it happens."""
         outputs: list[Item | None] = [None] * len(calls)
+        notes: list[Item] = []
         try:
-            await self.dispatcher.run(calls, emit, outputs)
+            await self.dispatcher.run(calls, emit, outputs, notes)
         finally:
             # Also when cancelled: every call that was sent out gets its one output.
-            self._append([o for o in outputs if o is not None])
+            self._append([o for o in outputs if o is not None] + notes)
+            self._journal_loaded_tools()
 
     async def _answer_pending(self, emit: Callable[[Event], None]) -> None:
         """On resume, answer the calls the last stop left unanswered, in call order:
@@ -316,13 +322,21 @@ class Runtime:
         if interrupted:
             emit(Notice(f"{interrupted} call(s) were interrupted by the last stop; not re-run"))
         ran: list[Item | None] = [None] * len(fresh)
+        notes: list[Item] = []
         try:
             if fresh:
-                await self.dispatcher.run([pending[i] for i in fresh], emit, ran)
+                await self.dispatcher.run([pending[i] for i in fresh], emit, ran, notes)
         finally:
             for i, out in zip(fresh, ran, strict=True):
                 outputs[i] = out
-            self._append([o for o in outputs if o is not None])
+            self._append([o for o in outputs if o is not None] + notes)
+            self._journal_loaded_tools()
+
+    def _journal_loaded_tools(self) -> None:
+        new = self.toolset.loaded - self._journaled_loaded
+        if new and self.store is not None:
+            self.store.record_tools_loaded(sorted(new, key=str))
+        self._journaled_loaded |= new
 
     def _append(self, items: Sequence[Item]) -> None:
         self.history.extend(items)

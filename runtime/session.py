@@ -6,7 +6,8 @@ moment it exists (the turn's outputs join the history in call order once all
 are done, so a crash in between must not lose the ones that finished);
 `{"replace": [...]}` replaces the whole history (compaction);
 `{"response_id": ...}` remembers the last response for the
-`previous_response_id` mode; `{"approval": {...}}` records a call waiting for
+`previous_response_id` mode; `{"tools_loaded": [...]}` the deferred tools a
+tool search loaded; `{"approval": {...}}` records a call waiting for
 a decision and `{"decision": {...}}` the decision (the first per call stands); `{"config": {...}}` records the run's settings
 (a `RunConfig` as JSON, secrets left out: see `config.recordable`), written
 with the prompt before anything starts, so `--resume` can rebuild the same run
@@ -57,6 +58,8 @@ class SessionState:
     """The run's settings as last recorded (None: none recorded)."""
     requests: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Approval requests by call id (`approvals.ApprovalRequest` as JSON)."""
+    tools_loaded: set[tuple[str | None, str]] = field(default_factory=set)
+    """Deferred tools a tool search loaded: (namespace or None, name)."""
     decisions: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Decisions on them by call id (`approvals.Approval` as JSON); the first one stands."""
 
@@ -86,6 +89,12 @@ def _apply(state: SessionState, rec: Any) -> bool:
         state.requests[str(rec["approval"].get("call_id", ""))] = rec["approval"]
     elif isinstance(rec.get("decision"), dict):
         state.decisions.setdefault(str(rec["decision"].get("call_id", "")), rec["decision"])
+    elif isinstance(rec.get("tools_loaded"), list):
+        state.tools_loaded.update(
+            (k[0] if isinstance(k[0], str) else None, str(k[1]))
+            for k in rec["tools_loaded"]
+            if isinstance(k, list) and len(k) == 2
+        )
     elif isinstance(rec.get("config"), dict):
         state.config = rec["config"]
     elif "response_id" in rec:
@@ -191,6 +200,10 @@ class SessionStore:
         """The run's settings, as plain data; on disk at once (they precede start-up)."""
         self._write({"config": config})
         self.sync()
+
+    def record_tools_loaded(self, keys: Iterable[tuple[str | None, str]]) -> None:
+        """Deferred tools a search made callable, so a resumed run offers them again."""
+        self._write({"tools_loaded": [list(k) for k in keys]})
 
     def record_request(self, request: dict[str, Any]) -> None:
         """A call waits for a decision (`approvals.ApprovalRequest` as JSON)."""

@@ -23,6 +23,9 @@ class ExecResult:
     ok: bool
     summary: str
     """One line for progress displays, e.g. `exit 0` or `M src/app.py: 2 hunks, +5 -3`."""
+    notes: tuple[Item, ...] = ()
+    """Items for the model after the turn's outputs: a message explaining an output
+    that has no field for text (a failed `tool_search_output`)."""
 
 
 @runtime_checkable

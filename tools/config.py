@@ -25,6 +25,7 @@ from itemloop.sandbox.base import SandboxOptions
 from .defaults import (
     DEFAULT_BUILTINS,
     DEFAULT_COMMAND_TIMEOUT_S,
+    DEFAULT_DEFER_ABOVE,
     DEFAULT_MAX_CONCURRENCY,
     DEFAULT_MAX_FILE_BYTES,
     DEFAULT_OUTPUT_CHARS,
@@ -73,6 +74,12 @@ class ToolsetConfig(_Data):
     functions: tuple[Path, ...] = ()
     """Python files whose public functions (or `__all__`) are offered as function tools."""
     mcp_servers: tuple[McpServer, ...] = ()
+    mcp_namespaces: bool = False
+    """Offer each MCP server's tools as a namespace named after it (else `SERVER__TOOL`)."""
+    mcp_defer: tuple[str, ...] = ()
+    """MCP servers whose tools are deferred, found through tool search (`*`: every one)."""
+    defer_above: int | None = pydantic.Field(default=DEFAULT_DEFER_ABOVE, ge=0)
+    """Defer every MCP tool when there are more function and MCP tools than this (None: never)."""
     approve_mcp: tuple[str, ...] = ()
     """Hosted MCP servers whose approval requests are approved (`*`: any); others are denied."""
     tool_timeout_s: float | None = DEFAULT_TOOL_TIMEOUT_S

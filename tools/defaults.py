@@ -24,3 +24,6 @@ DEFAULT_MAX_CONCURRENCY: Final = 8
 """Function and custom tool calls of one turn run at once, at most this many."""
 DEFAULT_MAX_FILE_BYTES: Final = 32 * 1024 * 1024
 """The largest file apply_patch reads to edit: patching holds it (and its text) in memory."""
+DEFAULT_DEFER_ABOVE: Final = 100
+"""With more function and MCP tools than this, the MCP tools are deferred: found
+through tool search rather than sent with every request."""

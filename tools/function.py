@@ -34,15 +34,20 @@ class FunctionTool:
     strict: bool
     timeout_s: float | None = None
     _param_names: tuple[str, ...] = field(default=())
+    defer: bool = False
+    """Not shown to the model up front: found through tool search (`defer_loading`)."""
 
     def definition(self) -> Item:
-        return {
+        d: Item = {
             "type": "function",
             "name": self.name,
             "description": self.description,
             "parameters": self.parameters,
             "strict": self.strict,
         }
+        if self.defer:
+            d["defer_loading"] = True
+        return d
 
 
 def function_tool(
@@ -51,8 +56,10 @@ def function_tool(
     name: str | None = None,
     description: str | None = None,
     timeout_s: float | None = None,
+    defer: bool = False,
 ) -> FunctionTool:
-    """Describe `fn` as a function tool (schema from its type hints, docstring as description)."""
+    """Describe `fn` as a function tool (schema from its type hints, docstring as description).
+    With `defer`, the model finds it through tool search instead of seeing it up front."""
     sig = inspect.signature(fn)
     try:
         hints = get_type_hints(fn)
@@ -81,6 +88,7 @@ def function_tool(
         strict=strict_schema is not None,
         timeout_s=timeout_s,
         _param_names=tuple(fields),
+        defer=defer,
     )
 
 

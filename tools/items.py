@@ -61,6 +61,18 @@ def _computer_error(cid: str, message: str) -> Item:
     return {"type": "computer_call_output", "call_id": cid, "output": screenshot}
 
 
+def _tool_search_error(cid: str, message: str) -> Item:
+    # A tool_search_output has no field for text: the error reaches the model as
+    # an empty, incomplete answer (the executor adds a message when it can).
+    return {
+        "type": "tool_search_output",
+        "call_id": cid,
+        "execution": "client",
+        "status": "incomplete",
+        "tools": [],
+    }
+
+
 def _approval_error(cid: str, message: str) -> Item:
     return {
         "type": "mcp_approval_response",
@@ -86,6 +98,8 @@ class CallKind:
     """The output's field naming the call."""
     named: bool = False
     """Calls name one tool among many (`name`): function and custom tools."""
+    applies: Callable[[Item], bool] | None = None
+    """For a type the server runs too: which items of it are ours to answer."""
 
 
 KINDS: Final[dict[str, CallKind]] = {
@@ -123,6 +137,13 @@ KINDS: Final[dict[str, CallKind]] = {
             _computer_error,
         ),
         CallKind(
+            "tool_search_call",
+            "tool_search_output",
+            ("tool_search",),
+            _tool_search_error,
+            applies=lambda item: item.get("execution") == "client",
+        ),
+        CallKind(
             "mcp_approval_request",
             "mcp_approval_response",
             ("mcp",),
@@ -145,7 +166,8 @@ HOSTED_CALLS: Final = frozenset(
         "tool_search_call",
     }
 )
-"""Call item types the server runs itself: kept in the history, never executed here."""
+"""Call item types the server runs itself: kept in the history, never executed here
+(`tool_search_call` only with `execution: "server"`; a client one is ours)."""
 
 _BY_OUTPUT: Final = {k.output_type: k for k in KINDS.values()}
 _BY_TOOL_TYPE: Final = {t: k for k in KINDS.values() for t in k.tool_types}
@@ -153,19 +175,27 @@ _BY_TOOL_TYPE: Final = {t: k for k in KINDS.values() for t in k.tool_types}
 
 def kind_of(item: Item) -> CallKind | None:
     """The kind of an executed call item; None for anything else."""
-    return KINDS.get(item.get("type"))  # type: ignore[arg-type]
+    kind = KINDS.get(item.get("type"))  # type: ignore[arg-type]
+    if kind is not None and kind.applies is not None and not kind.applies(item):
+        return None
+    return kind
 
 
 def is_call(item: Item) -> bool:
     """True for a call the runtime must answer (as opposed to hosted calls and other items)."""
-    return item.get("type") in KINDS
+    return kind_of(item) is not None
 
 
 def is_unknown_call(item: Item) -> bool:
     """True for a `*_call` item that is neither executed here nor a known hosted call:
     a newer or misspelled type, which the runtime keeps but cannot answer."""
     t = item.get("type")
-    return isinstance(t, str) and t.endswith("_call") and t not in KINDS and t not in HOSTED_CALLS
+    return (
+        isinstance(t, str)
+        and t.endswith("_call")
+        and kind_of(item) is None
+        and t not in HOSTED_CALLS
+    )
 
 
 def is_output(item: Item) -> bool:

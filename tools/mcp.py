@@ -50,14 +50,18 @@ class McpTools:
     item_types = ("function_call",)
     sequential = False
 
-    def __init__(self, servers: Sequence[McpServer]) -> None:
+    def __init__(self, servers: Sequence[McpServer], *, namespaces: bool = False) -> None:
+        """With `namespaces`, each server's tools are offered as a `namespace` named
+        after the server (calls carry `namespace` beside `name`); without, as
+        top-level functions named `SERVER__TOOL`, for model servers without namespaces."""
         names = [s.name for s in servers]
         for n in names:
             if names.count(n) > 1:
                 raise McpSpecError(f"two MCP servers are named {n!r}")
+        self.namespaces = namespaces
         self.connections = [McpConnection(s) for s in servers]
-        self.routes: dict[str, tuple[McpConnection, str]] = {}
-        """Model-facing tool name -> (connection, the tool's name on its server)."""
+        self.routes: dict[tuple[str, str], tuple[McpConnection, str]] = {}
+        """(namespace or "", model-facing tool name) -> (connection, the tool's name on its server)."""
         self.warnings: list[str] = []
         """Servers skipped at start (those with `required=False`), one line each."""
         self._definitions: list[Item] | None = None
@@ -112,10 +116,28 @@ class McpTools:
         for conn in self.connections:
             if conn.unavailable is not None and not conn.tools:
                 self.warnings.append(conn.unavailable)
+            server = conn.server.name
+            if self.namespaces:
+                names: set[str] = set()
+                tools = []
+                for tool in conn.tools:
+                    name = unique_name(tool.name, names)
+                    self.routes[(server, name)] = (conn, tool.name)
+                    tools.append(tool_definition(name, tool, server, namespaced=True))
+                if tools:
+                    definitions.append(
+                        {
+                            "type": "namespace",
+                            "name": server,
+                            "description": f"Tools of the MCP server {server!r}.",
+                            "tools": tools,
+                        }
+                    )
+                continue
             for tool in conn.tools:
-                name = unique_name(f"{conn.server.name}__{tool.name}", taken)
-                self.routes[name] = (conn, tool.name)
-                definitions.append(tool_definition(name, tool, conn.server.name))
+                name = unique_name(f"{server}__{tool.name}", taken)
+                self.routes[("", name)] = (conn, tool.name)
+                definitions.append(tool_definition(name, tool, server))
         self._definitions = definitions
 
     # -- Executor --------------------------------------------------------------
@@ -130,18 +152,19 @@ class McpTools:
 
     async def execute(self, call: Item) -> ExecResult:
         name = str(call.get("name", ""))
-        output, ok = await self._run(name, call.get("arguments"))
+        namespace = str(call.get("namespace") or "")
+        output, ok = await self._run(namespace, name, call.get("arguments"))
         summary = "ok" if ok else summary_line(output)
-        return ExecResult(
-            output={"type": "function_call_output", "call_id": call_id_of(call), "output": output},
-            ok=ok,
-            summary=summary,
-        )
+        out: Item = {"type": "function_call_output", "call_id": call_id_of(call), "output": output}
+        if namespace:
+            out["namespace"] = namespace  # echoed, as the call named it
+        return ExecResult(output=out, ok=ok, summary=summary)
 
-    async def _run(self, name: str, arguments: Any) -> tuple[ToolOutput, bool]:
-        route = self.routes.get(name)
+    async def _run(self, namespace: str, name: str, arguments: Any) -> tuple[ToolOutput, bool]:
+        route = self.routes.get((namespace, name))
         if route is None:
-            return f"error: there is no MCP tool named {name!r}", False
+            where = f" in namespace {namespace!r}" if namespace else ""
+            return f"error: there is no MCP tool named {name!r}{where}", False
         conn, tool = route
         args = parse_arguments(name, arguments)
         if isinstance(args, str):
@@ -168,7 +191,7 @@ class McpTools:
                 f"not have taken effect. {then}"
             ), False
         except McpUnavailable as e:
-            tools = ", ".join(n for n, (c, _) in self.routes.items() if c is conn)
+            tools = ", ".join(n for (_, n), (c, _) in self.routes.items() if c is conn)
             return (
                 f"error: MCP server {server!r} is unavailable: {e}. Its tools ({tools}) cannot "
                 "be used for the rest of this run"

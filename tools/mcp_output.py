@@ -77,11 +77,14 @@ def unique_name(base: str, taken: set[str]) -> str:
     return name
 
 
-def tool_definition(name: str, tool: mt.Tool, server: str) -> Item:
+def tool_definition(name: str, tool: mt.Tool, server: str, *, namespaced: bool = False) -> Item:
+    """The function definition of an MCP tool, offered as `name` (`SERVER__TOOL`, or the
+    tool's own name inside the server's namespace when `namespaced`)."""
     schema = dict(tool.input_schema) if isinstance(tool.input_schema, dict) else {}
     strict = strict_parameters(schema)
     description = tool.description or tool.title or ""
-    if name != f"{server}__{tool.name}":  # sanitised or de-duplicated: say what it really is
+    expected = tool.name if namespaced else f"{server}__{tool.name}"
+    if name != expected:  # sanitised or de-duplicated: say what it really is
         prefix = f"[MCP server {server!r}, tool {tool.name!r}]"
         description = f"{prefix} {description}".strip()
     return {

@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from itemloop.sandbox.computer import Computer
 
     from .mcp import McpTools
+    from .search.index import ToolIndex, ToolKey
 
 FunctionLike = FunctionTool | Callable[..., Any]
 _R = TypeVar("_R", bound=AbstractAsyncContextManager[Any])
@@ -85,8 +86,13 @@ class Toolset:
         self.mcp: McpTools | None = None
         self.executors: list[Executor] = []
         self._by_type: dict[str, Executor] = {}
-        self._by_name: dict[tuple[str, str], Executor] = {}
+        self._by_name: dict[tuple[str, str, str], Executor] = {}
+        """(call type, namespace or "", name) -> the executor of a named tool."""
         self._definitions: list[Item] = []
+        self.search: ToolIndex | None = None
+        """The deferred tools, when there are any: found through the `tool_search` tool."""
+        self.loaded: set[ToolKey] = set()
+        """Deferred tools a search has loaded in this run (namespace or None, name)."""
         self._stack: AsyncExitStack | None = None
 
     # -- lifecycle -------------------------------------------------------------
@@ -126,7 +132,9 @@ class Toolset:
         if c.mcp_servers:
             from .mcp import McpTools  # the mcp package is a large import
 
-            self.mcp = await stack.enter_async_context(McpTools(c.mcp_servers))
+            self.mcp = await stack.enter_async_context(
+                McpTools(c.mcp_servers, namespaces=c.mcp_namespaces)
+            )
             executors.append(self.mcp)
         if self._custom:
             executors.append(CustomExecutor(self._custom, default_timeout_s=c.tool_timeout_s))
@@ -182,17 +190,24 @@ class Toolset:
 
     def _route(self) -> None:
         by_type: dict[str, Executor] = {}
-        by_name: dict[tuple[str, str], Executor] = {}
+        by_name: dict[tuple[str, str, str], Executor] = {}
         definitions: list[Item] = []
+        deferred: list[Item] = []
+        defer_mcp = self._defer_mcp()
         for ex in self.executors:
             defs = ex.definitions()
-            definitions += defs
+            for d in defs:
+                is_mcp = ex is self.mcp
+                if d.get("defer_loading") or (is_mcp and defer_mcp(d)):
+                    deferred.append({k: v for k, v in d.items() if k != "defer_loading"})
+                else:
+                    definitions.append(d)
             for t in ex.item_types:
                 kind = KINDS.get(t)
                 if kind is not None and kind.named:
-                    for d in defs:
+                    for namespace, d in _named_tools(defs):
                         if kind_for_tool(str(d.get("type"))) is kind:
-                            by_name[(t, str(d.get("name", "")))] = ex
+                            by_name[(t, namespace, str(d.get("name", "")))] = ex
                 elif t in by_type:
                     raise ValueError(
                         f"two executors answer {t} items: {type(by_type[t]).__name__} and "
@@ -200,15 +215,55 @@ class Toolset:
                     )
                 else:
                     by_type[t] = ex
+        if deferred:
+            from .search.executor import ToolSearchExecutor
+            from .search.index import ToolIndex
+
+            self.search = ToolIndex(deferred)
+            searcher = ToolSearchExecutor(self.search, self.loaded.update)
+            self.executors.append(searcher)
+            by_type["tool_search_call"] = searcher
+            definitions += searcher.definitions()
         definitions += self.hosted
-        check_unique_names(definitions)
+        check_unique_names(definitions + deferred)
         self._by_type, self._by_name, self._definitions = by_type, by_name, definitions
 
+    def _defer_mcp(self) -> Callable[[Item], bool]:
+        """Which MCP tool definitions are deferred: by server, or all above the threshold."""
+        c = self.config
+        if self.mcp is None:
+            return lambda d: False
+        count = sum(len(d.get("tools", ())) or 1 for ex in self.executors for d in ex.definitions())
+        if "*" in c.mcp_defer or (c.defer_above is not None and count > c.defer_above):
+            return lambda d: True
+        servers = set(c.mcp_defer)
+        server_of = {name: conn.server.name for (_, name), (conn, _) in self.mcp.routes.items()}
+        return lambda d: (
+            (d.get("name") if d.get("type") == "namespace" else server_of.get(str(d.get("name"))))
+            in servers
+        )
+
     def definitions(self) -> list[Item]:
-        """The tool definitions sent to the model, in a stable order."""
+        """The tool definitions sent to the model up front, in a stable order
+        (deferred tools are left out: the `tool_search` tool finds them)."""
         if self._stack is None and not self._definitions:
             raise RuntimeError("enter the toolset (`async with Toolset(...)`) before using it")
         return list(self._definitions)
+
+    def definitions_for(self, history: Sequence[Item]) -> list[Item]:
+        """The definitions for a request with `history`: those sent up front, and the
+        deferred tools a search loaded whose `tool_search_output` is no longer in the
+        history (compaction removed it, or the run resumed from a journal)."""
+        if self.search is None or not self.loaded:
+            return self.definitions()
+        from .search.call import keys_of
+
+        present: set[ToolKey] = set()
+        for item in history:
+            if item.get("type") == "tool_search_output":
+                present.update(keys_of(item.get("tools") or []))
+        missing = [k for k in self.loaded if k not in present and k in self.search]
+        return self.definitions() + self.search.definitions(sorted(missing, key=str))
 
     def executor_for(self, call: Item) -> Executor | None:
         """The executor that answers `call`; None when no tool of this run does."""
@@ -216,7 +271,8 @@ class Toolset:
         if kind is None:
             return None
         if kind.named:
-            return self._by_name.get((kind.call_type, str(call.get("name", ""))))
+            key = (kind.call_type, str(call.get("namespace") or ""), str(call.get("name", "")))
+            return self._by_name.get(key)
         return self._by_type.get(kind.call_type)
 
     def unknown_tool_message(self, call: Item) -> str:
@@ -227,7 +283,9 @@ class Toolset:
         offered = self._offered()
         if kind is not None and kind.named:
             name = str(call.get("name", ""))
-            msg = f"error: there is no {label} named {name!r}"
+            namespace = call.get("namespace")
+            where = f" in namespace {namespace!r}" if namespace else ""
+            msg = f"error: there is no {label} named {name!r}{where}"
             other = offered.get(name)
             if other is not None:
                 msg += f"; {name!r} is {other}, not a {label}"
@@ -242,8 +300,14 @@ class Toolset:
     def _offered(self) -> dict[str, str]:
         """Every tool the model may call, by the name it would use -> what it is."""
         offered: dict[str, str] = {}
-        for d in self._definitions:
+        for namespace, d in _named_tools(self._definitions):
             tool_type = str(d.get("type", ""))
+            if namespace:
+                offered.setdefault(f"{namespace}.{d.get('name')}", f"a {tool_type} tool")
+                continue
+            if tool_type == "tool_search" and self.search is not None:
+                offered.setdefault("tool_search", f"finds {len(self.search)} more tools")
+                continue
             kind = kind_for_tool(tool_type)
             if kind is not None and kind.named:
                 offered.setdefault(str(d.get("name", "")), f"a {tool_type} tool")
@@ -253,6 +317,19 @@ class Toolset:
                 name = d.get("server_label") or d.get("name") or tool_type
                 offered.setdefault(str(name), f"a hosted {tool_type} tool")
         return offered
+
+
+def _named_tools(defs: Sequence[Item]) -> list[tuple[str, Item]]:
+    """(namespace or "", definition) of every tool in `defs`, namespaces opened up."""
+    out: list[tuple[str, Item]] = []
+    for d in defs:
+        if d.get("type") == "namespace":
+            for inner in d.get("tools") or ():
+                if isinstance(inner, dict):
+                    out.append((str(d.get("name", "")), inner))
+        else:
+            out.append(("", d))
+    return out
 
 
 def _sandbox_executor(name: str, sandbox: Sandbox, c: ToolsetConfig) -> Executor:
