@@ -130,23 +130,37 @@ class FunctionExecutor:
         tools: Iterable[FunctionTool | Callable[..., Any]],
         *,
         default_timeout_s: float | None = DEFAULT_TOOL_TIMEOUT_S,
+        namespace: str | None = None,
+        namespace_description: str = "",
     ) -> None:
+        """With `namespace`, the tools are offered as one `namespace` of that name
+        (calls then carry `namespace` beside `name`)."""
         described = [t if isinstance(t, FunctionTool) else function_tool(t) for t in tools]
         check_unique_names([t.definition() for t in described])
         self.tools = {t.name: t for t in described}
         self.default_timeout_s = default_timeout_s
+        self.namespace = namespace
+        self.namespace_description = namespace_description
 
     def definitions(self) -> list[Item]:
-        return [t.definition() for t in self.tools.values()]
+        defs = [t.definition() for t in self.tools.values()]
+        if self.namespace is None:
+            return defs
+        namespace: Item = {
+            "type": "namespace",
+            "name": self.namespace,
+            "description": self.namespace_description,
+            "tools": defs,
+        }
+        return [namespace]
 
     async def execute(self, call: Item) -> ExecResult:
         name = str(call.get("name", ""))
         text, ok = await self._run(name, call.get("arguments"))
-        return ExecResult(
-            output={"type": "function_call_output", "call_id": call_id_of(call), "output": text},
-            ok=ok,
-            summary="ok" if ok else summary_line(text),
-        )
+        out: Item = {"type": "function_call_output", "call_id": call_id_of(call), "output": text}
+        if self.namespace is not None:
+            out["namespace"] = self.namespace
+        return ExecResult(output=out, ok=ok, summary="ok" if ok else summary_line(text))
 
     async def _run(self, name: str, arguments: Any) -> tuple[Any, bool]:
         tool = self.tools.get(name)

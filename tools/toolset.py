@@ -25,7 +25,7 @@ model may call, by the name it would use.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self, TypeVar
@@ -55,6 +55,7 @@ class Toolset:
         config: ToolsetConfig | None = None,
         *,
         functions: Sequence[FunctionLike] = (),
+        function_groups: Mapping[str, tuple[str, Sequence[FunctionLike]]] | None = None,
         custom: Sequence[CustomTool] = (),
         executors: Sequence[Executor] = (),
         hosted: Sequence[Item] = (),
@@ -63,7 +64,8 @@ class Toolset:
         model_name: str = "",
         describe_only: bool = False,
     ) -> None:
-        """`sandbox` and `computer`, when given, replace the ones the config
+        """`function_groups` maps a namespace name to (its description, its functions).
+        `sandbox` and `computer`, when given, replace the ones the config
         describes; `hosted` tool definitions (web search, hosted MCP, ...) are
         sent as they are; `model_name` picks the computer tool type on `auto`.
         Without a `config`, the toolset holds only what is given: no built-ins
@@ -73,6 +75,7 @@ class Toolset:
         definitions, not for running calls."""
         self.config = config if config is not None else ToolsetConfig(builtins=())
         self._functions = list(functions)
+        self._groups = dict(function_groups or {})
         self._custom = list(custom)
         self._extra = list(executors)
         self.hosted = list(hosted)
@@ -129,6 +132,15 @@ class Toolset:
             functions += load_functions_file(path)
         if functions:
             executors.append(FunctionExecutor(functions, default_timeout_s=c.tool_timeout_s))
+        for name, (description, group) in self._groups.items():
+            executors.append(
+                FunctionExecutor(
+                    group,
+                    default_timeout_s=c.tool_timeout_s,
+                    namespace=name,
+                    namespace_description=description,
+                )
+            )
         if c.mcp_servers:
             from .mcp import McpTools  # the mcp package is a large import
 

@@ -144,3 +144,29 @@ async def test_a_malformed_search_gets_an_empty_answer_and_a_message() -> None:
         result = await searcher.execute(call)
     assert result.output["status"] == "incomplete" and result.output["tools"] == []
     assert not result.ok and result.notes and "JSON" in json.dumps(result.notes[0])
+
+
+def add(a: int, b: int) -> int:
+    """Add two integers."""
+    return a + b
+
+
+async def test_python_functions_grouped_in_a_namespace_are_routed_by_it() -> None:
+    from itemloop.runtime.dispatch import Dispatcher
+
+    toolset = Toolset(functions=[shout], function_groups={"math": ("Arithmetic.", [add])})
+    call = {**ns_call("c1", "math", "add", ""), "arguments": json.dumps({"a": 2, "b": 3})}
+    wrong = {**call, "call_id": "c2", "namespace": "text"}
+    async with toolset:
+        defs = toolset.definitions()
+        outs = await Dispatcher(toolset).run([call, wrong], lambda e: None)
+    assert [d["type"] for d in defs[:2]] == ["function", "namespace"]
+    assert defs[1]["name"] == "math" and [t["name"] for t in defs[1]["tools"]] == ["add"]
+    assert outs[0] == {
+        "type": "function_call_output",
+        "call_id": "c1",
+        "output": "5",
+        "namespace": "math",
+    }
+    assert "there is no function tool named 'add' in namespace 'text'" in outs[1]["output"]
+    assert "math.add (function tool)" in outs[1]["output"]
