@@ -33,6 +33,8 @@ def test_every_example_has_a_test() -> None:
         "compaction.py",
         "mcp_tools.py",  # tests/mcp/test_mcp_example.py
         "computer_use.py",  # tests/computer/
+        "tool_search.py",
+        "approvals.py",
     }
     assert {p.name for p in EXAMPLES.glob("*.py")} <= tested
 
@@ -67,3 +69,20 @@ def test_compaction_example() -> None:
     assert out.count("compacted (local)") >= 2
     assert "does not offer /responses/compact" in out
     assert "answer: Read 20 pages" in out
+
+
+def test_tool_search_example() -> None:
+    out = run_example("tool_search.py")
+    assert "sent up front: convert_units, tool_search" in out  # 38 deferred tools held back
+    assert 'tool_search: "tide times for a harbour" → 1 tool' in out
+    assert "tide_times: ok" in out
+
+
+@pytest.mark.bwrap
+def test_approvals_example() -> None:
+    out = run_example("approvals.py")
+    assert "c1 shell: exit 0" in out  # allowed by rule, not asked
+    assert "c2: approved by the example's approver" in out
+    assert "c3 shell: denied" in out and "asked: $ rm" not in out  # denied by rule
+    assert "c4: denied by the example's approver" in out
+    assert "workspace: greeting.txt" in out  # nothing moved, nothing deleted
