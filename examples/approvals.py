@@ -70,7 +70,8 @@ async def main() -> None:
                     print(f"{event.call_id} {event.name}: {event.summary}")
                 elif isinstance(event, RunFinished):
                     print(f"answer: {event.final_text}")
-        print("workspace:", ", ".join(sorted(p.name for p in Path(tmp).iterdir())))
+        names = sorted([p.name async for p in anyio.Path(tmp).iterdir()])
+        print("workspace:", ", ".join(names))
 
 
 if __name__ == "__main__":
