@@ -55,6 +55,21 @@ def other_pairs(n: int) -> list[dict[str, Any]]:
             "call_id": f"cu{n}",
             "output": {"type": "computer_screenshot", "image_url": BLANK_PNG},
         },
+        {
+            "type": "tool_search_call",
+            "id": f"ts_{n}",
+            "call_id": f"ts{n}",
+            "execution": "client",
+            "arguments": {"query": "parse a file"},
+            "status": "completed",
+        },
+        {
+            "type": "tool_search_output",
+            "call_id": f"ts{n}",
+            "execution": "client",
+            "status": "completed",
+            "tools": [],
+        },
     ]
 
 
