@@ -1,0 +1,1 @@
+"""The policy engine of approvals (issue 11): which calls run, which ask, which are denied."""
