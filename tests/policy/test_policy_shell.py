@@ -139,6 +139,10 @@ def test_assignments_are_kept() -> None:
     script = parse_script("PATH=. ls; X=1")
     cmds = {c.argv: c.assignments for c in script.commands}
     assert cmds == {("ls",): ("PATH",), (): ("X",)}
+    # before a shell, they hold for every command of its script
+    script = parse_script("PATH=. bash -c 'ls; Y=2 cat'")
+    cmds = {c.argv: c.assignments for c in script.commands}
+    assert cmds == {("ls",): ("PATH",), ("cat",): ("PATH", "Y")}
 
 
 @pytest.mark.parametrize(

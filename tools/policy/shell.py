@@ -29,8 +29,9 @@ literal words only; `readonly.py` uses the two flags.
 Also unwrapped: `sh|bash|dash|zsh -c SCRIPT` (and `-lc`) with a literal
 script is replaced by the script's own parts, so `bash -lc "ls && rm x"` is
 decided as `ls` and `rm x`. Variable assignments before a command (`PATH=.
-ls`) are kept as `assignments`; alone (`PATH=.`) they are a part with an empty
-argv, which no rule matches.
+ls`) are kept as `assignments` (before `bash -c`, on every command of its
+script); alone (`PATH=.`) they are a part with an empty argv, which no rule
+matches.
 
 Writes. `>`, `>>`, `>|`, `&>`, `&>>` and `>& FILE` to a file are `Write`
 parts; `/dev/null`, `/dev/stdout`, `/dev/stderr` and descriptor duplications
@@ -439,7 +440,7 @@ class _Walker:
         if words and words[0].literal and words[0].text in _CWD_COMMANDS:
             self.changes_dir = True
         script = _shell_script(words)
-        if script is not None and not names:
+        if script is not None:
             if self.unwrap >= MAX_UNWRAP:
                 raise _Unparsable(f"more than {MAX_UNWRAP} nested `sh -c` levels")
             inner = _parse(script, self.cwd, unwrap=self.unwrap + 1)
@@ -448,7 +449,7 @@ class _Walker:
             via = (*within, f"{words[0].text} {words[1].text}")
             for p in inner.parts:
                 self._add(
-                    Command(p.words, p.assignments, via + p.within)
+                    Command(p.words, names + p.assignments, via + p.within)
                     if isinstance(p, Command)
                     else Write(p.target, p.operator, p.path, via + p.within)
                 )
