@@ -5,7 +5,8 @@ is a flag that makes it write or execute: `find -exec/-execdir/-ok/-okdir/
 -delete/-fprint*/-fls`, `rg --pre/--hostname-bin/-z`, `sort -o/--output/
 --compress-program`, `git diff --output/--ext-diff/--textconv`, `sed -i` or a
 sed script other than line printing, `fd -x/-X`, `tree -o`, `file -C`, `date
--s`, a second operand to `uniq`/`xxd` (their output file), and so on below.
+-s`, `printf -v`, a second operand to `uniq`/`xxd` (their output file), and
+so on below.
 
 The check is on the argv, conservatively:
 
@@ -90,7 +91,7 @@ FLAGGED: dict[str, Flags] = {
     "rg": Flags(short="z", long=("--pre", "--hostname-bin", "--search-zip")),
     "sort": Flags(short="o", long=("--output", "--compress-program")),
     "fd": Flags(short="xX", long=("--exec", "--exec-batch")),
-    "tree": Flags(short="o", long=("--output",)),
+    "tree": Flags(short="oR", long=("--output",)),  # -R reruns tree with -o in every directory
     "file": Flags(short="C", long=("--compile",)),
     "date": Flags(short="s", long=("--set",)),
     "uniq": Flags(max_operands=1, values="fsw"),
