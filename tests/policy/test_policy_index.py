@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from itemloop.tools.policy import Action, Policy, Rule
 from itemloop.tools.policy.request import ComputerSubject, PatchSubject, ToolSubject
 from itemloop.tools.policy.rules import Part
-from itemloop.tools.policy.shell import Command, Word
+from itemloop.tools.policy.shell import Command, Word, Write
 
 actions = st.sampled_from(list(Action))
 words = st.sampled_from(["git", "rm", "ls", "status", "push", "-f", "x", "/bin/rm", "./ls"])
@@ -41,7 +41,10 @@ def rules(draw: st.DrawFn) -> Rule:
 
 @st.composite
 def parts(draw: st.DrawFn) -> Part:
-    kind = draw(st.sampled_from(["command", "patch", "computer", "function", "mcp"]))
+    kind = draw(st.sampled_from(["command", "write", "patch", "computer", "function", "mcp"]))
+    if kind == "write":
+        path = "/".join(draw(st.lists(segments, min_size=1, max_size=4)))
+        return Write(Word(path), ">", path)
     if kind == "command":
         argv = draw(st.lists(words, min_size=1, max_size=4))
         dynamic = draw(st.sets(st.integers(0, 3)))
@@ -65,7 +68,7 @@ def indexed(policy: Policy, part: Part) -> Rule | None:
     from itemloop.tools.policy.request import ApprovalRequest, CommandSubject
     from itemloop.tools.policy.shell import Script
 
-    if isinstance(part, Command):
+    if isinstance(part, Command | Write):
         subject: object = CommandSubject(Script("", (part,)))
     else:
         subject = part

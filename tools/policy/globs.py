@@ -23,7 +23,9 @@ order.
 from __future__ import annotations
 
 import fnmatch
+import heapq
 import re
+from collections.abc import Iterator
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -110,8 +112,8 @@ def name_regex(pattern: str) -> re.Pattern[str]:
 class AffixIndex(Generic[T]):
     """Items keyed by a literal prefix or suffix of their glob.
 
-    `candidates(text)` returns every item whose glob may match `text` (a
-    superset: the caller still matches each), in insertion order.
+    `candidates(text)` yields every item whose glob may match `text` (a
+    superset: the caller still matches each), in insertion order, lazily.
     """
 
     def __init__(self) -> None:
@@ -140,18 +142,19 @@ class AffixIndex(Generic[T]):
             if len(suffix) not in self._suffix_lengths:
                 self._suffix_lengths.append(len(suffix))
 
-    def candidates(self, text: str) -> list[T]:
-        found: list[tuple[int, T]] = list(self._always)
+    def candidates(self, text: str) -> Iterator[T]:
+        lists: list[list[tuple[int, T]]] = [self._always] if self._always else []
         n = len(text)
         for k in self._prefix_lengths:
-            if k <= n:
-                found += self._prefix.get(text[:k], ())
+            if k <= n and (found := self._prefix.get(text[:k])) is not None:
+                lists.append(found)
         for k in self._suffix_lengths:
-            if k <= n:
-                found += self._suffix.get(text[n - k :], ())
-        if len(found) > 1:
-            found.sort(key=_first)
-        return [item for _, item in found]
+            if k <= n and (found := self._suffix.get(text[n - k :])) is not None:
+                lists.append(found)
+        if len(lists) == 1:
+            return (item for _, item in lists[0])
+        # Each list is in insertion order; merged lazily, a caller's first match stops it.
+        return (item for _, item in heapq.merge(*lists, key=_first))
 
 
 def _first(entry: tuple[int, object]) -> int:

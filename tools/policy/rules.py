@@ -52,8 +52,9 @@ test a linear scan would make).
 
 from __future__ import annotations
 
+import heapq
 import posixpath
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
@@ -107,6 +108,8 @@ class Grants:
 
     def meet(self, other: Grants) -> Grants:
         """What both grant."""
+        if not self or not other:
+            return NO_GRANTS
         return Grants(
             self.network and other.network, tuple(p for p in self.writable if p in other.writable)
         )
@@ -377,22 +380,20 @@ class Decision:
 def _combine(leaves: list[Decision]) -> Decision:
     if len(leaves) == 1:
         return leaves[0]
-    worst = max(leaves, key=lambda d: d.action.severity)  # max keeps the first of equals
+    worst = leaves[0]
     grants: Grants | None = None
     for d in leaves:
-        if d.by == READ_ONLY:
+        if d.action.severity > worst.action.severity:
+            worst = d
+        if d.by is READ_ONLY:
             continue  # reads use no permission: they take none away
         grants = d.grants if grants is None else grants.meet(d.grants)
-    return replace(worst, grants=grants or NO_GRANTS, parts=tuple(leaves))
+    return Decision(
+        worst.action, worst.by, worst.subject, worst.rule, grants or NO_GRANTS, tuple(leaves)
+    )
 
 
 # -- the policy ----------------------------------------------------------------------
-
-
-@dataclass(slots=True)
-class _Node:
-    rules: list[tuple[int, Rule]] = field(default_factory=list)
-    children: dict[str, _Node] = field(default_factory=dict)
 
 
 class Policy:
@@ -508,31 +509,32 @@ class Policy:
                 return
             for p in s.script.parts:
                 out.append(self._command(p) if isinstance(p, Command) else self._write(p))
-        elif isinstance(s, MalformedSubject):
-            out.append(self._unchecked(s, s.error))
         elif isinstance(s, PatchSubject):
-            out.append(self._decide(s, "patch", self._first_patch(s.path, s)))
+            out.append(self._decide(s, "patch", _first(self._patches.candidates(s.path), s)))
         elif isinstance(s, ComputerSubject):
-            rule = self._first(self._computer_exact.get(s.action, []), self._computer_any, s)
-            if rule is None and self.preset.reads and s.action in READ_ACTIONS:
+            found = _first(_merge(self._computer_exact.get(s.action, ()), self._computer_any), s)
+            if found is None and self.preset.reads and s.action in READ_ACTIONS:
                 out.append(Decision(Action.ALLOW, "the untrusted preset: a computer read", s))
                 return
-            out.append(self._decide(s, "computer", rule))
+            out.append(self._decide(s, "computer", found))
         elif isinstance(s, ToolSubject):
             if s.kind == "mcp":
-                rule = self._first(self._mcp.candidates(s.server), (), s)
+                found = _first(self._mcp.candidates(s.server), s)
             else:
                 index = self._function if s.kind == "function" else self._custom
-                rule = self._first(index.candidates(s.name), (), s)
-            out.append(self._decide(s, s.kind, rule))
+                found = _first(index.candidates(s.name), s)
+            out.append(self._decide(s, s.kind, found))
+        elif isinstance(s, McpApprovalSubject):
+            found = _first(self._mcp_approval.candidates(s.server), s)
+            out.append(self._decide(s, "mcp_approval", found))
         else:
-            rule = self._first(self._mcp_approval.candidates(s.server), (), s)
-            out.append(self._decide(s, "mcp_approval", rule))
+            out.append(self._unchecked(s, s.error))
 
-    def _decide(self, part: Decided, kind: Kind, rule: Rule | None) -> Decision:
-        if rule is not None:
-            return Decision(rule.action, rule.describe(), part, rule, rule.grants)
-        return Decision(self.defaults[kind], f"the default for {KIND_LABELS[kind]}", part)
+    def _decide(self, part: Decided, kind: Kind, found: _Entry | None) -> Decision:
+        if found is not None:
+            rule = found.rule
+            return Decision(rule.action, found.label, part, rule, found.grants)
+        return Decision(self.defaults[kind], _DEFAULT_LABELS[kind], part)
 
     def _unchecked(self, part: Decided, why: str) -> Decision:
         return Decision(self.preset.unparsable, f"the {self.approval} preset ({why})", part)
@@ -542,29 +544,30 @@ class Policy:
             return self._decide(cmd, "command", None)
         if not cmd.words[0].literal:
             return self._unchecked(cmd, "the command name is not literal")
-        rule = self._first_command(cmd)
-        if rule is None and self.preset.reads and is_read_only(cmd):
+        found = self._first_command(cmd)
+        if found is None and self.preset.reads and is_read_only(cmd):
             return Decision(Action.ALLOW, READ_ONLY, cmd)
-        return self._decide(cmd, "command", rule)
+        return self._decide(cmd, "command", found)
 
     def _write(self, w: Write) -> Decision:
         if w.path is None:
             return self._unchecked(w, "the file it writes is not known")
-        return self._decide(w, "patch", self._first_patch(w.path, w))
+        found = _first(self._patches.candidates(w.path), PatchSubject(WRITE_OPERATION, w.path))
+        return self._decide(w, "patch", found)
 
     # -- the index ---------------------------------------------------------------------
 
     def _index(self) -> None:
         self._commands = _Node()
-        self._patches: AffixIndex[tuple[int, Rule]] = AffixIndex()
-        self._computer_exact: dict[str, list[tuple[int, Rule]]] = {}
-        self._computer_any: list[tuple[int, Rule]] = []
-        self._function: AffixIndex[tuple[int, Rule]] = AffixIndex()
-        self._custom: AffixIndex[tuple[int, Rule]] = AffixIndex()
-        self._mcp: AffixIndex[tuple[int, Rule]] = AffixIndex()
-        self._mcp_approval: AffixIndex[tuple[int, Rule]] = AffixIndex()
+        self._patches: AffixIndex[_Entry] = AffixIndex()
+        self._computer_exact: dict[str, list[_Entry]] = {}
+        self._computer_any: list[_Entry] = []
+        self._function: AffixIndex[_Entry] = AffixIndex()
+        self._custom: AffixIndex[_Entry] = AffixIndex()
+        self._mcp: AffixIndex[_Entry] = AffixIndex()
+        self._mcp_approval: AffixIndex[_Entry] = AffixIndex()
         for i, r in enumerate(self.rules):
-            entry = (i, r)
+            entry = _Entry(i, r, _matcher(r), r.describe(), r.grants)
             if r.command is not None:
                 node = self._commands
                 for word in r.command:
@@ -573,10 +576,10 @@ class Policy:
             elif r.patch is not None:
                 self._patches.add(r.patch, entry)
             elif r.computer is not None:
-                for t in r.computer:
-                    if any(ch in t for ch in "*?["):
-                        self._computer_any.append(entry)
-                    else:
+                if any(any(ch in t for ch in "*?[") for t in r.computer):
+                    self._computer_any.append(entry)
+                else:
+                    for t in dict.fromkeys(r.computer):
                         self._computer_exact.setdefault(t, []).append(entry)
             elif r.function is not None:
                 self._function.add(r.function, entry)
@@ -587,25 +590,9 @@ class Policy:
             elif r.mcp_approval is not None:
                 self._mcp_approval.add(r.mcp_approval, entry)
 
-    @staticmethod
-    def _first(
-        candidates: Sequence[tuple[int, Rule]], more: Sequence[tuple[int, Rule]], part: Part
-    ) -> Rule | None:
-        best: tuple[int, Rule] | None = None
-        for group in (candidates, more):
-            for entry in group:  # each group is in rule order
-                if best is not None and entry[0] >= best[0]:
-                    break
-                if entry[1].matches(part):
-                    best = entry
-                    break
-        return best[1] if best is not None else None
-
-    def _first_patch(self, path: str, part: Part) -> Rule | None:
-        return self._first(self._patches.candidates(path), (), part)
-
-    def _first_command(self, cmd: Command) -> Rule | None:
-        lists: list[list[tuple[int, Rule]]] = []
+    def _first_command(self, cmd: Command) -> _Entry | None:
+        # The rules met walking down the trie all have a prefix of the argv.
+        lists: list[list[_Entry]] = []
         node = self._commands
         for w in cmd.words:
             if not w.literal:
@@ -618,25 +605,99 @@ class Policy:
                 lists.append(node.rules)
         name = cmd.words[0].text
         if "/" in name:  # deny and ask rules naming the program also catch it by path
-            node = self._commands.children.get(posixpath.basename(name), _Node())
-            tail = cmd.words[1:]
-            if node.rules:
-                lists.append(node.rules)
-            for w in tail:
-                if not w.literal or w.text not in node.children:
+            base = self._commands.children.get(posixpath.basename(name))
+            rest = iter(cmd.words[1:])
+            while base is not None:
+                if base.rules:
+                    lists.append(base.rules)
+                nxt = next(rest, None)
+                if nxt is None or not nxt.literal:
                     break
-                node = node.children[w.text]
-                if node.rules:
-                    lists.append(node.rules)
-        best: tuple[int, Rule] | None = None
-        for group in lists:
-            for entry in group:
-                if best is not None and entry[0] >= best[0]:
-                    break
-                if entry[1].matches(cmd):
-                    best = entry
-                    break
-        return best[1] if best is not None else None
+                base = base.children.get(nxt.text)
+        return _first(_merge(*lists), cmd)
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    """A rule in the index: its place, its compiled test, its label."""
+
+    order: int
+    rule: Rule
+    test: Callable[[Part], bool]
+    label: str
+    grants: Grants
+
+
+@dataclass(slots=True)
+class _Node:
+    rules: list[_Entry] = field(default_factory=list)
+    children: dict[str, _Node] = field(default_factory=dict)
+
+
+_DEFAULT_LABELS: dict[str, str] = {k: f"the default for {v}" for k, v in KIND_LABELS.items()}
+
+
+def _first(candidates: Iterable[_Entry], part: Part) -> _Entry | None:
+    """The first candidate (in rule order) whose rule matches `part`."""
+    for entry in candidates:
+        if entry.test(part):
+            return entry
+    return None
+
+
+def _merge(*lists: Sequence[_Entry]) -> Iterable[_Entry]:
+    """Lists each in rule order -> one iterable in rule order (lazily: the first match stops it)."""
+    nonempty = [x for x in lists if x]
+    if len(nonempty) <= 1:
+        return nonempty[0] if nonempty else ()
+    return heapq.merge(*nonempty, key=_order)
+
+
+def _order(e: _Entry) -> int:
+    return e.order
+
+
+def _matcher(r: Rule) -> Callable[[Part], bool]:
+    """`r.matches`, specialised to its kind with its globs compiled (the index's test)."""
+    if r.patch is not None:
+        path_re, ops = _path(r.patch), frozenset(r.operations)
+
+        def patch(part: Part) -> bool:
+            assert isinstance(part, PatchSubject)
+            return (not ops or part.operation in ops) and path_re.fullmatch(part.path) is not None
+
+        return patch
+    if r.computer is not None:
+        types = [_name(t) for t in r.computer]
+        domain = _name(r.domain) if r.domain is not None else None
+
+        def computer(part: Part) -> bool:
+            assert isinstance(part, ComputerSubject)
+            if not any(t.fullmatch(part.action) for t in types):
+                return False
+            return domain is None or (part.domain is not None and domain.fullmatch(part.domain))
+
+        return computer
+    if r.function is not None or r.custom is not None:
+        name_re = _name(r.function if r.function is not None else str(r.custom))
+
+        def tool_name(part: Part) -> bool:
+            assert isinstance(part, ToolSubject)
+            return name_re.fullmatch(part.name) is not None
+
+        return tool_name
+    if r.mcp is not None or r.mcp_approval is not None:
+        server_re = _name(r.mcp if r.mcp is not None else str(r.mcp_approval))
+        tool_re = _name(r.tool) if r.tool is not None else None
+
+        def server_tool(part: Part) -> bool:
+            assert isinstance(part, ToolSubject | McpApprovalSubject)
+            return server_re.fullmatch(part.server) is not None and (
+                tool_re is None or tool_re.fullmatch(part.tool) is not None
+            )
+
+        return server_tool
+    return r.matches  # commands: a short word-by-word comparison already
 
 
 def always_rule(decision: Decision) -> Rule | None:
