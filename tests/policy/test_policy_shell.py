@@ -189,3 +189,10 @@ def test_argv_of_a_shell_is_parsed() -> None:
 def test_argv_env_is_an_assignment() -> None:
     (cmd,) = parse_argv(["ls"], env=["PATH"]).commands
     assert cmd == Command(cmd.words, ("PATH",))
+
+
+@pytest.mark.parametrize("source", ["echo \ud800 x", "rm \ud800\udc00", "ls \udcff"])
+def test_text_that_is_not_unicode_is_unparsable_not_a_crash(source: str) -> None:
+    # JSON lets the model send lone surrogates; no shell can be given them as text.
+    assert "not valid" in (parse_script(source).error or "")
+    assert "not valid" in (parse_argv(["ls", source]).error or "")

@@ -197,8 +197,10 @@ def parse_argv(argv: Sequence[str], *, env: Sequence[str] = (), cwd: str | None 
     source = " ".join(_show(a) for a in argv)
     if "\0" in source:
         return Script(source, error="an argument contains a NUL byte")
+    if _encoded(source) is None:
+        return Script(source, error=_NOT_TEXT)
     words = tuple(Word.of(a) for a in argv)
-    w = _Walker(source.encode(), cwd, unwrap=0)
+    w = _Walker(b"", cwd, unwrap=0)
     try:
         w.add_command(words, tuple(env), ())
     except _Unparsable as e:
@@ -211,7 +213,9 @@ def _parse(source: str, cwd: str | None, *, unwrap: int) -> Script:
         return Script(source, error=f"the command is longer than {MAX_SCRIPT_CHARS:,} characters")
     if "\0" in source:
         return Script(source, error="the command contains a NUL byte")
-    data = source.encode("utf-8", "surrogateescape")
+    data = _encoded(source)
+    if data is None:
+        return Script(source, error=_NOT_TEXT)
     tree = _parser().parse(data)
     root = tree.root_node
     if root.has_error:
@@ -222,6 +226,17 @@ def _parse(source: str, cwd: str | None, *, unwrap: int) -> Script:
     except _Unparsable as e:
         return Script(source, error=str(e))
     return Script(source, tuple(w.finish()))
+
+
+_NOT_TEXT = "the command is not valid text (a lone surrogate: no shell can be given it)"
+
+
+def _encoded(source: str) -> bytes | None:
+    """UTF-8, or None for a string with lone surrogates (JSON allows them)."""
+    try:
+        return source.encode("utf-8")
+    except UnicodeEncodeError:
+        return None
 
 
 def _error_text(root: Node, data: bytes) -> str:
