@@ -70,6 +70,17 @@ def test_the_example_file_loads_and_decides() -> None:
     assert policy.decide(request_for(patch("update_file", "sub/.git/config"))).action is Action.DENY
 
 
+def test_the_format_documented_in_the_package_is_a_valid_policy() -> None:
+    import itemloop.tools.policy as package
+
+    doc = package.__doc__ or ""
+    block = doc[doc.index("    approval = ") : doc.index("Every rule has")]
+    text = "\n".join(line[4:] for line in block.splitlines())
+    policy = Policy.from_toml(text)
+    assert len(policy.rules) == 9
+    assert policy.decide(request_for(shell("git push"))).action is Action.DENY
+
+
 def test_from_toml_is_the_same_without_a_file() -> None:
     policy = Policy.from_toml(GOOD, source="inline")
     assert policy.decide(request_for(shell("rm x"))).by == "rule 1 of inline: rm"

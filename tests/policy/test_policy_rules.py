@@ -425,3 +425,9 @@ def test_rules_are_checked_when_built() -> None:
     with pytest.raises(ValueError, match="never, untrusted, on-request"):
         Policy(approval="sometimes")
     assert Rule("deny", command=["rm"]).action is DENY  # type: ignore[arg-type]
+
+
+def test_a_message_quotes_a_long_command_briefly() -> None:
+    d = ONLY_LS.decide(request_for(shell("ls '" + "x" * 100_000)))  # unparsable: all of it
+    assert d.action is ASK
+    assert len(str(d)) < 400 and "characters)" in str(d)

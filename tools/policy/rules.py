@@ -350,6 +350,8 @@ Decided = Part | CommandSubject | MalformedSubject
 """What a decision is about: one part, or a whole command that cannot be parsed."""
 
 READ_ONLY = "the untrusted preset: a known read-only command"
+SHOWN_SUBJECT_CHARS = 200
+"""A decision's message quotes at most this much of what it is about."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -372,7 +374,12 @@ class Decision:
 
     def __str__(self) -> str:
         """ "`rm -rf x` denied by rule 3 of policy.toml: rm (reason)"."""
-        what = f"`{self.subject}` " if self.subject is not None else ""
+        what = ""
+        if self.subject is not None:
+            text = str(self.subject)
+            if len(text) > SHOWN_SUBJECT_CHARS:  # a here-doc, a 256 KiB command
+                text = text[:SHOWN_SUBJECT_CHARS] + f"… ({len(text):,} characters)"
+            what = f"`{text}` "
         why = f" ({self.reason})" if self.reason else ""
         return f"{what}{self.action.past} by {self.by}{why}"
 
