@@ -431,3 +431,13 @@ def test_a_message_quotes_a_long_command_briefly() -> None:
     d = ONLY_LS.decide(request_for(shell("ls '" + "x" * 100_000)))  # unparsable: all of it
     assert d.action is ASK
     assert len(str(d)) < 400 and "characters)" in str(d)
+
+
+def test_what_cannot_be_checked_is_never_treated_better_than_the_default() -> None:
+    strict = Policy([Rule(ALLOW, command=("ls",))], approval="never", defaults={"command": "deny"})
+    assert strict.decide(request_for(shell("ls"))).action is ALLOW
+    for command in ["ls 'x", "$CMD"]:
+        assert strict.decide(request_for(shell(command))).action is DENY, command
+    malformed = {"type": "shell_call", "call_id": "c", "action": {}}
+    assert strict.decide(request_for(malformed)).action is DENY
+    assert Policy(approval="on-request").decide(request_for(shell("ls 'x"))).action is ASK

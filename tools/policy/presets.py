@@ -9,7 +9,8 @@
 `never` is today's behaviour: everything runs, bounded by the sandbox; the
 policy's own rules still apply (a `deny` rule denies). `untrusted` runs only
 what reads; `on-request` runs what the policy's allow rules name and asks
-about the rest. A policy's `[defaults]` override its preset's, kind by kind.
+about the rest. A policy's `[defaults]` override its preset's, kind by kind
+(and a default more severe than the last column applies there too).
 """
 
 from __future__ import annotations

@@ -15,7 +15,9 @@ the first rule (in order) that matches it, else the preset's built-in
 reads (`untrusted`), else the policy's default for its kind. A part the
 policy cannot check (an unparsable command, a command name that is not
 literal, a write whose target is unknown, a malformed call) gets the
-preset's answer for that (`ask`, `allow` under `never`). The call's
+preset's answer for that (`ask`, `allow` under `never`), or its kind's
+default when that is more severe (`[defaults] command = "deny"` denies
+what cannot be parsed). The call's
 decision is the most severe of its parts' (deny > ask > allow), naming the
 first part that has it and what decided it; `parts` holds them all.
 
@@ -504,15 +506,16 @@ class Policy:
             return Decision(Action.ALLOW, "the never preset")
         leaves: list[Decision] = []
         for s in request.subjects:
-            self._subject(s, leaves)
+            self._subject(s, leaves, request.call_type)
         if not leaves:
             return Decision(Action.ALLOW, "the policy: the call runs nothing")
         return _combine(leaves)
 
-    def _subject(self, s: Subject, out: list[Decision]) -> None:
+    def _subject(self, s: Subject, out: list[Decision], call_type: str) -> None:
         if isinstance(s, CommandSubject):
             if s.script.error is not None:
-                out.append(self._unchecked(s, f"the command cannot be parsed: {s.script.error}"))
+                why = f"the command cannot be parsed: {s.script.error}"
+                out.append(self._unchecked(s, why, "command"))
                 return
             for p in s.script.parts:
                 out.append(self._command(p) if isinstance(p, Command) else self._write(p))
@@ -535,7 +538,7 @@ class Policy:
             found = _first(self._mcp_approval.candidates(s.server), s)
             out.append(self._decide(s, "mcp_approval", found))
         else:
-            out.append(self._unchecked(s, s.error))
+            out.append(self._unchecked(s, s.error, _CALL_KINDS.get(call_type)))
 
     def _decide(self, part: Decided, kind: Kind, found: _Entry | None) -> Decision:
         if found is not None:
@@ -543,14 +546,20 @@ class Policy:
             return Decision(rule.action, found.label, part, rule, found.grants)
         return Decision(self.defaults[kind], _DEFAULT_LABELS[kind], part)
 
-    def _unchecked(self, part: Decided, why: str) -> Decision:
-        return Decision(self.preset.unparsable, f"the {self.approval} preset ({why})", part)
+    def _unchecked(self, part: Decided, why: str, kind: Kind | None) -> Decision:
+        """What cannot be checked gets the preset's answer for that, or the kind's
+        default if that is more severe: never better than what no rule names."""
+        action = self.preset.unparsable
+        default = self.defaults[kind] if kind is not None else action
+        if default.severity > action.severity:
+            return Decision(default, f"{_DEFAULT_LABELS[str(kind)]} ({why})", part)
+        return Decision(action, f"the {self.approval} preset ({why})", part)
 
     def _command(self, cmd: Command) -> Decision:
         if not cmd.words:  # a bare assignment: no rule names it
             return self._decide(cmd, "command", None)
         if not cmd.words[0].literal:
-            return self._unchecked(cmd, "the command name is not literal")
+            return self._unchecked(cmd, "the command name is not literal", "command")
         found = self._first_command(cmd)
         if found is None and self.preset.reads and is_read_only(cmd):
             return Decision(Action.ALLOW, READ_ONLY, cmd)
@@ -558,7 +567,7 @@ class Policy:
 
     def _write(self, w: Write) -> Decision:
         if w.path is None:
-            return self._unchecked(w, "the file it writes is not known")
+            return self._unchecked(w, "the file it writes is not known", "patch")
         found = _first(self._patches.candidates(w.path), PatchSubject(WRITE_OPERATION, w.path))
         return self._decide(w, "patch", found)
 
@@ -642,6 +651,15 @@ class _Node:
 
 
 _DEFAULT_LABELS: dict[str, str] = {k: f"the default for {v}" for k, v in KIND_LABELS.items()}
+_CALL_KINDS: dict[str, Kind] = {
+    "shell_call": "command",
+    "local_shell_call": "command",
+    "apply_patch_call": "patch",
+    "computer_call": "computer",
+    "function_call": "function",
+    "custom_tool_call": "custom",
+    "mcp_approval_request": "mcp_approval",
+}
 
 
 def _first(candidates: Iterable[_Entry], part: Part) -> _Entry | None:
