@@ -56,11 +56,11 @@ from __future__ import annotations
 
 import heapq
 import posixpath
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
 
 from .globs import AffixIndex, name_regex, path_regex
 from .presets import (
@@ -232,12 +232,12 @@ Part = Command | Write | PatchSubject | ComputerSubject | ToolSubject | McpAppro
 
 
 @lru_cache(maxsize=8192)
-def _name(pattern: str) -> Any:
+def _name(pattern: str) -> re.Pattern[str]:
     return name_regex(pattern)
 
 
 @lru_cache(maxsize=8192)
-def _path(pattern: str) -> Any:
+def _path(pattern: str) -> re.Pattern[str]:
     return path_regex(pattern)
 
 
@@ -700,7 +700,9 @@ def _matcher(r: Rule) -> Callable[[Part], bool]:
             assert isinstance(part, ComputerSubject)
             if not any(t.fullmatch(part.action) for t in types):
                 return False
-            return domain is None or (part.domain is not None and domain.fullmatch(part.domain))
+            return domain is None or (
+                part.domain is not None and domain.fullmatch(part.domain) is not None
+            )
 
         return computer
     if r.function is not None or r.custom is not None:
