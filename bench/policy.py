@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from itemloop.tools.items import Item
-from itemloop.tools.policy import Action, ApprovalRequest, Policy, Rule, parse_script, request_for
+from itemloop.tools.policy import Action, Policy, PolicyRequest, Rule, parse_script, request_for
 from itemloop.tools.policy.rules import Part
 from itemloop.tools.policy.shell import Command, Write
 
@@ -116,12 +116,12 @@ def calls(rng: random.Random) -> dict[str, list[Item]]:
     return out
 
 
-def build(items: list[Item]) -> list[ApprovalRequest]:
+def build(items: list[Item]) -> list[PolicyRequest]:
     """The requests, built (and shell commands parsed) before any timing."""
     return [request_for(c, mcp_tools=MCP_TOOLS, domain="www.site3.com") for c in items]
 
 
-def linear_decide(rules: Sequence[Rule], request: ApprovalRequest) -> list[Rule | None]:
+def linear_decide(rules: Sequence[Rule], request: PolicyRequest) -> list[Rule | None]:
     """The reference: every part against every rule in order, first match."""
     parts: list[Part] = []
     for s in request.subjects:
@@ -134,7 +134,7 @@ def linear_decide(rules: Sequence[Rule], request: ApprovalRequest) -> list[Rule 
 
 
 def per_call_us(
-    fn: Callable[[ApprovalRequest], object], requests: list[ApprovalRequest], n: int = 20
+    fn: Callable[[PolicyRequest], object], requests: list[PolicyRequest], n: int = 20
 ) -> float:
     """Median over requests of the time of one call, each timed over a batch of `n`."""
     times = []
@@ -158,7 +158,7 @@ def decision_table(rng: random.Random) -> tuple[str, float]:
         f"| call ({N_RULES:,} rules) | `Policy.decide`, median µs | linear scan, median µs |",
         "| --- | ---: | ---: |",
     ]
-    everything: list[ApprovalRequest] = []
+    everything: list[PolicyRequest] = []
     for kind, reqs in by_kind.items():
         everything += reqs
         idx = per_call_us(policy.decide, reqs)
@@ -171,7 +171,7 @@ def decision_table(rng: random.Random) -> tuple[str, float]:
 
 
 def adversarial_table(rng: random.Random) -> str:
-    def some(make: Callable[[int], Item]) -> list[ApprovalRequest]:
+    def some(make: Callable[[int], Item]) -> list[PolicyRequest]:
         return build([make(rng.randrange(1200)) for _ in range(50)])
 
     cases = [

@@ -21,9 +21,12 @@ import json
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from itemloop.tools.items import Item, call_id_of, call_name
+
+if TYPE_CHECKING:
+    from itemloop.tools.policy import Grants
 
 Verdict = Literal["allow", "ask", "deny"]
 
@@ -36,6 +39,8 @@ class GateResult:
     by: str
     """E.g. `rule 3 of policy.toml (rm)`, or `the default for shell commands`."""
     reason: str | None = None
+    grants: Grants | None = None
+    """Sandbox permissions the deciding rule grants to this call (network, writable paths)."""
 
 
 class Gate(Protocol):

@@ -136,6 +136,26 @@ def _add_sandbox_flags(
     )
 
 
+def _add_approval_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("approvals")
+    g.add_argument(
+        "--policy",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="approval policy (TOML): which calls run, ask or are denied "
+        "(never read from where the sandbox can write)",
+    )
+    g.add_argument(
+        "--approval",
+        choices=("never", "untrusted", "on-request"),
+        default=None,
+        help="never: run every call; untrusted: only known read-only commands run "
+        "without asking; on-request: all but the policy's allow rules ask "
+        "(default: the policy file's, else never, or untrusted with --sandbox host)",
+    )
+
+
 def _add_computer_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("computer use (--tools computer)")
     g.add_argument(
@@ -346,6 +366,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     loop.add_argument("--json", action="store_true", help="print events as JSON lines")
     _add_tool_flags(run)
+    _add_approval_flags(run)
     _add_computer_flags(run)
     _add_sandbox_flags(run)
 
@@ -358,6 +379,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="read items from FILE instead of stdin (JSON lines, or one Response JSON)",
     )
     _add_tool_flags(ex)
+    _add_approval_flags(ex)
     _add_computer_flags(ex)
     _add_sandbox_flags(ex)
 

@@ -37,6 +37,7 @@ from itemloop.tools.items import (
 )
 from itemloop.tools.toolset import Toolset
 
+from .approvals import Approval, ApprovalRequest, Approver
 from .config import RunConfig
 from .dispatch import Dispatcher
 from .events import Event, RunFinished
@@ -169,6 +170,8 @@ def toolset_config(args: argparse.Namespace) -> ToolsetConfig:
             call_timeout_s=args.mcp_timeout,
         ),
         "approve_mcp": args.approve_mcp or (),
+        "policy": getattr(args, "policy", None),
+        "approval": getattr(args, "approval", None),
         "mcp_namespaces": args.mcp_namespaces,
         "mcp_defer": args.mcp_defer,
         "defer_above": None if args.defer_above < 0 else args.defer_above,
@@ -276,7 +279,7 @@ async def _run(args: argparse.Namespace) -> int:
         store.close()
     else:
         prompt = args.prompt
-    rt = build_runtime(config, session=args.session)
+    rt = build_runtime(config, session=args.session, approver=_terminal_approver())
     async with rt:
         return await _drive(rt, prompt, _printer(args))
 
@@ -304,6 +307,8 @@ FLAG_PATHS: dict[str, tuple[tuple[str, ...], ...]] = {
     "mcp_header": (("tools", "mcp_servers"),),
     "mcp_timeout": (("tools", "mcp_servers"),),
     "approve_mcp": (("tools", "approve_mcp"),),
+    "policy": (("tools", "policy"),),
+    "approval": (("tools", "approval"),),
     "mcp_namespaces": (("tools", "mcp_namespaces"),),
     "mcp_defer": (("tools", "mcp_defer"),),
     "defer_above": (("tools", "defer_above"),),
@@ -366,6 +371,27 @@ def _set(data: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
 def _show(value: Any) -> str:
     text = json.dumps(value, ensure_ascii=False)
     return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _terminal_approver() -> Approver | None:
+    """Ask at the terminal when a person is there; else None: the run pauses."""
+    if sys.stdin.isatty() and sys.stderr.isatty():
+        from .terminal_approver import TerminalApprover
+
+        return TerminalApprover()
+    return None
+
+
+async def _deny_unattended(request: ApprovalRequest) -> Approval:
+    """`itemloop exec` with no terminal: nobody to ask, so an `ask` is a denial."""
+    from .approvals import Approval
+
+    return Approval(
+        False,
+        by=request.asked_by,
+        reason="it needs approval and itemloop exec has nobody to ask (no terminal); "
+        "allow it with a rule in --policy FILE, or run with --approval never",
+    )
 
 
 # -- itemloop approvals | approve | deny ------------------------------------------------
@@ -524,8 +550,17 @@ async def _exec(args: argparse.Namespace) -> int:
         )
     for note in ensure_call_ids(calls):
         print(f"itemloop exec: {note}", file=sys.stderr)
-    async with Toolset(toolset_config(args)) as toolset:
-        outputs = await Dispatcher(toolset).run(calls, lambda e: None)
+    from .policy_gate import PolicyGate, load_policy
+
+    config = toolset_config(args)
+    policy = load_policy(config)
+    async with Toolset(config) as toolset:
+        dispatcher = Dispatcher(
+            toolset,
+            gate=PolicyGate(policy, toolset),
+            approver=_terminal_approver() or _deny_unattended,
+        )
+        outputs = await dispatcher.run(calls, lambda e: None)
     for out in outputs:
         sys.stdout.write(json.dumps(out, ensure_ascii=False) + "\n")
     sys.stdout.flush()

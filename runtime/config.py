@@ -32,6 +32,7 @@ from .defaults import (
 if TYPE_CHECKING:
     from itemloop.tools.toolset import Toolset
 
+    from .approvals import Approver
     from .compactor import Compactor
     from .loop import Runtime
     from .model import Model
@@ -110,21 +111,29 @@ def build_runtime(
     model: Model | None = None,
     toolset: Toolset | None = None,
     session: SessionStore | Path | None = None,
+    approver: Approver | None = None,
 ) -> Runtime:
-    """The `Runtime` of `config` (not started: use it with `async with`)."""
+    """The `Runtime` of `config` (not started: use it with `async with`). Its policy
+    (`tools.policy`, `tools.approval`) is read now, so a bad one fails before anything
+    starts; `approver` answers the calls it asks about (None: the run pauses)."""
     from itemloop.tools.toolset import Toolset
 
     from .loop import Runtime
+    from .policy_gate import PolicyGate, load_policy
 
+    policy = load_policy(config.tools)
     model = model if model is not None else build_model(config)
+    toolset = toolset if toolset is not None else Toolset(config.tools, model_name=config.model)
     return Runtime(
         model,
-        toolset if toolset is not None else Toolset(config.tools, model_name=config.model),
+        toolset,
         instructions=config.instructions,
         max_turns=config.max_turns,
         session=session,
         compactor=build_compactor(config, model),
         previous_response_id=config.previous_response_id,
+        gate=PolicyGate(policy, toolset),
+        approver=approver,
     )
 
 

@@ -20,7 +20,7 @@ import dataclasses
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 
@@ -30,6 +30,10 @@ from itemloop.tools.output_cap import cap_tool_output
 from itemloop.tools.toolset import Toolset
 
 from .approvals import AbortRun, Approval, ApprovalRequest, Approver, Gate, denial_text, request_for
+
+if TYPE_CHECKING:
+    from itemloop.tools.policy import Grants
+
 from .events import ApprovalDecided, ApprovalRequested, CallFinished, CallStarted, Event
 
 Emit = Callable[[Event], None]
@@ -54,6 +58,13 @@ class _Paused:
 
 
 PAUSED = _Paused()
+
+
+@dataclass(frozen=True, slots=True)
+class _Admitted:
+    """The call may run, with these sandbox grants (None: none)."""
+
+    grants: Grants | None = None
 
 
 @dataclass(slots=True)
@@ -150,7 +161,7 @@ class Dispatcher:
             batch.aborted = e
             batch.scope.cancel()  # the calls still running are answered "cancelled"
             return
-        if admitted is PAUSED:
+        if isinstance(admitted, _Paused):
             batch.paused.add(i)
             return
         batch.emit(CallStarted(call_id=cid, item_type=ctype, name=name))
@@ -161,7 +172,7 @@ class Dispatcher:
             if self.journal is not None:
                 # On disk as started before it runs, so a crash never re-runs it silently.
                 self.journal.mark_started(cid)
-            result = await self._execute(call)
+            result = await self._execute(call, admitted.grants)
         result = self._settle(result)
         batch.outputs[i] = result.output
         batch.notes.extend(result.notes)
@@ -177,12 +188,15 @@ class Dispatcher:
             )
         )
 
-    async def _admit(self, call: Item, emit: Emit) -> str | _Paused | None:
-        """Before a call runs, the gate: None to run it, the denial text, or `PAUSED`."""
+    async def _admit(self, call: Item, emit: Emit) -> str | _Paused | _Admitted:
+        """Before a call runs, the gate: admitted (with its grants), the denial text, or
+        `PAUSED`."""
         cid = call_id_of(call)
         decision = self.decided.get(cid)
+        grants = None
         if decision is None and self.gate is not None:
             checked = self.gate.check(call)
+            grants = checked.grants
             if checked.verdict == "deny":
                 return denial_text(call, checked.by, checked.reason)
             if checked.verdict == "ask":
@@ -197,7 +211,9 @@ class Dispatcher:
                 self.decide(cid, decision, emit)
         if decision is not None and not decision.approve:
             return denial_text(call, decision.by, decision.reason)
-        return None
+        if decision is not None and grants is None and self.gate is not None:
+            grants = self.gate.check(call).grants  # approved later: the rule's grants still hold
+        return _Admitted(grants)
 
     def decide(self, call_id: str, decision: Approval, emit: Emit | None = None) -> None:
         """Record a decision on a call that asked (journaled; the first one stands)."""
@@ -219,8 +235,8 @@ class Dispatcher:
             self.journal.mark_finished(result.output)
         return result
 
-    async def _execute(self, call: Item) -> ExecResult:
-        ex = self.toolset.executor_for(call)
+    async def _execute(self, call: Item, grants: Grants | None = None) -> ExecResult:
+        ex = await self.toolset.granted(call, grants) if grants else self.toolset.executor_for(call)
         if ex is None:
             msg = self.toolset.unknown_tool_message(call)
             return ExecResult(output=error_output(call, msg), ok=False, summary=msg)

@@ -80,6 +80,11 @@ class ToolsetConfig(_Data):
     """MCP servers whose tools are deferred, found through tool search (`*`: every one)."""
     defer_above: int | None = pydantic.Field(default=DEFAULT_DEFER_ABOVE, ge=0)
     """Defer every MCP tool when there are more function and MCP tools than this (None: never)."""
+    policy: Path | None = None
+    """The approval policy file (TOML; see `tools/policy`)."""
+    approval: Literal["never", "untrusted", "on-request"] | None = None
+    """The preset: overrides the policy file's; None: the file's, else `never`
+    inside local/docker and `untrusted` on host."""
     approve_mcp: tuple[str, ...] = ()
     """Hosted MCP servers whose approval requests are approved (`*`: any); others are denied."""
     tool_timeout_s: float | None = DEFAULT_TOOL_TIMEOUT_S

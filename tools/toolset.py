@@ -30,6 +30,9 @@ from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self, TypeVar
 
+import anyio
+import anyio.abc
+
 from itemloop.sandbox.base import Sandbox
 
 from .base import Executor, check_unique_names
@@ -43,6 +46,7 @@ if TYPE_CHECKING:
     from itemloop.sandbox.computer import Computer
 
     from .mcp import McpTools
+    from .policy import Grants
     from .search.index import ToolIndex, ToolKey
 
 FunctionLike = FunctionTool | Callable[..., Any]
@@ -96,6 +100,10 @@ class Toolset:
         """The deferred tools, when there are any: found through the `tool_search` tool."""
         self.loaded: set[ToolKey] = set()
         """Deferred tools a search has loaded in this run (namespace or None, name)."""
+        self._granted: dict[tuple[str, bool, tuple[str, ...]], Executor] = {}
+        self._granting = anyio.Lock()
+        self._tg: anyio.abc.TaskGroup | None = None
+        self._closing = anyio.Event()
         self._stack: AsyncExitStack | None = None
 
     # -- lifecycle -------------------------------------------------------------
@@ -106,6 +114,12 @@ class Toolset:
         stack = AsyncExitStack()
         await stack.__aenter__()
         try:
+            # Resources started later, from the dispatcher's tasks (granted sandboxes),
+            # live in tasks of this group: entered and exited in one task each.
+            self._tg = await stack.enter_async_context(anyio.create_task_group())
+            closing = anyio.Event()
+            self._closing = closing
+            stack.callback(closing.set)
             self.executors = await self._start(stack)
             self._route()
         except BaseException:
@@ -192,6 +206,46 @@ class Toolset:
             tool_type=computer_tool_type(c.tool, self.model_name),
             acknowledge_safety_checks=acknowledge_all if c.ack_safety_checks else None,
         )
+
+    async def granted(self, call: Item, grants: Grants) -> Executor | None:
+        """The executor for a call a policy rule granted sandbox permissions (network,
+        extra writable paths): a sandbox tool runs it in a second sandbox over the same
+        workspace that has them (the session's sandbox keeps one network namespace for
+        its whole life), started on first use and kept for the toolset's lifetime.
+        Other tools run as usual: grants mean nothing to them."""
+        base = self.executor_for(call)
+        name = _BUILTIN_OF_CALL.get(str(call.get("type")))
+        if base is None or name is None or self._tg is None:
+            return base
+        key = (name, grants.network, tuple(grants.writable))
+        async with self._granting:
+            executor = self._granted.get(key)
+            if executor is None:
+                sandbox = await self._tg.start(self._hold, self._sandbox_with(grants))
+                executor = _sandbox_executor(name, sandbox, self.config)
+                self._granted[key] = executor
+        return executor
+
+    async def _hold(self, sandbox: Sandbox, *, task_status: anyio.abc.TaskStatus[Sandbox]) -> None:
+        """Run `sandbox` until the toolset closes (one task enters and exits it)."""
+        async with sandbox:
+            task_status.started(sandbox)
+            await self._closing.wait()
+
+    def _sandbox_with(self, grants: Grants) -> Sandbox:
+        import dataclasses
+        import os
+
+        from itemloop.sandbox import open_sandbox
+
+        s = self.config.sandbox
+        writable = [os.path.expanduser(p) for p in grants.writable]
+        options = dataclasses.replace(
+            s.options,
+            network=s.options.network or grants.network,
+            writable_paths=(*s.options.writable_paths, *writable),
+        )
+        return open_sandbox(s.kind, s.workspace.resolve(), options, image=s.image)
 
     @property
     def notices(self) -> list[str]:
@@ -329,6 +383,14 @@ class Toolset:
                 name = d.get("server_label") or d.get("name") or tool_type
                 offered.setdefault(str(name), f"a hosted {tool_type} tool")
         return offered
+
+
+_BUILTIN_OF_CALL = {
+    "shell_call": "shell",
+    "local_shell_call": "local_shell",
+    "apply_patch_call": "apply_patch",
+}
+"""The sandbox tools, by the call type they answer (what grants apply to)."""
 
 
 def _named_tools(defs: Sequence[Item]) -> list[tuple[str, Item]]:

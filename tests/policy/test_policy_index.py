@@ -65,14 +65,14 @@ def linear(policy: Policy, part: Part) -> Rule | None:
 
 
 def indexed(policy: Policy, part: Part) -> Rule | None:
-    from itemloop.tools.policy.request import ApprovalRequest, CommandSubject
+    from itemloop.tools.policy.request import CommandSubject, PolicyRequest
     from itemloop.tools.policy.shell import Script
 
     if isinstance(part, Command | Write):
         subject: object = CommandSubject(Script("", (part,)))
     else:
         subject = part
-    d = policy.decide(ApprovalRequest("c", "x", (subject,), {}))  # type: ignore[arg-type]
+    d = policy.decide(PolicyRequest("c", "x", (subject,), {}))  # type: ignore[arg-type]
     return d.rule
 
 

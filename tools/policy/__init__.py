@@ -9,7 +9,7 @@
 
 Pure: no I/O but reading the policy file, no knowledge of the dispatcher or
 the journal. Modules: `shell.py` (command strings -> commands and writes),
-`request.py` (a call item -> `ApprovalRequest`), `rules.py` (`Rule`,
+`request.py` (a call item -> `PolicyRequest`), `rules.py` (`Rule`,
 `Decision`, `Policy`, the index), `readonly.py` (the known read-only
 commands), `presets.py` (`never`, `untrusted`, `on-request`), `globs.py`,
 `load.py` (the file, its errors, the writable-root refusal).
@@ -75,15 +75,15 @@ the shell. Details of matching: `rules.py`; of parsing: `shell.py`.
 """
 
 from .load import load_policy, parse_policy
-from .presets import APPROVALS, KINDS, Action, Approval, Kind
+from .presets import APPROVALS, KINDS, Action, ApprovalMode, Kind
 from .readonly import is_read_only
 from .request import (
-    ApprovalRequest,
     CommandSubject,
     ComputerSubject,
     MalformedSubject,
     McpApprovalSubject,
     PatchSubject,
+    PolicyRequest,
     Subject,
     ToolSubject,
     request_for,
@@ -95,8 +95,7 @@ __all__ = [
     "APPROVALS",
     "KINDS",
     "Action",
-    "Approval",
-    "ApprovalRequest",
+    "ApprovalMode",
     "Command",
     "CommandSubject",
     "ComputerSubject",
@@ -108,6 +107,7 @@ __all__ = [
     "PatchSubject",
     "Policy",
     "PolicyError",
+    "PolicyRequest",
     "Rule",
     "Script",
     "Subject",

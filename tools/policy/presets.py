@@ -54,8 +54,8 @@ KIND_LABELS: Final[dict[Kind, str]] = {
 }
 """How messages name a kind: "by the default for shell commands"."""
 
-Approval = Literal["never", "untrusted", "on-request"]
-APPROVALS: Final[tuple[Approval, ...]] = get_args(Approval)
+ApprovalMode = Literal["never", "untrusted", "on-request"]
+APPROVALS: Final[tuple[ApprovalMode, ...]] = get_args(ApprovalMode)
 
 READ_ACTIONS: Final = frozenset({"screenshot", "wait"})
 """Computer actions that only look: allowed by `untrusted`."""
@@ -63,7 +63,7 @@ READ_ACTIONS: Final = frozenset({"screenshot", "wait"})
 
 @dataclass(frozen=True, slots=True)
 class Preset:
-    name: Approval
+    name: ApprovalMode
     defaults: dict[str, Action]
     """By kind (`KINDS`)."""
     unparsable: Action

@@ -1,4 +1,4 @@
-"""`ApprovalRequest`: what a policy decision is about, built from a call item.
+"""`PolicyRequest`: what a policy decision is about, built from a call item.
 
     request = request_for(call)                          # any executed call kind
     request = request_for(call, mcp_tools={"files__read": ("files", "read")},
@@ -138,7 +138,7 @@ Subject = (
 
 
 @dataclass(frozen=True, slots=True)
-class ApprovalRequest:
+class PolicyRequest:
     """One call, as the policy (and a person asked about it) sees it."""
 
     call_id: str
@@ -160,8 +160,9 @@ def request_for(
     mcp_tools: Mapping[str, tuple[str, str]] | None = None,
     domain: str | None = None,
     workspace: str | None = None,
-) -> ApprovalRequest:
-    """The request for any executed call (`items.KINDS`).
+) -> PolicyRequest:
+    """The request for any executed call (`items.KINDS`) but a client tool search,
+    which runs nothing and is never gated.
 
     `mcp_tools` maps the model-facing names of MCP tools to (server, tool);
     `domain` is the browser page's domain for computer calls; `workspace` is
@@ -189,11 +190,11 @@ def request_for(
     raise ValueError(f"no approval request for call type {t!r}")  # a new kind in items.KINDS
 
 
-def _request(call: Item, subjects: list[Subject]) -> ApprovalRequest:
-    return ApprovalRequest(call_id_of(call), str(call.get("type")), tuple(subjects), call)
+def _request(call: Item, subjects: list[Subject]) -> PolicyRequest:
+    return PolicyRequest(call_id_of(call), str(call.get("type")), tuple(subjects), call)
 
 
-def shell_request(call: Item, *, workspace: str | None = None) -> ApprovalRequest:
+def shell_request(call: Item, *, workspace: str | None = None) -> PolicyRequest:
     action = call.get("action")
     commands = action.get("commands") if isinstance(action, dict) else None
     if not isinstance(commands, list) or not commands:
@@ -207,7 +208,7 @@ def shell_request(call: Item, *, workspace: str | None = None) -> ApprovalReques
     return _request(call, subjects)
 
 
-def local_shell_request(call: Item, *, workspace: str | None = None) -> ApprovalRequest:
+def local_shell_request(call: Item, *, workspace: str | None = None) -> PolicyRequest:
     action = call.get("action")
     if not isinstance(action, dict):
         return _request(call, [MalformedSubject("local_shell_call without an action")])
@@ -222,7 +223,7 @@ def local_shell_request(call: Item, *, workspace: str | None = None) -> Approval
     return _request(call, [CommandSubject(_relative_writes(script, workspace))])
 
 
-def apply_patch_request(call: Item, *, workspace: str | None = None) -> ApprovalRequest:
+def apply_patch_request(call: Item, *, workspace: str | None = None) -> PolicyRequest:
     operation = call.get("operation")
     ops = operation if isinstance(operation, list) else [operation]
     subjects: list[Subject] = []
@@ -243,7 +244,7 @@ WRITE_OPERATION = "redirect"
 """The operation of a shell redirection that writes a file, as patch rules see it."""
 
 
-def computer_request(call: Item, *, domain: str | None = None) -> ApprovalRequest:
+def computer_request(call: Item, *, domain: str | None = None) -> PolicyRequest:
     actions = call.get("actions")
     if actions is None:
         actions = [call.get("action")]
@@ -261,7 +262,7 @@ def computer_request(call: Item, *, domain: str | None = None) -> ApprovalReques
 
 def function_request(
     call: Item, *, mcp_tools: Mapping[str, tuple[str, str]] | None = None
-) -> ApprovalRequest:
+) -> PolicyRequest:
     name = call.get("name")
     if not isinstance(name, str):
         return _request(call, [MalformedSubject("function_call without a name")])
@@ -272,14 +273,14 @@ def function_request(
     return _request(call, [ToolSubject("function", name, arguments=args)])
 
 
-def custom_request(call: Item) -> ApprovalRequest:
+def custom_request(call: Item) -> PolicyRequest:
     name = call.get("name")
     if not isinstance(name, str):
         return _request(call, [MalformedSubject("custom_tool_call without a name")])
     return _request(call, [ToolSubject("custom", name, arguments=_shown(call.get("input", "")))])
 
 
-def mcp_approval_request(call: Item) -> ApprovalRequest:
+def mcp_approval_request(call: Item) -> PolicyRequest:
     server, tool = call.get("server_label"), call.get("name")
     if not isinstance(server, str) or not isinstance(tool, str):
         return _request(call, [MalformedSubject("mcp_approval_request without server_label/name")])

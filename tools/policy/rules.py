@@ -68,7 +68,7 @@ from .presets import (
     KINDS,
     READ_ACTIONS,
     Action,
-    Approval,
+    ApprovalMode,
     Kind,
     preset,
 )
@@ -76,12 +76,12 @@ from .readonly import is_read_only
 from .request import (
     PATCH_OPERATIONS,
     WRITE_OPERATION,
-    ApprovalRequest,
     CommandSubject,
     ComputerSubject,
     MalformedSubject,
     McpApprovalSubject,
     PatchSubject,
+    PolicyRequest,
     Subject,
     ToolSubject,
 )
@@ -412,7 +412,7 @@ class Policy:
         self,
         rules: Iterable[Rule] = (),
         *,
-        approval: Approval | str = "on-request",
+        approval: ApprovalMode | str = "on-request",
         defaults: Mapping[str, Action | str] | None = None,
         source: str = "policy",
     ) -> None:
@@ -439,7 +439,7 @@ class Policy:
         self._index()
 
     @property
-    def approval(self) -> Approval:
+    def approval(self) -> ApprovalMode:
         return self.preset.name
 
     @property
@@ -460,7 +460,7 @@ class Policy:
         path: str | Path,
         *,
         writable_roots: Sequence[str | Path] = (),
-        approval: Approval | str | None = None,
+        approval: ApprovalMode | str | None = None,
     ) -> Policy:
         """Read a policy file (see the package docstring), refusing one the sandbox can
         write: under any of `writable_roots`, or reached through a symlink there.
@@ -476,7 +476,7 @@ class Policy:
 
         return parse_policy(text, source=source)
 
-    def with_approval(self, approval: Approval | str) -> Policy:
+    def with_approval(self, approval: ApprovalMode | str) -> Policy:
         """The same rules and explicit defaults on another preset."""
         return Policy(
             self.rules, approval=approval, defaults=self.explicit_defaults, source=self.source
@@ -500,7 +500,7 @@ class Policy:
 
     # -- deciding ----------------------------------------------------------------------
 
-    def decide(self, request: ApprovalRequest) -> Decision:
+    def decide(self, request: PolicyRequest) -> Decision:
         """The decision for one call."""
         if self.allows_everything:
             return Decision(Action.ALLOW, "the never preset")

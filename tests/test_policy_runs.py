@@ -1,0 +1,194 @@
+"""The policy in real runs (issue 11): asked at a real pseudo-terminal, granted network
+for one command only, refused when it lies where the agent can write, and, for
+`itemloop exec` with nobody to ask, an `ask` answered as a denial naming the fix."""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import selectors
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from helpers import message, write_script
+
+CLI = [sys.executable, "-m", "itemloop.runtime.cli"]
+HANG_GUARD_S = 60
+
+
+def shell(cid: str, *commands: str) -> dict[str, object]:
+    return {"type": "shell_call", "call_id": cid, "action": {"commands": list(commands)}}
+
+
+def env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k not in ("OPENAI_API_KEY", "OPENAI_BASE_URL")}
+
+
+class Terminal:
+    """`itemloop` on a real pseudo-terminal: read what it prints, type answers."""
+
+    def __init__(self, *args: str) -> None:
+        self.master, slave = pty.openpty()
+        self.proc = subprocess.Popen(
+            [*CLI, *args], stdin=slave, stdout=slave, stderr=slave, env=env(), close_fds=True
+        )
+        os.close(slave)
+        self.seen = ""
+
+    def expect(self, text: str) -> str:
+        sel = selectors.DefaultSelector()
+        sel.register(self.master, selectors.EVENT_READ)
+        while text not in self.seen:
+            if not sel.select(timeout=HANG_GUARD_S):
+                raise AssertionError(f"{text!r} never came; the terminal shows:\n{self.seen}")
+            try:
+                chunk = os.read(self.master, 4096)
+            except OSError:  # the other side closed
+                break
+            if not chunk:
+                break
+            self.seen += chunk.decode(errors="replace")
+        assert text in self.seen, self.seen
+        return self.seen
+
+    def type(self, line: str) -> None:
+        os.write(self.master, (line + "\n").encode())
+
+    def finish(self) -> int:
+        self.expect("")  # drain
+        try:
+            while os.read(self.master, 4096):
+                pass
+        except OSError:
+            pass
+        return self.proc.wait(timeout=HANG_GUARD_S)
+
+
+def test_asked_at_a_terminal_yes_runs_and_no_is_answered_with_the_reason(tmp_path: Path) -> None:
+    script = write_script(
+        tmp_path / "t.jsonl",
+        [shell("c1", "echo one > one.txt")],
+        [shell("c2", "echo two > two.txt")],
+        [message("done")],
+    )
+    workspace = tmp_path / "ws"
+    workspace.mkdir()
+    session = tmp_path / "s.jsonl"
+    term = Terminal(
+        "run", "go", "--script", str(script), "--tools", "shell", "--workspace", str(workspace),
+        "--approval", "on-request", "--session", str(session),
+    )  # fmt: skip
+    shown = term.expect("[y]es")
+    assert "$ echo one > one.txt" in shown  # exactly what will run
+    term.type("y")
+    term.expect("$ echo two > two.txt")
+    term.expect("[y]es")
+    term.type("n")
+    term.expect("reason for the model")
+    term.type("not that file")
+    assert term.finish() == 0
+    assert (workspace / "one.txt").read_text() == "one\n"
+    assert not (workspace / "two.txt").exists()
+    items = [json.loads(line) for line in session.read_text().splitlines()]
+    out = next(
+        r["item"]
+        for r in items
+        if r.get("item", {}).get("call_id") == "c2" and "output" in r["item"]
+    )
+    assert "denied by the user" in out["output"][0]["stderr"]
+    assert "not that file" in out["output"][0]["stderr"]
+
+
+@contextmanager
+def local_server() -> Iterator[int]:
+    class Hello(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b"reached")
+
+        def log_message(self, *a: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Hello)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.bwrap
+def test_a_rule_grants_network_to_the_command_it_matches_only(tmp_path: Path) -> None:
+    workspace = tmp_path / "ws"
+    workspace.mkdir()
+    with local_server() as port:
+        fetch = (
+            "import urllib.request, sys\n"
+            "try:\n"
+            f"    print(urllib.request.urlopen('http://127.0.0.1:{port}', timeout=5).read().decode())\n"
+            "except OSError as e:\n"
+            "    print('unreachable:', type(e).__name__)\n"
+        )
+        (workspace / "fetch.py").write_text(fetch)
+        (workspace / "again.py").write_text(fetch)
+        policy = tmp_path / "policy.toml"
+        policy.write_text(
+            'approval = "never"\n'
+            '[[rule]]\ncommand = ["python3", "fetch.py"]\naction = "allow"\nnetwork = true\n'
+        )
+        script = write_script(
+            tmp_path / "t.jsonl",
+            [shell("c1", "python3 fetch.py")],
+            [shell("c2", "python3 again.py")],
+            [message("done")],
+        )
+        r = subprocess.run(
+            [*CLI, "run", "go", "--script", str(script), "--tools", "shell", "--json",
+             "--workspace", str(workspace), "--policy", str(policy)],
+            capture_output=True, text=True, env=env(), timeout=120,
+        )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    events = [json.loads(line) for line in r.stdout.splitlines()]
+    outs = {
+        e["call_id"]: e["output"]["output"][0]["stdout"]
+        for e in events
+        if e["kind"] == "call_finished"
+    }
+    assert outs["c1"].strip() == "reached"  # granted: a second sandbox with the network
+    assert outs["c2"].startswith("unreachable")  # the session's sandbox stays offline
+
+
+def test_a_policy_file_the_agent_could_write_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "policy.toml").write_text('approval = "never"\n')
+    script = write_script(tmp_path / "t.jsonl", [message("x")])
+    r = subprocess.run(
+        [*CLI, "run", "go", "--script", str(script), "--tools", "shell", "--workspace",
+         str(tmp_path), "--policy", str(tmp_path / "policy.toml")],
+        capture_output=True, text=True, env=env(), timeout=60,
+    )  # fmt: skip
+    assert r.returncode == 2, r.stderr
+    assert "policy" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_exec_without_a_terminal_denies_what_asks_and_says_how_to_allow_it(tmp_path: Path) -> None:
+    calls = [shell("c1", "ls"), shell("c2", "ls && rm -rf x"), shell("c3", "echo $(rm x)")]
+    r = subprocess.run(
+        [*CLI, "exec", "--tools", "shell", "--workspace", str(tmp_path), "--approval", "untrusted"],
+        input="\n".join(json.dumps(c) for c in calls),
+        capture_output=True, text=True, env=env(), timeout=60, stdin=None,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    outs = {o["call_id"]: o["output"][0] for o in map(json.loads, r.stdout.splitlines())}
+    assert outs["c1"]["outcome"] == {"type": "exit", "exit_code": 0}  # read-only: runs
+    for cid in ("c2", "c3"):  # a compound with rm is not read-only, nor is $(rm x)
+        assert "nobody to ask" in outs[cid]["stderr"] and "--policy" in outs[cid]["stderr"]
