@@ -43,6 +43,11 @@ def summarize(stamps: list[float]) -> dict[str, float]:
 
 
 async def run_itemloop(n: int) -> list[float]:
+    return await run_itemloop_with(n, lambda toolset: None)
+
+
+async def run_itemloop_with(n: int, make_gate: Any) -> list[float]:
+    """`run_itemloop`, with the gate `make_gate(toolset)` returns (None: no gate)."""
     from itemloop.runtime.loop import Runtime
     from itemloop.runtime.model import ModelRequest
     from itemloop.runtime.scripted import ScriptedModel
@@ -77,7 +82,8 @@ async def run_itemloop(n: int) -> list[float]:
         return make
 
     model = ScriptedModel([turn(i) for i in range(n + 1)])
-    async with Runtime(model, Toolset(functions=[noop]), max_turns=n + 1) as rt:
+    toolset = Toolset(functions=[noop])
+    async with Runtime(model, toolset, max_turns=n + 1, gate=make_gate(toolset)) as rt:
         result = await rt.run_until_done("go")
     assert result.reason == "completed", result
     assert len(rt.history) == 2 * n + 2
