@@ -13,6 +13,7 @@ Reports the median per-turn time and the ratios; target: within 1.2x.
 from __future__ import annotations
 
 import argparse
+import itertools
 import statistics
 import time
 from typing import Any
@@ -31,7 +32,7 @@ def policy_with_rules(n: int) -> Policy:
 
 
 def per_turn(stamps: list[float]) -> float:
-    return statistics.median(b - a for a, b in zip(stamps, stamps[1:], strict=False))
+    return statistics.median(b - a for a, b in itertools.pairwise(stamps))
 
 
 async def measure(turns: int, gate: str) -> float:
