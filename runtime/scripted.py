@@ -114,7 +114,10 @@ class ScriptedModel:
         self.requests.append(request)
         if request.purpose == "summary":
             return _summary(request)
-        n = max(self._next, self._after_history(request))
+        # Only a model that has handed out no turn yet (a resumed run, a new process)
+        # looks for its place in the history: after that its own count is the place,
+        # and scanning the whole history every turn would make a long run quadratic.
+        n = self._next if self._next else self._after_history(request)
         if n >= len(self.turns):
             raise ModelError(
                 f"the scripted model has no turn {n + 1}: the script holds {len(self.turns)} "
