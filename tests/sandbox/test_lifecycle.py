@@ -88,7 +88,9 @@ async def test_leftover_of_a_killed_runtime_is_removed(workspace: Path, make: An
             assert r.exit_code == 0
             mine = client.containers.get(sb.container.id)
             assert mine.labels["itemloop.pid"] == str(os.getpid())
-        ids = [c.id for c in client.containers.list(all=True)]
+        # The low-level list: no inspect per container, so one that another process
+        # removes meanwhile cannot fail the listing.
+        ids = [c["Id"] for c in client.api.containers(all=True)]
         assert leftover.id not in ids
         assert mine.id not in ids  # and our own is gone after close
     finally:
