@@ -53,7 +53,7 @@ class CliError(Exception):
 
 async def run_command(args: argparse.Namespace) -> int:
     command: str = args.command
-    handler = {"tools": _tools, "exec": _exec, "demo": _demo}.get(command, _run)
+    handler = {"tools": _tools, "exec": _exec, "demo": _demo, "batch": _batch}.get(command, _run)
     with exit_status(session=getattr(args, "session", None)):
         return await handler(args)
 
@@ -394,6 +394,15 @@ async def _demo(args: argparse.Namespace) -> int:
         async with Runtime(model, toolset) as rt:
             return await _drive(rt, "Show me what you can do.", _printer(args))
     return 1
+
+
+# -- itemloop batch ------------------------------------------------------------------
+
+
+async def _batch(args: argparse.Namespace) -> int:
+    from .batch_cli import batch_command
+
+    return await batch_command(args)
 
 
 # -- itemloop exec -------------------------------------------------------------------
