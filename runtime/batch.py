@@ -237,7 +237,10 @@ async def _schedule(
         for task in queue:  # one shared iterator: each task is taken once
             emit(TaskStarted(task.id))
             result = await runner(task, task_dir(sessions, task.id))
-            send.send_nowait(result)
+            try:
+                send.send_nowait(result)
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                return  # the batch is being left: no one takes results any more
 
     async def workers() -> None:
         async with send, anyio.create_task_group() as tg:

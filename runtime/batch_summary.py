@@ -44,7 +44,7 @@ def summarize(results: Sequence[dict[str, Any]]) -> dict[str, Any]:
             "total": sum(durations),
         },
         "failures": {
-            cause: {"count": len(ids), "ids": ids}
+            cause: {"count": len(ids), "ids": sorted(ids)}
             for cause, ids in sorted(causes.items(), key=lambda kv: (-len(kv[1]), kv[0]))
         },
     }

@@ -39,8 +39,8 @@ import hashlib
 import logging
 import re
 import shutil
-from collections.abc import Callable, Mapping, Sequence
-from contextlib import AsyncExitStack
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 from typing import Literal, Self
@@ -60,6 +60,7 @@ from .batch_defaults import (
 from .batch_journal import Phase, StepOutcome, TaskJournal, TaskJournalError, TaskState
 from .config import NoModel, RunConfig
 from .events import RunFinished, Usage
+from .loop import Run
 from .model import Model, ModelRequest, ModelResponse, OnText
 from .session import SessionError, SessionStore
 
@@ -202,6 +203,10 @@ def _failed(task: BatchTask, state: TaskState, cause: Cause, error: str) -> Task
     )
 
 
+class _Stopped(Exception):
+    """The task was stopped (cancelled) between or during its phases."""
+
+
 class _StepFailed(Exception):
     def __init__(self, index: int, outcome: StepOutcome) -> None:
         super().__init__(index)
@@ -226,14 +231,69 @@ class _TaskRun:
         self.model = model
         self.workspace = (task_dir / "workspace").absolute()
         self.session = task_dir / "session.jsonl"
-        self._stack = AsyncExitStack()
         self._sandbox: Sandbox | None = None
-        self._config: RunConfig | None = None
+        self._scope: anyio.CancelScope | None = None
+        self._stopping = False
 
     async def run(self) -> TaskResult:
+        """The task's result; cancelled, the task stops where it is, cleanly.
+
+        The work runs shielded in a task of its own, and a cancellation is passed
+        on to it as the cancellation of the current phase only (`_work`): the
+        sandbox and the runtime are then closed in a scope that is not cancelled.
+        Closed in a cancelled one, their exit stacks can make a cancellation its
+        own `__context__` (Python 3.11's contextlib re-raising what anyio's task
+        groups re-raise), and the next walk of that chain never ends.
+        """
+        results: list[TaskResult] = []
+        ended = anyio.Event()
+
+        async def body() -> None:
+            try:
+                with anyio.CancelScope(shield=True):
+                    result = await self._guarded()
+                    if result is not None:
+                        results.append(result)
+            finally:
+                ended.set()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(body)
+            try:
+                await ended.wait()
+            except anyio.get_cancelled_exc_class():
+                self._stop()
+                raise
+        return results[0]
+
+    def _stop(self) -> None:
+        self._stopping = True
+        if self._scope is not None:
+            self._scope.cancel()
+
+    @contextmanager
+    def _work(self) -> Iterator[None]:
+        """A phase of the task that a stop cancels; `_Stopped` after it when one did."""
+        with anyio.CancelScope() as scope:
+            self._scope = scope
+            if self._stopping:
+                scope.cancel()
+            try:
+                yield
+            finally:
+                self._scope = None
+        if self._stopping:
+            raise _Stopped
+
+    async def _guarded(self) -> TaskResult | None:
+        """The task's result, its errors made results; None when it was stopped."""
         try:
-            async with self._stack:
+            try:
                 return await self._run()
+            finally:
+                await self._close_sandbox()
+        except _Stopped:
+            return None
         except _StepFailed as e:
             return self._result("setup_failed", error=_step_error("setup", e))
         except SandboxError as e:
@@ -247,9 +307,16 @@ class _TaskRun:
             return self._result("internal_error", error=f"{type(e).__name__}: {e}")
 
     async def _run(self) -> TaskResult:
-        config = self._config = self._settings()
+        config = self._settings()
         if not self.state.workspace_ready:
             await self._make_workspace()
+        if self._needs_sandbox(config):
+            # Opened here, outside every phase: see `run`.
+            s = config.tools.sandbox
+            from itemloop.sandbox import open_sandbox
+
+            sandbox = open_sandbox(s.kind, s.workspace, s.options, image=s.image)
+            self._sandbox = await sandbox.__aenter__()
         for i, command in enumerate(self.task.setup):
             outcome = await self._step("setup", i, command, self.task.setup_timeout_s)
             if not outcome.ok:
@@ -270,6 +337,23 @@ class _TaskRun:
             if not outcome.ok:
                 return self._result("check_failed", grade=_grade(outcome))
         return self._result(None, grade=_grade(outcome))
+
+    def _needs_sandbox(self, config: RunConfig) -> bool:
+        """Whether what is left of the task runs anything in its sandbox."""
+        steps = self.state.steps
+        if any(not o.ok for (phase, _), o in steps.items() if phase == "setup"):
+            return False  # the task ends as it ended
+        if any(("setup", i) not in steps for i in range(len(self.task.setup))):
+            return True
+        agent = self.state.agent
+        if agent is None:
+            return config.tools.needs_sandbox or bool(self.task.check)
+        checks = [steps.get(("check", i)) for i in range(len(self.task.check))]
+        return (
+            agent.get("reason") in ("completed", "max_turns")
+            and None in checks
+            and all(o is None or o.ok for o in checks)
+        )
 
     # -- settings, workspace, sandbox --------------------------------------------------
 
@@ -305,26 +389,23 @@ class _TaskRun:
         await anyio.to_thread.run_sync(make)
         self.journal.record(workspace="ready")
 
-    async def _sandbox_for_task(self) -> Sandbox:
-        """The task's one sandbox, opened when first needed, closed when the task ends."""
-        if self._sandbox is None:
-            from itemloop.sandbox import open_sandbox
-
-            assert self._config is not None
-            s = self._config.tools.sandbox
-            sandbox = open_sandbox(s.kind, s.workspace, s.options, image=s.image)
-            self._sandbox = await self._stack.enter_async_context(sandbox)
-        return self._sandbox
+    async def _close_sandbox(self) -> None:
+        # Not cancelled, and given no exception: see `run`.
+        sandbox, self._sandbox = self._sandbox, None
+        if sandbox is not None:
+            await sandbox.__aexit__(None, None, None)
 
     async def _step(self, phase: Phase, index: int, command: str, timeout_s: float) -> StepOutcome:
         done = self.state.steps.get((phase, index))
         if done is not None:
             return done
-        sandbox = await self._sandbox_for_task()
+        sandbox = self._sandbox
+        assert sandbox is not None, "_needs_sandbox said no sandbox"
         # One stream, in the order written: the tail reads as the terminal would show it.
-        r = await sandbox.run(
-            script="exec 2>&1\n" + command, timeout_s=timeout_s, output_limit=STEP_OUTPUT_LIMIT
-        )
+        with self._work():
+            r = await sandbox.run(
+                script="exec 2>&1\n" + command, timeout_s=timeout_s, output_limit=STEP_OUTPUT_LIMIT
+            )
         outcome = StepOutcome(exit_code=r.exit_code, timed_out=r.timed_out, tail=_tail(r))
         self.journal.record(
             step=phase,
@@ -357,7 +438,7 @@ class _TaskRun:
         store.close()
         left = max(0, config.max_turns - self.state.turns)
         # The tools work in the task's sandbox, where setup ran and check will run.
-        sandbox = _Borrowed(await self._sandbox_for_task()) if config.tools.needs_sandbox else None
+        sandbox = _Borrowed(self._sandbox) if self._sandbox and config.tools.needs_sandbox else None
         model = _Metered(self.model or build_model(config), self._count)
         rt = build_runtime(
             config.model_copy(update={"max_turns": left}),
@@ -365,11 +446,12 @@ class _TaskRun:
             toolset=Toolset(config.tools, sandbox=sandbox, model_name=config.model),
             session=self.session,
         )
-        finished: RunFinished | None = None
-        async with rt:
-            async for event in rt.run(None):
-                if isinstance(event, RunFinished):
-                    finished = event
+        await rt.__aenter__()
+        try:
+            with self._work():
+                finished = await _finish(rt.run(None))
+        finally:
+            await rt.__aexit__(None, None, None)  # not cancelled, and given no exception
         if finished is None:  # pragma: no cover - a run always ends with RunFinished
             raise RuntimeError("the run ended without RunFinished")
         self._record_agent(finished.reason, finished.final_text, finished.error)
@@ -416,6 +498,25 @@ class _TaskRun:
             final_message=text,
             error=error,
         )
+
+
+async def _finish(run: Run) -> RunFinished | None:
+    """The run's last event, once it has ended. Cancelled, it stops the run first
+    (commands killed, calls answered, journal saved)."""
+    finished: RunFinished | None = None
+    try:
+        while True:
+            # Not `async for`: its cursor would outlive a cancelled loop (see `Run`).
+            try:
+                event = await run.__anext__()
+            except StopAsyncIteration:
+                return finished
+            if isinstance(event, RunFinished):
+                finished = event
+    except anyio.get_cancelled_exc_class():
+        with anyio.CancelScope(shield=True):
+            await run.cancel()
+        raise
 
 
 def _tail(r: CommandResult) -> str:
