@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -80,10 +81,13 @@ class RayRunner:
     async def __aenter__(self) -> Self:
         o = self.options
         if o.address is None:
-            # Read by Ray when it is imported: a cluster for this run alone talks
-            # over loopback, and reports nothing anywhere.
+            # Read by Ray (and its workers) from the environment: a cluster for this
+            # run alone talks over loopback only, reports nothing anywhere, and
+            # admits only who holds this run's token (none is written to ~/.ray).
             os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
             os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+            if os.environ.setdefault("RAY_AUTH_MODE", "token") == "token":
+                os.environ.setdefault("RAY_AUTH_TOKEN", secrets.token_hex(32))
         ray = self._ray = _import_ray()
         kwargs: dict[str, Any] = {"log_to_driver": False, "configure_logging": False}
         if o.address is None:
