@@ -33,6 +33,7 @@ def test_every_example_has_a_test() -> None:
         "compaction.py",
         "mcp_tools.py",  # tests/mcp/test_mcp_example.py
         "computer_use.py",  # tests/computer/
+        "batch.py",  # tests/batch/test_batch_example.py
     }
     assert {p.name for p in EXAMPLES.glob("*.py")} <= tested
 
