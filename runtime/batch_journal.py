@@ -14,7 +14,11 @@ worker that died) is continued, not started over:
 - `{"agent": {"reason": ..., "final_text": ..., "error": ...}}`: the agent's run ended.
 
 Every record carries `t`, the wall time it was written, and is on disk
-(flushed, fsynced) before the task goes on. A task's duration is the sum over
+(flushed, fsynced) before the task goes on, except usage records: written
+at once but fsynced with the next record (a crash of the machine may lose
+the count of a response or two, not the task's progress; a killed process
+loses nothing written). One fsync less a turn, where the session already
+takes three. A task's duration is the sum over
 its attempts of the time from the attempt's first record to its last.
 
 What it does not cover: one writer at a time (the batch gives each task to one
@@ -134,15 +138,17 @@ class TaskJournal:
                 os.fsync(f.fileno())
         return self.state
 
-    def record(self, **rec: Any) -> None:
-        """Append a record, on disk before this returns; and apply it to `state`."""
+    def record(self, *, sync: bool = True, **rec: Any) -> None:
+        """Append a record, on disk before this returns (`sync`; else written, and
+        on disk with the next synced one); and apply it to `state`."""
         rec["t"] = time.time()
         if self._f is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._f = self.path.open("a", encoding="utf-8")
         self._f.write(json.dumps(rec, ensure_ascii=False, separators=(",", ":")) + "\n")
         self._f.flush()
-        os.fsync(self._f.fileno())
+        if sync:
+            os.fsync(self._f.fileno())
         _apply(self.state, rec)
 
     def close(self) -> None:

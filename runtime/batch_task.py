@@ -462,7 +462,7 @@ class _TaskRun:
     def _count(self, response: ModelResponse, request: ModelRequest) -> None:
         usage = Usage.of(response.usage)
         turn = request.purpose == "turn"
-        self.journal.record(usage=_usage_json(usage), turn=turn)
+        self.journal.record(usage=_usage_json(usage), turn=turn, sync=False)
         if self.on_usage is not None:
             self.on_usage(usage, turn)
 
