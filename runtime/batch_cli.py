@@ -44,7 +44,13 @@ async def batch_command(args: argparse.Namespace) -> int:
         raise CliError(str(e)) from None
     sessions: Path = args.sessions or args.out.with_name(args.out.stem + ".sessions")
     try:
-        with ResultsFile(args.out) as results:
+        results = ResultsFile(args.out).open()
+    except BatchError as e:  # not a results file: bad input
+        raise CliError(f"--out: {e}") from None
+    except OSError as e:
+        raise CliError(f"--out {args.out}: {e.strerror or e}", status=1) from None
+    try:
+        with results:
             pending = [t for t in tasks if t.id not in results.done]
             progress = BatchProgress(len(tasks), skipped=len(tasks) - len(pending))
             if len(pending) < len(tasks):

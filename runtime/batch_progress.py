@@ -34,6 +34,8 @@ class BatchProgress:
         self.err = err
         self.tty = err.isatty()
         self.started = time.monotonic()
+        self.first_start: float | None = None
+        """When this run's first task started (after a Ray cluster's start-up): the ETA's clock."""
         self.running: dict[str, Usage] = {}
         self.status: dict[str, int] = {"passed": 0, "failed": 0, "completed": 0, "error": 0}
         self.tokens = Tokens()
@@ -45,6 +47,8 @@ class BatchProgress:
     def event(self, event: BatchEvent) -> None:
         if isinstance(event, TaskStarted):
             self.running[event.id] = Usage()
+            if self.first_start is None:
+                self.first_start = time.monotonic()
         elif isinstance(event, TaskUsage) and event.id in self.running:
             self.running[event.id] += event.usage
 
@@ -102,8 +106,9 @@ class BatchProgress:
         elapsed = time.monotonic() - self.started
         parts.append(_clock(elapsed))
         left = self.total - done
-        if self.ended and left:
-            parts.append(f"ETA {_clock(elapsed / self.ended * left)}")
+        if self.ended and left and self.first_start is not None:
+            working = time.monotonic() - self.first_start
+            parts.append(f"ETA {_clock(working / self.ended * left)}")
         return " · ".join(parts)
 
     def _line(self, text: str) -> None:

@@ -51,6 +51,11 @@ class ResultsFile:
         self._f: IO[str] | None = None
 
     def __enter__(self) -> ResultsFile:
+        return self if self._f is not None else self.open()
+
+    def open(self) -> ResultsFile:
+        """Read the ids already there, cut a torn last line, open for appending
+        (`BatchError` when the file is not a results file)."""
         if self.path.exists():
             self.done = {r["id"] for r in read_results(self.path)}
             self._cut_torn_tail()

@@ -47,8 +47,10 @@ def itemloop(*args: str, timeout: float = 240, **kw: str) -> subprocess.Complete
     )
 
 
-def results(path: Path) -> dict[str, dict[str, Any]]:
-    rows = [json.loads(line) for line in path.read_text().splitlines()]
+def results(path: Path, text: str | None = None) -> dict[str, dict[str, Any]]:
+    """The result lines of `path` (or of `text`), by id; each id once."""
+    text = path.read_text() if text is None else text
+    rows = [json.loads(line) for line in text.splitlines()]
     by_id = {r["id"]: r for r in rows}
     assert len(by_id) == len(rows), "a task has two result lines"
     return by_id

@@ -80,16 +80,17 @@ def test_a_rerun_skips_tasks_with_a_result_and_runs_nothing_twice(tmp_path: Path
     assert len(out.read_text().splitlines()) == 2
     assert {t: (sessions / t / "task.jsonl").read_text() for t in ("a", "b")} == journals
 
-    # A new task is started; a task whose result line is gone gets it back from its
-    # directory without running anything again.
+    # A new task is started; a task whose result line a crash tore in the middle of
+    # writing it gets it back from its directory, without running anything again.
     write_jsonl(tasks, [{"id": "a", **line}, {"id": "b", **line}, {"id": "c", **line}])
-    out.write_text(out.read_text().splitlines(keepends=True)[0])
-    kept = results(out)
+    first_line, second_line = out.read_text().splitlines(keepends=True)
+    out.write_text(first_line + second_line[: len(second_line) // 2])
+    kept = results(out, first_line)
     third = itemloop("batch", str(tasks), "--out", str(out))
     assert third.returncode == 0, third.stderr
     got = results(out)
     assert set(got) == {"a", "b", "c"} and all(r["status"] == "passed" for r in got.values())
-    assert set(kept) <= set(got)
+    assert set(kept) < set(got) and got[next(iter(kept))] == kept[next(iter(kept))]
     for t in ("a", "b", "c"):
         assert log_lines(sessions / t) == ["setup", "call1", "check"]
 
@@ -194,3 +195,22 @@ def test_a_bad_tasks_file_is_refused_before_anything_runs(tmp_path: Path) -> Non
     assert "colour: Extra inputs are not permitted" in r.stderr
     assert f"{tasks}:5: a task is a JSON object" in r.stderr
     assert not out.exists() and not (tmp_path / "results.sessions").exists()
+
+
+def test_a_second_batch_on_the_same_sessions_is_refused(tmp_path: Path) -> None:
+    import fcntl
+    import os
+
+    tasks = write_jsonl(tmp_path / "tasks.jsonl", [{"id": "a", "prompt": "x"}])
+    sessions = tmp_path / "runs"
+    sessions.mkdir()
+    fd = os.open(sessions / ".lock", os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # as a batch running on these sessions holds it
+        r = itemloop("batch", str(tasks), "--out", str(tmp_path / "r.jsonl"),
+                     "--sessions", str(sessions))  # fmt: skip
+    finally:
+        os.close(fd)
+    assert r.returncode == 1
+    assert f"{sessions} is in use by another batch" in r.stderr
+    assert not (sessions / "a").exists()
