@@ -214,3 +214,25 @@ def test_a_second_batch_on_the_same_sessions_is_refused(tmp_path: Path) -> None:
     assert r.returncode == 1
     assert f"{sessions} is in use by another batch" in r.stderr
     assert not (sessions / "a").exists()
+
+
+@pytest.mark.anyio
+async def test_a_run_that_ended_before_its_end_was_recorded_is_not_run_again(
+    tmp_path: Path,
+) -> None:
+    """A stop between the model's last answer and the task journal's record of it:
+    the next attempt takes the end from the session instead of asking the model again."""
+    from itemloop.runtime.batch import parse_task
+    from itemloop.runtime.batch_task import run_task
+
+    script = write_jsonl(tmp_path / "s.jsonl", [done("all done")])
+    task = parse_task({"id": "t", "prompt": "go", "script": "s.jsonl", "tools": {"builtins": []}},
+                      tmp_path)  # fmt: skip
+    first = await run_task(task, tmp_path / "t")
+    assert (first.status, first.final_message) == ("completed", "all done")
+    journal = tmp_path / "t" / "task.jsonl"
+    journal.write_text("".join(x for x in journal.open() if '"agent"' not in x))
+    script.write_text("")  # a model asked again would have no turn to give
+    again = await run_task(task, tmp_path / "t")
+    assert (again.status, again.stop, again.final_message) == ("completed", "completed", "all done")
+    assert again.turns == 1 and again.tokens.input == 120
