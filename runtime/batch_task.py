@@ -243,7 +243,8 @@ class _TaskRun:
         sandbox and the runtime are then closed in a scope that is not cancelled.
         Closed in a cancelled one, their exit stacks can make a cancellation its
         own `__context__` (Python 3.11's contextlib re-raising what anyio's task
-        groups re-raise), and the next walk of that chain never ends.
+        groups re-raise), and the next walk of that chain never ends. A stop
+        while the sandbox or the tools start waits for them to have started.
         """
         results: list[TaskResult] = []
         ended = anyio.Event()
