@@ -1,4 +1,4 @@
-"""The `itemloop` command line: run, exec, demo, tools.
+"""The `itemloop` command line: run, exec, demo, tools, batch.
 
 Heavy imports (openai, docker, pydantic models) happen inside the commands, so
 `itemloop --help` stays fast.
@@ -406,7 +406,88 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_flag(tools)
     _add_tool_flags(tools)
     _add_computer_flags(tools)
+    _add_batch_parser(sub)
     return parser
+
+
+BATCH_EPILOG = """\
+a task line is a JSON object: "id", "prompt", optional "setup" and "check"
+(lists of shell commands run in the task's sandbox before and after the agent),
+and any setting of `itemloop run` in the session's settings schema, e.g.
+  {"id": "t1", "prompt": "fix the bug", "script": "t1.jsonl",
+   "tools": {"builtins": ["shell"], "sandbox": {"kind": "docker", "image": "python:3.12",
+             "workspace": "repos/t1"}},
+   "setup": ["pip install -e ."], "check": ["pytest -q"]}
+Relative paths are relative to the tasks file. "tools.sandbox.workspace" is copied
+for the task; without it the task starts in an empty directory.
+
+Running the same command again skips the tasks with a result, resumes the
+unfinished ones from their session files, and starts the rest.
+"""
+
+
+def _add_batch_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from .batch_defaults import DEFAULT_RAY_MAX_RETRIES
+
+    batch = sub.add_parser(
+        "batch",
+        help="run many sessions at once from a tasks file, with grading (resumable)",
+        epilog=BATCH_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    batch.add_argument("tasks", nargs="?", type=Path, metavar="TASKS.jsonl", help="one task a line")
+    batch.add_argument(
+        "--out", type=Path, default=None, metavar="RESULTS.jsonl", help="results, one a line"
+    )
+    batch.add_argument(
+        "--concurrency",
+        type=int,
+        default=None,
+        metavar="N",
+        help="sessions at once (default: 4 a core, as many as the available memory holds; "
+        "with --ray: what the cluster's CPUs hold)",
+    )
+    batch.add_argument(
+        "--sessions",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="each task's workspace, session and journal (default: RESULTS.sessions beside "
+        "--out; with --ray on several nodes: storage they share)",
+    )
+    batch.add_argument(
+        "--summary",
+        type=Path,
+        default=None,
+        metavar="RESULTS.jsonl",
+        help="sum up a results file: pass rate, tokens, durations, failures by cause",
+    )
+    batch.add_argument("--json", action="store_true", help="with --summary: print it as JSON")
+    r = batch.add_argument_group("Ray (pip install 'itemloop[ray]')")
+    r.add_argument(
+        "--ray", action="store_true", help="run the tasks as Ray tasks (a local cluster by default)"
+    )
+    r.add_argument(
+        "--ray-address",
+        default=None,
+        metavar="ADDRESS",
+        help="the Ray cluster to run on (implies --ray; 'auto': the one `ray start` made here)",
+    )
+    r.add_argument(
+        "--ray-cpus",
+        type=int,
+        default=None,
+        metavar="N",
+        help="CPUs of the local cluster started for the run (default: all)",
+    )
+    r.add_argument(
+        "--ray-task-cpus",
+        type=float,
+        default=1.0,
+        metavar="N",
+        help="CPUs reserved for each task (default: 1; a fraction shares a core). A task "
+        f"whose worker dies is run again up to {DEFAULT_RAY_MAX_RETRIES} times, resuming",
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -58,6 +58,7 @@ async def run_command(args: argparse.Namespace) -> int:
         "tools": _tools,
         "exec": _exec,
         "demo": _demo,
+        "batch": _batch,
         "approvals": _approvals,
         "approve": _decide,
         "deny": _decide,
@@ -476,6 +477,15 @@ async def _demo(args: argparse.Namespace) -> int:
         async with Runtime(model, toolset) as rt:
             return await _drive(rt, "Show me what you can do.", _printer(args))
     return 1
+
+
+# -- itemloop batch ------------------------------------------------------------------
+
+
+async def _batch(args: argparse.Namespace) -> int:
+    from .batch_cli import batch_command
+
+    return await batch_command(args)
 
 
 # -- itemloop exec -------------------------------------------------------------------

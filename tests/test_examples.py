@@ -35,6 +35,7 @@ def test_every_example_has_a_test() -> None:
         "computer_use.py",  # tests/computer/
         "tool_search.py",
         "approvals.py",
+        "batch.py",  # tests/batch/test_batch_example.py
     }
     assert {p.name for p in EXAMPLES.glob("*.py")} <= tested
 
