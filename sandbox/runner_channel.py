@@ -230,7 +230,11 @@ class RunnerChannel:
                     pending.event.set()
 
     async def aclose(self) -> None:
-        await self._stream.aclose()
+        # Shielded: closing runs while the sandbox exits, often in a cancelled scope;
+        # a Cancelled raised here would be re-raised by the sandbox's task group and
+        # chained to itself by the exit stack (CPython gh-102201), hanging anyio.
+        with anyio.CancelScope(shield=True):
+            await self._stream.aclose()
 
     async def _send(self, obj: dict[str, Any], fds: Sequence[int] = ()) -> None:
         data = (json.dumps(obj) + "\n").encode()

@@ -116,3 +116,26 @@ async def test_file_operations(any_sandbox: Any) -> None:
     assert await any_sandbox.stat("d/x.txt") is None
     with pytest.raises(SandboxError):
         await any_sandbox.read_file("../etc/passwd")
+
+
+@pytest.mark.parametrize("kind", ["host", pytest.param("local", marks=pytest.mark.bwrap)])
+async def test_a_sandbox_cancelled_from_outside_mid_command_exits(
+    workspace: Path, make: Any, kind: str
+) -> None:
+    """Closing in a cancelled scope used to chain a Cancelled to itself (CPython
+    gh-102201) and spin anyio forever: the sandbox must simply exit."""
+    import anyio
+
+    started = anyio.Event()
+    with anyio.fail_after(60):  # a hang guard: the command would run 1,000 s
+        async with anyio.create_task_group() as tg:
+
+            async def go() -> None:
+                async with make(kind, workspace) as sb:
+                    started.set()
+                    await sb.run(["sleep", "1000"])
+
+            tg.start_soon(go)
+            await started.wait()
+            await anyio.wait_all_tasks_blocked()
+            tg.cancel_scope.cancel()
