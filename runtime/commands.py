@@ -106,6 +106,7 @@ def _sandbox_options(args: argparse.Namespace) -> SandboxOptions:
         network=args.network,
         env=env,
         writable_paths=tuple(args.writable),
+        hidden_paths=tuple(os.path.abspath(os.path.expanduser(p)) for p in args.hide),
         **{k: v for k, v in given.items() if v is not None},
     )
 
@@ -116,6 +117,8 @@ def _sandbox_config(args: argparse.Namespace) -> SandboxConfig:
         raise CliError(f"--workspace {workspace}: not a directory")
     if args.sandbox == "docker" and not args.image:
         raise CliError("--sandbox docker needs --image NAME (an image with /bin/sh)")
+    if args.sandbox == "host" and args.hide:
+        raise CliError("--hide: the host sandbox hides nothing; choose --sandbox local or docker")
     return SandboxConfig(
         kind=args.sandbox, image=args.image, workspace=workspace, options=_sandbox_options(args)
     )

@@ -2,7 +2,8 @@
 
 The container: the user's image, which needs nothing but `/bin/sh`; the
 workspace bind-mounted at `/workspace` (and `writable_paths` at their host
-paths); a read-only root filesystem with a private tmpfs at `/tmp` (HOME);
+paths), with the credential locations and `hidden_paths` found there hidden
+(`hidden.py`); a read-only root filesystem with a private tmpfs at `/tmp` (HOME);
 network `none` unless `network=True`; memory, CPU and PIDs limits; every
 capability dropped and no-new-privileges; commands run as the runtime's own
 uid:gid, so workspace files keep their owner; Docker's init as PID 1, so
@@ -34,6 +35,7 @@ import shutil
 import socket
 import struct
 import tempfile
+from collections.abc import Sequence
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
@@ -43,18 +45,22 @@ import anyio.abc
 import anyio.to_thread
 import docker  # type: ignore[import-untyped,unused-ignore]
 import docker.errors  # type: ignore[import-untyped,unused-ignore]
+from docker.types import Mount  # type: ignore[import-untyped,unused-ignore]
 
 from .base import SandboxOptions, SandboxUnavailable
 from .channel import CommandChannel
 from .channel_sandbox import ChannelSandbox
 from .command import STANDARD_PATH
 from .docker_exec import PIDS_DIR, DockerExecChannel
+from .hidden import inside, invoking_homes, masks
 from .runner_channel import READY_TIMEOUT_S, RunnerChannel, runner_source
 
 WORKSPACE = "/workspace"
 CTL_DIR = "/run/itemloop"
 HOME = "/tmp"
 LABEL = "itemloop.sandbox"
+MASK_TMPFS_BYTES = 1024 * 1024
+"""Size of the empty tmpfs over a hidden directory (writable only by a command run as root)."""
 
 NO_ENGINE_HINT = (
     "start the Docker engine (e.g. `dockerd &` or `systemctl start docker`) and make sure "
@@ -103,8 +109,16 @@ class DockerSandbox(ChannelSandbox):
         *,
         image: str,
         fast_path: bool = True,
+        host_home: str | Sequence[str] | None = None,
     ) -> None:
         super().__init__(workspace, options)
+        self.host_homes = (
+            invoking_homes()
+            if host_home is None
+            else [host_home]
+            if isinstance(host_home, str)
+            else list(host_home)
+        )
         if not image:
             raise SandboxUnavailable("--sandbox docker needs an image: --image NAME")
         self.image = image
@@ -189,6 +203,7 @@ class DockerSandbox(ChannelSandbox):
                 raise SandboxUnavailable(f"writable path {extra!r} is not a directory")
             volumes[real] = {"bind": real, "mode": "rw"}
         kwargs: dict[str, Any] = {
+            "mounts": self._mask_mounts(),
             # `read` on a stdin nobody writes to: a PID-1 child that needs only /bin/sh.
             "command": ["/bin/sh", "-c", "read -r _; exit 0"],
             "detach": True,
@@ -215,6 +230,29 @@ class DockerSandbox(ChannelSandbox):
             return self.client.containers.run(self.image, **kwargs)
         except docker.errors.DockerException as e:
             raise SandboxUnavailable(f"--sandbox docker: cannot start a container: {e}") from None
+
+    def _mask_mounts(self) -> list[Any]:
+        """Mounts hiding the credential locations and `hidden_paths` the container
+        would see: those inside the workspace or a writable path (`hidden.py`)."""
+        binds = {str(self.workspace): WORKSPACE}
+        binds.update(
+            {os.path.realpath(p): os.path.realpath(p) for p in self.options.writable_paths}
+        )
+        mounts: list[Any] = []
+        for m in masks(self.host_homes, self.options.hidden_paths, list(binds)):
+            if m.holds_kept:
+                continue  # only the kept paths of it are mounted
+            host_root = max((b for b in binds if inside(m.path, b)), key=len, default=None)
+            if host_root is None:
+                continue  # not in the container
+            target = binds[host_root] + m.path[len(host_root) :]
+            if m.is_dir:
+                mounts.append(
+                    Mount(target, None, type="tmpfs", tmpfs_size=MASK_TMPFS_BYTES, tmpfs_mode=0o755)
+                )
+            else:
+                mounts.append(Mount(target, "/dev/null", type="bind", read_only=True))
+        return mounts
 
     async def _remove_container(self) -> None:
         container, self.container = self.container, None
