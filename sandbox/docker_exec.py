@@ -152,13 +152,13 @@ class DockerExecChannel:
                     with anyio.move_on_after(KILL_WAIT_S):
                         await finished.wait()
                     if not finished.is_set():
-                        _close(sock)
+                        close_stream(sock)
         finally:
             if not finished.is_set():  # cancelled from outside
                 with anyio.CancelScope(shield=True):
                     await anyio.to_thread.run_sync(self._kill_from, pidfile, user)
-                    _close(sock)
-            _close(sock)
+                    close_stream(sock)
+            close_stream(sock)
             with contextlib.suppress(OSError):
                 os.unlink(host_pidfile)
         info = await anyio.to_thread.run_sync(api.exec_inspect, exec_id)
@@ -186,7 +186,8 @@ class DockerExecChannel:
             )
 
 
-def _close(sock: Any) -> None:
+def close_stream(sock: Any) -> None:
+    """Close a socket docker-py returned for an attach or exec stream, also its raw one."""
     with contextlib.suppress(Exception):
         sock.close()
     raw = getattr(sock, "_sock", None)

@@ -1,0 +1,152 @@
+"""How `itemloop` stops (issue 10, items 8-10), tested from outside as a user stops it.
+
+SIGTERM and SIGHUP stop a run like Ctrl-C: the command is killed, its call answered
+"cancelled" in the journal, the sandbox removed, and the exit status says which signal.
+Ctrl-C on the docker exec path kills the command at once. A SIGKILLed itemloop leaves no
+container running. Each test starts the real CLI on a scripted model and learns that the
+command is running from a FIFO in the workspace the command writes to; the deadlines are
+hang guards far below the command's own 1000 s, never synchronisation.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from backends import BUSYBOX_IMAGE, PYTHON_IMAGE, problem
+from helpers import message, write_script
+
+HANG_GUARD_S = 60.0
+"""Far below the command's `sleep 1000`: only a killed command ends in time."""
+
+COMMAND = "echo started > started.fifo; sleep 1000; echo done > after"
+
+SANDBOXES = {
+    "local": ["--sandbox", "local"],
+    "docker": ["--sandbox", "docker", "--image", BUSYBOX_IMAGE],
+    "docker-python": ["--sandbox", "docker", "--image", PYTHON_IMAGE],
+}
+KINDS = [
+    pytest.param("local", marks=pytest.mark.bwrap),
+    pytest.param("docker", marks=pytest.mark.docker),
+    pytest.param("docker-python", marks=pytest.mark.docker),
+]
+DOCKER_KINDS = [p for p in KINDS if p.values[0] != "local"]
+
+
+@dataclass
+class Cli:
+    """A running `itemloop run` whose model calls the shell once with `COMMAND`."""
+
+    proc: subprocess.Popen[str]
+    workspace: Path
+    session: Path
+
+    def wait_for_the_command(self) -> None:
+        """Return once the command runs: it wrote to the FIFO (no polling, no sleep)."""
+        fd = os.open(self.workspace / "started.fifo", os.O_RDONLY | os.O_NONBLOCK)
+        try:
+            ready, _, _ = select.select([fd], [], [], HANG_GUARD_S)
+            assert ready, f"the command did not start; stderr: {self.stderr_now()}"
+            assert os.read(fd, 100) == b"started\n"
+        finally:
+            os.close(fd)
+
+    def stderr_now(self) -> str:
+        if self.proc.poll() is None:
+            return "(still running)"
+        return self.proc.communicate()[1]
+
+    def stop(self, signum: int) -> tuple[int, str]:
+        """Send `signum`; the exit status and stderr once the process is gone."""
+        self.proc.send_signal(signum)
+        try:
+            _, err = self.proc.communicate(timeout=HANG_GUARD_S)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            _, err = self.proc.communicate()
+            pytest.fail(f"itemloop did not exit on signal {signum}; stderr: {err}")
+        return self.proc.returncode, err
+
+    def journal(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self.session.read_text().splitlines() if line]
+
+
+@pytest.fixture
+def cli(tmp_path: Path) -> Iterator[Any]:
+    """`cli(kind)`: start `itemloop run` in that sandbox; killed and cleaned up after."""
+    started: list[Cli] = []
+
+    def start(kind: str) -> Cli:
+        reason = problem(kind)
+        if reason:
+            pytest.skip(reason)
+        workspace = tmp_path / "ws"
+        workspace.mkdir()
+        os.mkfifo(workspace / "started.fifo")
+        call = {"type": "shell_call", "call_id": "s1", "action": {"commands": [COMMAND]}}
+        script = write_script(tmp_path / "turns.jsonl", [call], [message("never asked")])
+        session = tmp_path / "session.jsonl"
+        argv = [sys.executable, "-m", "itemloop.runtime.cli", "run", "go", "--script"]
+        argv += [str(script), "--tools", "shell", "--workspace", str(workspace)]
+        argv += ["--session", str(session), *SANDBOXES[kind]]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("OPENAI_")}
+        proc = subprocess.Popen(
+            argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+        )
+        c = Cli(proc, workspace, session)
+        started.append(c)
+        return c
+
+    yield start
+    for c in started:
+        if c.proc.poll() is None:
+            c.proc.kill()
+            c.proc.communicate()
+        for container in containers_of(c.proc.pid):
+            container.remove(force=True)
+
+
+def containers_of(pid: int) -> list[Any]:
+    """The docker sandbox containers of the itemloop process `pid` (any state)."""
+    if problem("docker"):
+        return []
+    import docker
+
+    client = docker.from_env()
+    return list(client.containers.list(all=True, filters={"label": f"itemloop.pid={pid}"}))
+
+
+def removed(container: Any) -> bool:
+    """Whether `container` is removed, waiting for it (the engine tells) up to the guard."""
+    import docker.errors
+    import requests
+
+    try:
+        container.wait(condition="removed", timeout=HANG_GUARD_S)
+    except docker.errors.NotFound:
+        return True  # removed before the wait began
+    except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError):
+        return False
+    return True
+
+
+# --- item 10: a SIGKILLed itemloop leaves no container ---------------------------------
+
+
+@pytest.mark.parametrize("kind", DOCKER_KINDS)
+def test_the_container_dies_with_a_killed_itemloop(cli: Any, kind: str) -> None:
+    c = cli(kind)
+    c.wait_for_the_command()
+    (container,) = containers_of(c.proc.pid)
+    assert c.stop(signal.SIGKILL)[0] == -signal.SIGKILL
+    assert removed(container), "the container outlived its owner"
