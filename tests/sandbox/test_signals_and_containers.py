@@ -150,3 +150,86 @@ def test_the_container_dies_with_a_killed_itemloop(cli: Any, kind: str) -> None:
     (container,) = containers_of(c.proc.pid)
     assert c.stop(signal.SIGKILL)[0] == -signal.SIGKILL
     assert removed(container), "the container outlived its owner"
+
+
+def sandbox_processes(workspace: Path) -> list[str]:
+    """Host processes of a local sandbox over `workspace`: bubblewrap names it, and a
+    command's working directory is in it."""
+    found = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/cmdline", "rb") as f:
+                cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
+            cwd = os.readlink(f"/proc/{name}/cwd")
+        except OSError:
+            continue
+        if str(workspace) in cmd or cwd.startswith(str(workspace)):
+            found.append(f"{name}: {cmd}")
+    return found
+
+
+def assert_stopped_like_ctrl_c(c: Cli, status: int, err: str, expected: int) -> None:
+    """Exit status, the call answered "cancelled" in the journal, the sandbox gone."""
+    from itemloop.runtime.session import SessionStore
+
+    assert status == expected, err
+    items = SessionStore(c.session).load().items
+    outs = [i for i in items if i.get("type") == "shell_call_output"]
+    assert len(outs) == 1, f"the call is answered once in the journal: {items}"
+    assert "cancelled" in outs[0]["output"][0]["stderr"]
+    assert not (c.workspace / "after").exists(), "the command was killed"
+    assert containers_of(c.proc.pid) == [], "the container was removed"
+    assert sandbox_processes(c.workspace) == [], "the sandbox's processes are gone"
+
+
+# --- item 9: Ctrl-C kills the command at once, on every path --------------------------
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_ctrl_c_kills_the_command_at_once(cli: Any, kind: str) -> None:
+    c = cli(kind)
+    c.wait_for_the_command()
+    status, err = c.stop(signal.SIGINT)
+    assert_stopped_like_ctrl_c(c, status, err, 130)
+    assert "interrupted" in err
+
+
+@pytest.mark.docker
+@pytest.mark.anyio
+async def test_cancelling_an_exec_path_command_kills_it(tmp_path: Path) -> None:
+    import anyio
+
+    from itemloop.sandbox.docker_sandbox import DockerSandbox
+
+    workspace = tmp_path / "ws"
+    workspace.mkdir()
+    os.mkfifo(workspace / "started.fifo")
+    async with DockerSandbox(workspace, image=BUSYBOX_IMAGE) as sb:
+        assert sb.mode == "exec"
+        waited_for_the_command = False
+
+        async def hang_guard() -> None:
+            nonlocal waited_for_the_command
+            await anyio.sleep(HANG_GUARD_S)  # a guard, not synchronisation
+            waited_for_the_command = True
+            await anyio.to_thread.run_sync(lambda: sb.container.kill())
+
+        async with anyio.create_task_group() as guard:
+            guard.start_soon(hang_guard)
+            with anyio.CancelScope() as scope:
+                async with anyio.create_task_group() as tg:
+
+                    async def cancel_once_running() -> None:
+                        fifo = workspace / "started.fifo"
+                        await anyio.to_thread.run_sync(fifo.read_text)
+                        scope.cancel()
+
+                    tg.start_soon(cancel_once_running)
+                    await sb.run(script=COMMAND)
+            guard.cancel_scope.cancel()
+        assert not waited_for_the_command, "cancelling waited for the command to end"
+        ps = await sb.run(script="ps -o pid,args")
+        assert ps.exit_code == 0, ps.stderr
+        assert "sleep 1000" not in ps.stdout, ps.stdout
