@@ -10,6 +10,7 @@ hang guards far below the command's own 1000 s, never synchronisation.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import select
@@ -113,7 +114,9 @@ def cli(tmp_path: Path) -> Iterator[Any]:
             c.proc.kill()
             c.proc.communicate()
         for container in containers_of(c.proc.pid):
-            container.remove(force=True)
+            with contextlib.suppress(Exception):  # NotFound, or the engine removing it
+                container.remove(force=True)
+            removed(container)
 
 
 def containers_of(pid: int) -> list[Any]:
@@ -182,6 +185,28 @@ def assert_stopped_like_ctrl_c(c: Cli, status: int, err: str, expected: int) -> 
     assert not (c.workspace / "after").exists(), "the command was killed"
     assert containers_of(c.proc.pid) == [], "the container was removed"
     assert sandbox_processes(c.workspace) == [], "the sandbox's processes are gone"
+
+
+# --- item 8: SIGTERM and SIGHUP stop a run like Ctrl-C ----------------------------------
+
+STOP_CASES = [
+    pytest.param("local", signal.SIGTERM, marks=pytest.mark.bwrap, id="local-SIGTERM"),
+    pytest.param("local", signal.SIGHUP, marks=pytest.mark.bwrap, id="local-SIGHUP"),
+    pytest.param("docker", signal.SIGTERM, marks=pytest.mark.docker, id="docker-SIGTERM"),
+    pytest.param("docker", signal.SIGHUP, marks=pytest.mark.docker, id="docker-SIGHUP"),
+    pytest.param(
+        "docker-python", signal.SIGTERM, marks=pytest.mark.docker, id="docker-python-SIGTERM"
+    ),
+]
+
+
+@pytest.mark.parametrize(("kind", "signum"), STOP_CASES)
+def test_sigterm_and_sighup_stop_a_run_like_ctrl_c(cli: Any, kind: str, signum: int) -> None:
+    c = cli(kind)
+    c.wait_for_the_command()
+    status, err = c.stop(signum)
+    assert_stopped_like_ctrl_c(c, status, err, 128 + signum)
+    assert f"stopped by {signal.Signals(signum).name}" in err
 
 
 # --- item 9: Ctrl-C kills the command at once, on every path --------------------------
