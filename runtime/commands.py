@@ -20,7 +20,7 @@ import signal
 import sys
 import tempfile
 from collections.abc import Awaitable, Callable, Iterator
-from contextlib import AsyncExitStack, contextmanager
+from contextlib import AsyncExitStack, contextmanager, suppress
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -100,7 +100,10 @@ async def stoppable(work: Callable[[], Awaitable[int]]) -> tuple[int, int | None
         for signum in STOP_SIGNALS:
             loop.remove_signal_handler(signum)
     if received:
-        task.uncancel()  # `work` ended on its own before the cancellation reached it
+        # `work` ended on its own meanwhile: a cancellation not delivered yet lands here.
+        with suppress(asyncio.CancelledError):
+            await asyncio.sleep(0)
+        task.uncancel()
         return status, received[0]
     return status, None
 
