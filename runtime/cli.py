@@ -84,6 +84,14 @@ def _add_sandbox_flags(
         help="extra host path commands may write (repeatable)",
     )
     g.add_argument(
+        "--hide",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="host path commands must not see, besides ~/.ssh, ~/.aws and other "
+        "credential locations, which are always hidden (repeatable; local and docker)",
+    )
+    g.add_argument(
         "--timeout",
         type=float,
         default=None,

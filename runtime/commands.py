@@ -5,18 +5,23 @@ the same `RunConfig`/`ToolsetConfig` a library caller writes; every command
 then builds its tools with `Toolset`. The runtime's own errors become exit
 statuses in one place (`exit_status`): 1 for a failure of the runtime or what
 it starts (a sandbox, an MCP server, the journal), 2 for bad usage or input.
+SIGTERM and SIGHUP stop a command as Ctrl-C does (`stoppable`): commands
+killed, calls answered, journal saved, sandbox removed; the status is then
+128 + the signal's number, as for Ctrl-C's 130.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import copy
 import json
 import os
+import signal
 import sys
 import tempfile
-from collections.abc import Iterable, Iterator
-from contextlib import AsyncExitStack, contextmanager
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from contextlib import AsyncExitStack, contextmanager, suppress
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -52,6 +57,11 @@ class CliError(Exception):
         self.status = status
 
 
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+"""Signals that stop a command as Ctrl-C does. SIGINT itself is asyncio's: it cancels
+the main task, and `anyio.run` then raises KeyboardInterrupt (`cli.main`: status 130)."""
+
+
 async def run_command(args: argparse.Namespace) -> int:
     command: str = args.command
     handler = {
@@ -64,7 +74,56 @@ async def run_command(args: argparse.Namespace) -> int:
         "deny": _decide,
     }.get(command, _run)
     with exit_status(session=getattr(args, "session", None)):
-        return await handler(args)
+        status, signum = await stoppable(lambda: handler(args))
+    if signum is not None:
+        print(f"itemloop: stopped by {signal.Signals(signum).name}", file=sys.stderr)
+        return 128 + signum  # what a shell reports for a process the signal ended
+    return status
+
+
+async def stoppable(work: Callable[[], Awaitable[int]]) -> tuple[int, int | None]:
+    """Run `work`; a `STOP_SIGNALS` signal cancels it exactly as Ctrl-C does.
+
+    As asyncio does for Ctrl-C, the signal cancels the task running `work`
+    once, natively (the CLI runs on asyncio): a run then kills its commands,
+    answers its calls, saves its journal and removes its sandbox, and that
+    cleanup is not cancelled again. (An anyio scope cancelled around it all
+    would cancel every await of the cleanup too; a task group would wrap
+    `work`'s errors in a group.) Returns `work`'s status and the signal that
+    stopped it (None if none did). A second signal while the cleanup runs
+    ends the process at once, as the signal would have (the sandboxes die
+    with it: `--die-with-parent`, the container's watchdog).
+    """
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    assert task is not None
+    received: list[int] = []
+
+    def on_signal(signum: int) -> None:
+        if received:
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+        received.append(signum)
+        task.cancel()
+
+    for signum in STOP_SIGNALS:
+        loop.add_signal_handler(signum, on_signal, signum)
+    try:
+        status = await work()
+    except asyncio.CancelledError:
+        if not received or task.uncancel() > 0:
+            raise  # not (only) ours: Ctrl-C, or a caller's cancellation
+        return 1, received[0]
+    finally:
+        for signum in STOP_SIGNALS:
+            loop.remove_signal_handler(signum)
+    if received:
+        # `work` ended on its own meanwhile: a cancellation not delivered yet lands here.
+        with suppress(asyncio.CancelledError):
+            await asyncio.sleep(0)
+        task.uncancel()
+        return status, received[0]
+    return status, None
 
 
 @contextmanager
@@ -124,6 +183,7 @@ def _sandbox_options(args: argparse.Namespace) -> SandboxOptions:
         network=args.network,
         env=env,
         writable_paths=tuple(args.writable),
+        hidden_paths=tuple(os.path.abspath(os.path.expanduser(p)) for p in args.hide),
         **{k: v for k, v in given.items() if v is not None},
     )
 
@@ -134,6 +194,8 @@ def _sandbox_config(args: argparse.Namespace) -> SandboxConfig:
         raise CliError(f"--workspace {workspace}: not a directory")
     if args.sandbox == "docker" and not args.image:
         raise CliError("--sandbox docker needs --image NAME (an image with /bin/sh)")
+    if args.sandbox == "host" and args.hide:
+        raise CliError("--hide: the host sandbox hides nothing; choose --sandbox local or docker")
     return SandboxConfig(
         kind=args.sandbox, image=args.image, workspace=workspace, options=_sandbox_options(args)
     )
@@ -330,6 +392,7 @@ FLAG_PATHS: dict[str, tuple[tuple[str, ...], ...]] = {
     "network": ((*_OPTIONS, "network"),),
     "env": ((*_OPTIONS, "env"),),
     "writable": ((*_OPTIONS, "writable_paths"),),
+    "hide": ((*_OPTIONS, "hidden_paths"),),
     "cpu_time": ((*_OPTIONS, "cpu_time_s"),),
     "max_file_size": ((*_OPTIONS, "max_file_size"),),
     "max_procs": ((*_OPTIONS, "max_processes"),),

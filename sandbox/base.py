@@ -92,8 +92,10 @@ class SandboxOptions:
     `env` is the only way a variable of the runtime's environment reaches a
     command (besides PATH, LANG, TERM and a private HOME): nothing is inherited.
     `writable_paths` are extra host directories mounted read-write (at the same
-    path) next to the workspace. `default_output_limit` is in bytes per stream
-    (the head and tail are kept).
+    path) next to the workspace. `hidden_paths` are host paths commands must
+    not see, besides the credential locations of the user's home (`hidden.py`;
+    the `host` sandbox hides nothing). `default_output_limit` is in bytes per
+    stream (the head and tail are kept).
 
     Resource limits: `cpu_time_s`, `max_file_size` and `max_processes` are
     rlimits in the `local` and `host` sandboxes (RLIMIT_NPROC counts per user
@@ -104,6 +106,7 @@ class SandboxOptions:
     network: bool = False
     env: Mapping[str, str] = field(default_factory=dict)
     writable_paths: Sequence[str] = ()
+    hidden_paths: Sequence[str] = ()
     default_timeout_s: float = DEFAULT_COMMAND_TIMEOUT_S
     default_output_limit: int = 1_000_000
     cpu_time_s: int | None = None

@@ -11,7 +11,7 @@ command costs a message and a spawn rather than a new set of namespaces. The
 sandbox dies with the runtime (`--die-with-parent`), and killing it kills
 everything in its PID namespace.
 
-With the network off (the default) two more things hold:
+With the network off (the default) one more thing holds:
 
 - Host Unix sockets are out of reach: a seccomp filter (`seccomp.py`, given
   to bubblewrap with `--seccomp FD`) makes `socket(AF_UNIX, ...)` fail with
@@ -21,12 +21,12 @@ With the network off (the default) two more things hold:
   and the runner itself never calls `socket()`: it gets its socket with
   `--fd`). On an architecture the filter does not know, the sandbox refuses
   to start rather than start without it.
-- Well-known credential locations of the invoking user's home that exist
-  (`CREDENTIAL_PATHS`: ~/.ssh, ~/.gnupg, ~/.aws, ~/.netrc, ...) are hidden:
-  an empty tmpfs over each directory, `/dev/null` over each file. One that
-  holds the workspace or a writable path is left alone. The home is the
-  `host_home` argument (default: $HOME and the user's home in the password
-  database).
+
+Network on or off, credential locations of the invoking user's home
+(`hidden.CREDENTIAL_PATHS`: ~/.ssh, ~/.aws, ~/.npmrc, ~/.codex, ...) and the
+user's `hidden_paths` are hidden (`hidden.py`): an empty tmpfs over each
+directory, `/dev/null` over each file. The home is the `host_home` argument
+(default: $HOME and the user's home in the password database).
 
 There is no fallback: if bubblewrap is missing or cannot create namespaces,
 starting fails with `SandboxUnavailable` saying why and how to fix it.
@@ -35,9 +35,8 @@ starting fails with `SandboxUnavailable` saying why and how to fix it.
 from __future__ import annotations
 
 import os
-import pwd
 import shutil
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from contextlib import AsyncExitStack
 from pathlib import Path
 
@@ -47,27 +46,13 @@ from .base import SandboxOptions, SandboxUnavailable
 from .channel import CommandChannel
 from .channel_sandbox import ChannelSandbox
 from .command import STANDARD_PATH
+from .hidden import Mask, inside, invoking_homes, masks
 from .runner_channel import host_runner_argv, runner_env, spawn_runner
 from .seccomp import UnsupportedArch, deny_unix_sockets_filter
 
 HOME = "/tmp/home"
 HIDDEN_ROOTS = ("/tmp", "/run")
 """Host directories the sandbox replaces with its own empty tmpfs."""
-
-CREDENTIAL_PATHS = (
-    ".ssh",
-    ".gnupg",
-    ".aws",
-    ".azure",
-    ".config/gcloud",
-    ".config/gh",
-    ".docker",
-    ".kube",
-    ".netrc",
-    ".pypirc",
-    ".git-credentials",
-)
-"""Relative to the invoking user's home: hidden from commands while the network is off."""
 
 INSTALL_HINT = (
     "install bubblewrap (Debian/Ubuntu: apt-get install bubblewrap; Fedora: dnf install "
@@ -88,42 +73,11 @@ def bwrap_path() -> str | None:
     return shutil.which("bwrap", path=os.environ.get("PATH", STANDARD_PATH) + ":" + STANDARD_PATH)
 
 
-def _inside(path: str, root: str) -> bool:
-    return path == root or path.startswith(root.rstrip("/") + "/")
-
-
-def invoking_homes() -> list[str]:
-    """The invoking user's home directories: $HOME and the password database's."""
-    homes = [os.path.expanduser("~")]
-    try:
-        homes.append(pwd.getpwuid(os.getuid()).pw_dir)
-    except KeyError:
-        pass
-    return [h for h in dict.fromkeys(homes) if h and os.path.isabs(h)]
-
-
-def credential_masks(homes: Sequence[str], keep: Sequence[str]) -> list[tuple[str, bool]]:
-    """(host path, is a directory) of every credential location to hide.
-
-    Only those that exist; symlinks are resolved (the mount goes on the target);
-    none under the sandbox's own /tmp and /run, none that holds a path of `keep`.
-    """
-    keep_real = [os.path.realpath(k) for k in keep]
-    masks: dict[str, bool] = {}
-    for home in homes:
-        for rel in CREDENTIAL_PATHS:
-            path = os.path.realpath(os.path.join(home, rel))
-            if not os.path.lexists(path) or path in masks:
-                continue
-            if any(_inside(path, h) for h in HIDDEN_ROOTS):
-                continue
-            if any(_inside(k, path) for k in keep_real):
-                continue
-            if os.path.isdir(path):
-                masks[path] = True
-            elif os.path.isfile(path):
-                masks[path] = False
-    return sorted(masks.items())
+def _mask_args(masked: Iterable[Mask]) -> list[str]:
+    args: list[str] = []
+    for m in masked:
+        args += ["--tmpfs", m.path] if m.is_dir else ["--ro-bind", "/dev/null", m.path]
+    return args
 
 
 class BubblewrapSandbox(ChannelSandbox):
@@ -177,6 +131,11 @@ class BubblewrapSandbox(ChannelSandbox):
             if self.options.network and os.path.isdir("/run/systemd/resolve"):
                 # /etc/resolv.conf often points there.
                 args += ["--ro-bind", "/run/systemd/resolve", "/run/systemd/resolve"]
+        masked = self.masked_paths()
+        # A hidden path holding the workspace or a writable path is mounted first,
+        # so they show through it; every other mask after the binds, so that one
+        # inside the workspace (a workspace that is the home directory) applies.
+        args += _mask_args(m for m in masked if m.holds_kept)
         for extra in self.options.writable_paths:
             real = os.path.realpath(extra)
             if not os.path.isdir(real):
@@ -184,24 +143,26 @@ class BubblewrapSandbox(ChannelSandbox):
             args += ["--bind", real, real]
         ws = str(self.workspace)
         args += ["--bind", ws, ws]
-        # After the binds, so that a mask inside the workspace (a workspace that is
-        # the home directory) still applies to what commands see.
-        for path, is_dir in self.masked_paths():
-            if is_dir:
-                args += ["--tmpfs", path]
-            else:
-                args += ["--ro-bind", "/dev/null", path]
+        args += _mask_args(m for m in masked if not m.holds_kept)
         if seccomp_fd is not None:
             args += ["--seccomp", str(seccomp_fd)]
         args += ["--chdir", ws]
         return args
 
-    def masked_paths(self) -> list[tuple[str, bool]]:
-        """Credential locations hidden from commands: (host path, is a directory)."""
-        if self.options.network:
-            return []
+    def masked_paths(self) -> list[Mask]:
+        """Credential locations and `hidden_paths` hidden from commands (see `hidden.py`).
+
+        Those commands could see: not under the sandbox's own /tmp and /run,
+        unless inside the workspace or a writable path.
+        """
         keep = [str(self.workspace), *self.options.writable_paths]
-        return credential_masks(self.host_homes, keep)
+        kept = [os.path.realpath(k) for k in keep]
+        return [
+            m
+            for m in masks(self.host_homes, self.options.hidden_paths, keep)
+            if any(inside(m.path, k) for k in kept)
+            or not any(inside(m.path, h) for h in HIDDEN_ROOTS)
+        ]
 
     def seccomp_filter(self) -> bytes | None:
         """The compiled seccomp filter; None with the network on."""
@@ -228,7 +189,7 @@ class BubblewrapSandbox(ChannelSandbox):
                 os.close(w)
         try:
             args = self.bwrap_args(seccomp_fd)
-            hidden = [*HIDDEN_ROOTS, "/dev", "/proc", *(p for p, _ in self.masked_paths())]
+            hidden = [*HIDDEN_ROOTS, "/dev", "/proc", *(m.path for m in self.masked_paths())]
             return await spawn_runner(
                 lambda fd: [*args, "--", *host_runner_argv(fd, hidden=hidden)],
                 pass_fds=() if seccomp_fd is None else (seccomp_fd,),

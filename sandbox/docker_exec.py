@@ -7,11 +7,16 @@ that records its PID in a file of a directory bind-mounted into the container
 (`PIDS_DIR`). Output streams through Docker's multiplexed stream into bounded
 buffers.
 
-Timeouts. Commands run one at a time (a lock), so on timeout every process of
-the container whose PID is at least the recorded one is the command or
-something it started, however it detached: they are all killed, as the
-command's user, up to PID wrap-around. Docker itself closes the stream about
-2 s after the command exits when a background child still holds its output.
+Timeouts and cancellation. Commands run one at a time (a lock), so on
+timeout every process of the container whose PID is at least the recorded one
+is the command or something it started, however it detached: they are all
+killed, as the command's user, up to PID wrap-around. A cancelled call (Ctrl-C,
+a stopped run) kills the same way, at once, before it waits for the output to
+end: the stream's reader is a thread that cannot be interrupted otherwise.
+The kill and the wrapper each write a file before they read the other's (a
+stop file, the PID file), so a kill that comes before the wrapper recorded its
+PID keeps the command from starting. Docker itself closes the stream about 2 s
+after the command exits when a background child still holds its output.
 
 What it does not do: rlimits per command (the container's memory, CPU and
 PIDs limits apply instead), or create and remove the container (the docker
@@ -43,8 +48,11 @@ PIDS_DIR = "/run/itemloop-pids"
 """Where the container sees the directory the wrapper records PIDs in."""
 
 # Kills, as the command's user, every process whose PID is >= the command's
-# own (recorded by the wrapper), except itself; /bin/sh built-ins only.
+# own (recorded by the wrapper), except itself; /bin/sh built-ins only. It first
+# leaves "$1.stop", which a wrapper that has not recorded its PID yet finds after
+# recording it, and then does not start the command.
 KILL_SCRIPT = r"""
+: > "$1.stop"
 read -r w < "$1" 2>/dev/null || exit 0
 [ -n "$w" ] || exit 0
 while :; do
@@ -59,7 +67,10 @@ while :; do
 done
 exit 0
 """
-WRAPPER = 'echo $$ > "$ITEMLOOP_PIDFILE" && unset ITEMLOOP_PIDFILE && exec "$@"'
+WRAPPER = (
+    'echo $$ > "$ITEMLOOP_PIDFILE" && [ ! -e "$ITEMLOOP_PIDFILE.stop" ] && '
+    'unset ITEMLOOP_PIDFILE && exec "$@"'
+)
 
 
 class DockerExecChannel:
@@ -128,7 +139,9 @@ class DockerExecChannel:
             except docker.errors.DockerException as e:
                 raise SandboxError(f"docker exec failed: {e}") from None
 
-        exec_id, sock = await anyio.to_thread.run_sync(create)
+        # Shielded: once the exec is started, this call must know it, to kill it.
+        with anyio.CancelScope(shield=True):
+            exec_id, sock = await anyio.to_thread.run_sync(create)
         out, err = HeadTailBuffer(limit), HeadTailBuffer(limit)
         finished = anyio.Event()
         timed_out = False
@@ -142,25 +155,28 @@ class DockerExecChannel:
         try:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(read)
-                with anyio.move_on_after(timeout_s):
-                    await finished.wait()
-                if not finished.is_set():
-                    info = await anyio.to_thread.run_sync(api.exec_inspect, exec_id)
-                    if info.get("Running"):
-                        timed_out = True
-                        await anyio.to_thread.run_sync(self._kill_from, pidfile, user)
-                    with anyio.move_on_after(KILL_WAIT_S):
+                try:
+                    with anyio.move_on_after(timeout_s):
                         await finished.wait()
                     if not finished.is_set():
-                        _close(sock)
+                        info = await anyio.to_thread.run_sync(api.exec_inspect, exec_id)
+                        if info.get("Running"):
+                            timed_out = True
+                            await anyio.to_thread.run_sync(self._kill_from, pidfile, user)
+                        await self._wait_or_close(finished, sock)
+                except BaseException:
+                    # Cancelled from outside (Ctrl-C, a stopped run): kill the command
+                    # now, before the task group waits for the reader, which only
+                    # returns once the command's output ends.
+                    with anyio.CancelScope(shield=True):
+                        await anyio.to_thread.run_sync(self._kill_from, pidfile, user)
+                        await self._wait_or_close(finished, sock)
+                    raise
         finally:
-            if not finished.is_set():  # cancelled from outside
-                with anyio.CancelScope(shield=True):
-                    await anyio.to_thread.run_sync(self._kill_from, pidfile, user)
-                    _close(sock)
-            _close(sock)
-            with contextlib.suppress(OSError):
-                os.unlink(host_pidfile)
+            close_stream(sock)
+            for leftover in (host_pidfile, host_pidfile.with_name(token + ".stop")):
+                with contextlib.suppress(OSError):
+                    os.unlink(leftover)
         info = await anyio.to_thread.run_sync(api.exec_inspect, exec_id)
         code = info.get("ExitCode")
         out_text, out_dropped, out_chars = out.text()
@@ -177,6 +193,15 @@ class DockerExecChannel:
             stderr_dropped_chars=err_chars,
         )
 
+    @staticmethod
+    async def _wait_or_close(finished: anyio.Event, sock: Any) -> None:
+        """Let the killed command's stream end; close it if it does not within
+        `KILL_WAIT_S` (a background child holding it), so the reader returns."""
+        with anyio.move_on_after(KILL_WAIT_S):
+            await finished.wait()
+        if not finished.is_set():
+            close_stream(sock)
+
     def _kill_from(self, pidfile: str, user: str | None) -> None:
         with contextlib.suppress(docker.errors.DockerException):
             self.container.exec_run(
@@ -186,7 +211,8 @@ class DockerExecChannel:
             )
 
 
-def _close(sock: Any) -> None:
+def close_stream(sock: Any) -> None:
+    """Close a socket docker-py returned for an attach or exec stream, also its raw one."""
     with contextlib.suppress(Exception):
         sock.close()
     raw = getattr(sock, "_sock", None)

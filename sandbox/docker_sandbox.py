@@ -2,13 +2,25 @@
 
 The container: the user's image, which needs nothing but `/bin/sh`; the
 workspace bind-mounted at `/workspace` (and `writable_paths` at their host
-paths); a read-only root filesystem with a private tmpfs at `/tmp` (HOME);
+paths), with the credential locations and `hidden_paths` found there hidden
+(`hidden.py`); a read-only root filesystem with a private tmpfs at `/tmp` (HOME);
 network `none` unless `network=True`; memory, CPU and PIDs limits; every
 capability dropped and no-new-privileges; commands run as the runtime's own
 uid:gid, so workspace files keep their owner; Docker's init as PID 1, so
 orphans are reaped. It is labelled `itemloop.sandbox`, with the owner's host
-name and PID, and removed when the session closes; a container whose owner is
-gone (a killed runtime) is removed by the next DockerSandbox that starts.
+name and PID, and removed when the session closes.
+
+It dies with its owner, however the owner dies (SIGKILL included): PID 1's
+only child is a watchdog, `read` on the container's stdin, which the runtime
+attaches to before starting the container and holds for the session. The
+container is created with StdinOnce, so when that connection to the engine
+ends the engine closes the stdin; the watchdog and then init exit, the kernel
+kills every process left in the container (`docker exec` ones too), and the
+engine removes it (auto-remove). This holds for a remote engine as well. An
+owner killed between creating the container and attaching leaves it created
+but never started; the next DockerSandbox that starts removes it (and any
+other container whose owner is gone). A command can end its own sandbox by
+killing the watchdog (it runs as the commands' uid), not keep it alive.
 
 The channel its commands go through, chosen at start (`mode` says which):
 
@@ -34,6 +46,7 @@ import shutil
 import socket
 import struct
 import tempfile
+from collections.abc import Sequence
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
@@ -43,18 +56,24 @@ import anyio.abc
 import anyio.to_thread
 import docker  # type: ignore[import-untyped,unused-ignore]
 import docker.errors  # type: ignore[import-untyped,unused-ignore]
+from docker.types import Mount  # type: ignore[import-untyped,unused-ignore]
 
 from .base import SandboxOptions, SandboxUnavailable
 from .channel import CommandChannel
 from .channel_sandbox import ChannelSandbox
 from .command import STANDARD_PATH
-from .docker_exec import PIDS_DIR, DockerExecChannel
+from .docker_exec import PIDS_DIR, DockerExecChannel, close_stream
+from .hidden import inside, invoking_homes, masks
 from .runner_channel import READY_TIMEOUT_S, RunnerChannel, runner_source
 
 WORKSPACE = "/workspace"
 CTL_DIR = "/run/itemloop"
 HOME = "/tmp"
 LABEL = "itemloop.sandbox"
+REMOVE_WAIT_S = 30.0
+"""How long closing waits for a container the engine is already removing."""
+MASK_TMPFS_BYTES = 1024 * 1024
+"""Size of the empty tmpfs over a hidden directory (writable only by a command run as root)."""
 
 NO_ENGINE_HINT = (
     "start the Docker engine (e.g. `dockerd &` or `systemctl start docker`) and make sure "
@@ -103,14 +122,24 @@ class DockerSandbox(ChannelSandbox):
         *,
         image: str,
         fast_path: bool = True,
+        host_home: str | Sequence[str] | None = None,
     ) -> None:
         super().__init__(workspace, options)
+        self.host_homes = (
+            invoking_homes()
+            if host_home is None
+            else [host_home]
+            if isinstance(host_home, str)
+            else list(host_home)
+        )
         if not image:
             raise SandboxUnavailable("--sandbox docker needs an image: --image NAME")
         self.image = image
         self.fast_path = fast_path
         self.client: Any = None
         self.container: Any = None
+        self._owner_link: Any = None
+        """The attached stdin of the container's watchdog; closing it ends the container."""
         self.ctl_dir: Path | None = None
 
     @property
@@ -142,6 +171,7 @@ class DockerSandbox(ChannelSandbox):
         pids.chmod(0o1777)  # mounted on its own: a command run as another user writes here
         self.container = await anyio.to_thread.run_sync(self._create_container)
         stack.push_async_callback(self._remove_container)
+        await anyio.to_thread.run_sync(self._attach_and_start)
         if self.fast_path and await self._has_python():
             runner = await self._start_runner(tg)
             if runner is not None:
@@ -189,11 +219,15 @@ class DockerSandbox(ChannelSandbox):
                 raise SandboxUnavailable(f"writable path {extra!r} is not a directory")
             volumes[real] = {"bind": real, "mode": "rw"}
         kwargs: dict[str, Any] = {
-            # `read` on a stdin nobody writes to: a PID-1 child that needs only /bin/sh.
+            "mounts": self._mask_mounts(),
+            # The owner's watchdog, needing only /bin/sh: PID 1's child reads the
+            # stdin the runtime holds attached, which the engine closes when the
+            # runtime's connection ends (stdin_open without detach: StdinOnce).
             "command": ["/bin/sh", "-c", "read -r _; exit 0"],
-            "detach": True,
+            "detach": False,
             "stdin_open": True,
             "init": True,
+            "auto_remove": True,
             "network_mode": "bridge" if o.network else "none",
             "volumes": volumes,
             "working_dir": WORKSPACE,
@@ -212,17 +246,52 @@ class DockerSandbox(ChannelSandbox):
         if o.max_processes:
             kwargs["pids_limit"] = int(o.max_processes)
         try:
-            return self.client.containers.run(self.image, **kwargs)
+            return self.client.containers.create(self.image, **kwargs)
+        except docker.errors.DockerException as e:
+            raise SandboxUnavailable(f"--sandbox docker: cannot create a container: {e}") from None
+
+    def _attach_and_start(self) -> None:
+        """Attach to the container's stdin, then start it: from then on it dies with us."""
+        try:
+            self._owner_link = self.client.api.attach_socket(
+                self.container.id, params={"stdin": 1, "stream": 1}
+            )
+            self.container.start()
         except docker.errors.DockerException as e:
             raise SandboxUnavailable(f"--sandbox docker: cannot start a container: {e}") from None
+
+    def _mask_mounts(self) -> list[Any]:
+        """Mounts hiding the credential locations and `hidden_paths` the container
+        would see: those inside the workspace or a writable path (`hidden.py`)."""
+        binds = {str(self.workspace): WORKSPACE}
+        binds.update(
+            {os.path.realpath(p): os.path.realpath(p) for p in self.options.writable_paths}
+        )
+        mounts: list[Any] = []
+        for m in masks(self.host_homes, self.options.hidden_paths, list(binds)):
+            if m.holds_kept:
+                continue  # only the kept paths of it are mounted
+            host_root = max((b for b in binds if inside(m.path, b)), key=len, default=None)
+            if host_root is None:
+                continue  # not in the container
+            target = binds[host_root] + m.path[len(host_root) :]
+            if m.is_dir:
+                mounts.append(
+                    Mount(target, None, type="tmpfs", tmpfs_size=MASK_TMPFS_BYTES, tmpfs_mode=0o755)
+                )
+            else:
+                mounts.append(Mount(target, "/dev/null", type="bind", read_only=True))
+        return mounts
 
     async def _remove_container(self) -> None:
         container, self.container = self.container, None
         if container is None:
             return
+        link, self._owner_link = self._owner_link, None
         with anyio.CancelScope(shield=True):
-            with contextlib.suppress(docker.errors.DockerException):
-                await anyio.to_thread.run_sync(lambda: container.remove(force=True))
+            await anyio.to_thread.run_sync(_remove, container)
+        if link is not None:
+            close_stream(link)
 
     async def _start_runner(self, tg: anyio.abc.TaskGroup) -> RunnerChannel | None:
         """The runner's channel, or None when it did not come up (the exec path then)."""
@@ -272,6 +341,21 @@ class DockerSandbox(ChannelSandbox):
             await channel.aclose()
             raise
         return channel
+
+
+def _remove(container: Any) -> None:
+    """Remove `container` now, or wait until it is gone when the engine is removing it
+    already (it exited and is auto-removed)."""
+    try:
+        container.remove(force=True)
+    except docker.errors.NotFound:
+        return
+    except docker.errors.APIError as e:
+        if e.status_code == 409:  # "removal already in progress"
+            with contextlib.suppress(docker.errors.DockerException, OSError):
+                container.wait(condition="removed", timeout=REMOVE_WAIT_S)
+    except (docker.errors.DockerException, OSError):
+        pass
 
 
 def peer_uid(sock: socket.socket) -> int:
