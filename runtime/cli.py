@@ -386,6 +386,15 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="read items from FILE instead of stdin (JSON lines, or one Response JSON)",
     )
+    ex.add_argument(
+        "--session",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="journal the calls and outputs in FILE; a call that needs approval then "
+        "pauses (exit 4) instead of being denied: decide with itemloop approve|deny, "
+        "then run exec --session FILE again to answer it",
+    )
     _add_tool_flags(ex)
     _add_approval_flags(ex)
     _add_computer_flags(ex)

@@ -34,6 +34,7 @@ from itemloop.tools.defaults import BUILTIN_TOOLS
 from itemloop.tools.items import (
     KINDS,
     Item,
+    call_id_of,
     ensure_call_ids,
     is_call,
     is_unknown_call,
@@ -458,6 +459,44 @@ async def _deny_unattended(request: ApprovalRequest) -> Approval:
     )
 
 
+async def _exec_in_session(
+    args: argparse.Namespace, config: ToolsetConfig, calls: list[Item]
+) -> int:
+    """`exec --session FILE`: the calls join the journal and are answered as a resumed
+    run answers what it finds unanswered — a saved output is printed, a started call
+    is not run again, a paused one waits for its decision (exit 4) — by a run of no
+    model turn. Running it again, with no new calls, answers what was decided."""
+    from .policy_gate import PolicyGate, load_policy
+    from .scripted import ScriptedModel
+    from .session import SessionStore
+
+    store = SessionStore(args.session)
+    known = {call_id_of(i) for i in store.load().items if is_call(i)}
+    new = [c for c in calls if call_id_of(c) not in known]
+    store.append(new)
+    store.close()
+    toolset = Toolset(config)
+    rt = Runtime(
+        ScriptedModel([], name="exec"),  # never asked: the run has no model turn
+        toolset,
+        max_turns=0,
+        session=args.session,
+        gate=PolicyGate(load_policy(config), toolset),
+        approver=_terminal_approver(),
+    )
+    async with rt:
+        before = len(rt.history)
+        final = await rt.run_until_done(None)
+        answered = rt.history[before:]
+    for out in answered:
+        sys.stdout.write(json.dumps(out, ensure_ascii=False) + "\n")
+    sys.stdout.flush()
+    if final.reason == "needs_approval":
+        ProgressPrinter(session=args.session)(final)
+        return 4
+    return 0
+
+
 # -- itemloop approvals | approve | deny ------------------------------------------------
 
 
@@ -627,6 +666,8 @@ async def _exec(args: argparse.Namespace) -> int:
 
     config = toolset_config(args)
     policy = load_policy(config)
+    if args.session is not None:
+        return await _exec_in_session(args, config, calls) or (2 if errors or unknown else 0)
     async with Toolset(config) as toolset:
         dispatcher = Dispatcher(
             toolset,

@@ -192,3 +192,29 @@ def test_exec_without_a_terminal_denies_what_asks_and_says_how_to_allow_it(tmp_p
     assert outs["c1"]["outcome"] == {"type": "exit", "exit_code": 0}  # read-only: runs
     for cid in ("c2", "c3"):  # a compound with rm is not read-only, nor is $(rm x)
         assert "nobody to ask" in outs[cid]["stderr"] and "--policy" in outs[cid]["stderr"]
+
+
+def test_exec_with_a_session_pauses_and_answers_once_decided(tmp_path: Path) -> None:
+    session = tmp_path / "s.jsonl"
+    workspace = tmp_path / "ws"
+    workspace.mkdir()
+    calls = [shell("c1", "ls"), shell("c2", "echo made > made.txt"), shell("c3", "rm -rf .")]
+    common = ["exec", "--tools", "shell", "--workspace", str(workspace), "--session", str(session)]
+    run = [*CLI, *common, "--approval", "untrusted"]
+    first = subprocess.run(
+        run, input="\n".join(json.dumps(c) for c in calls), capture_output=True, text=True,
+        env=env(), timeout=60,
+    )  # fmt: skip
+    assert first.returncode == 4, first.stderr  # paused: c2 and c3 wait
+    assert [json.loads(line)["call_id"] for line in first.stdout.splitlines()] == ["c1"]
+    assert "itemloop approve --session" in first.stderr
+    decide = [*CLI, "approve", "--session", str(session), "c2"]
+    assert subprocess.run(decide, env=env(), timeout=60).returncode == 0
+    deny = [*CLI, "deny", "--session", str(session), "c3", "--reason", "no"]
+    assert subprocess.run(deny, env=env(), timeout=60).returncode == 0
+    second = subprocess.run(run, input="", capture_output=True, text=True, env=env(), timeout=60)
+    assert second.returncode == 0, second.stderr
+    outs = {o["call_id"]: o["output"][0] for o in map(json.loads, second.stdout.splitlines())}
+    assert set(outs) == {"c2", "c3"}  # c1 is not run or printed again
+    assert (workspace / "made.txt").read_text() == "made\n"
+    assert "denied by the user" in outs["c3"]["stderr"]
