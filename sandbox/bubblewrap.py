@@ -11,16 +11,20 @@ command costs a message and a spawn rather than a new set of namespaces. The
 sandbox dies with the runtime (`--die-with-parent`), and killing it kills
 everything in its PID namespace.
 
-With the network off (the default) two more things hold:
+The seccomp filter (`seccomp.py`, given to bubblewrap with `--seccomp FD`)
+always refuses `pidfd_getfd` and `process_vm_readv`/`writev`, a second wall
+(after the runner's own non-dumpability) between commands and the runner's
+memory and control socket. With the network off (the default) two more things
+hold:
 
-- Host Unix sockets are out of reach: a seccomp filter (`seccomp.py`, given
-  to bubblewrap with `--seccomp FD`) makes `socket(AF_UNIX, ...)` fail with
-  EACCES, so a command cannot `connect()` to a pathname socket anywhere on the
-  read-only host filesystem (the network namespace only isolates abstract
-  sockets). Stream socketpairs keep working (the runner's keepers use them,
-  and the runner itself never calls `socket()`: it gets its socket with
-  `--fd`). On an architecture the filter does not know, the sandbox refuses
-  to start rather than start without it.
+- Host Unix sockets are out of reach: the filter makes `socket(AF_UNIX, ...)`
+  fail with EACCES, so a command cannot `connect()` to a pathname socket
+  anywhere on the read-only host filesystem (the network namespace only
+  isolates abstract sockets). Stream socketpairs keep working (the runner's
+  keepers use them, and the runner itself never calls `socket()`: it gets its
+  socket with `--fd`). On an architecture the filter does not know, the
+  sandbox refuses to start rather than start without it (with the network on
+  it starts unfiltered).
 - Well-known credential locations of the invoking user's home that exist
   (`CREDENTIAL_PATHS`: ~/.ssh, ~/.gnupg, ~/.aws, ~/.netrc, ...) are hidden:
   an empty tmpfs over each directory, `/dev/null` over each file. One that
@@ -48,7 +52,7 @@ from .channel import CommandChannel
 from .channel_sandbox import ChannelSandbox
 from .command import STANDARD_PATH
 from .runner_channel import host_runner_argv, runner_env, spawn_runner
-from .seccomp import UnsupportedArch, deny_unix_sockets_filter
+from .seccomp import UnsupportedArch, command_filter
 
 HOME = "/tmp/home"
 HIDDEN_ROOTS = ("/tmp", "/run")
@@ -204,12 +208,12 @@ class BubblewrapSandbox(ChannelSandbox):
         return credential_masks(self.host_homes, keep)
 
     def seccomp_filter(self) -> bytes | None:
-        """The compiled seccomp filter; None with the network on."""
-        if self.options.network:
-            return None
+        """The compiled seccomp filter; None with the network on, on an unknown architecture."""
         try:
-            return deny_unix_sockets_filter()
+            return command_filter(network=self.options.network)
         except UnsupportedArch as e:
+            if self.options.network:
+                return None
             raise SandboxUnavailable(
                 f"the local sandbox cannot keep commands away from the host's Unix sockets "
                 f"here: {e}. Choose --sandbox docker --image IMAGE, or allow the network "
