@@ -8,8 +8,11 @@ IPC, UTS and user namespaces with every capability dropped; an environment
 built from an allowlist. The sandbox is started once per session, with the
 runner (`_runner.py`, on the host's Python, visible read-only) inside it, so a
 command costs a message and a spawn rather than a new set of namespaces. The
-sandbox dies with the runtime (`--die-with-parent`), and killing it kills
-everything in its PID namespace.
+runner is PID 1 of the sandbox's PID namespace (`--as-pid-1`): no command can
+kill or stop it (`kill -9 -1` does not reach it; the kernel drops a signal
+sent to PID 1 from inside its namespace unless PID 1 handles it). The sandbox
+dies with the runtime (`--die-with-parent`), and killing it kills everything
+in its PID namespace.
 
 The seccomp filter (`seccomp.py`, given to bubblewrap with `--seccomp FD`)
 always refuses `pidfd_getfd` and `process_vm_readv`/`writev`, a second wall
@@ -171,6 +174,7 @@ class BubblewrapSandbox(ChannelSandbox):
             "--unshare-user",
             "--cap-drop",
             "ALL",
+            "--as-pid-1",  # the runner: no command can kill or stop it
         ]
         if self.options.network:
             args.append("--share-net")
