@@ -8,19 +8,26 @@ IPC, UTS and user namespaces with every capability dropped; an environment
 built from an allowlist. The sandbox is started once per session, with the
 runner (`_runner.py`, on the host's Python, visible read-only) inside it, so a
 command costs a message and a spawn rather than a new set of namespaces. The
-sandbox dies with the runtime (`--die-with-parent`), and killing it kills
-everything in its PID namespace.
+runner is PID 1 of the sandbox's PID namespace (`--as-pid-1`): no command can
+kill or stop it (`kill -9 -1` does not reach it; the kernel drops a signal
+sent to PID 1 from inside its namespace unless PID 1 handles it). The sandbox
+dies with the runtime (`--die-with-parent`), and killing it kills everything
+in its PID namespace.
 
-With the network off (the default) one more thing holds:
+The seccomp filter (`seccomp.py`, given to bubblewrap with `--seccomp FD`)
+always refuses `pidfd_getfd` and `process_vm_readv`/`writev`, a second wall
+(after the runner's own non-dumpability) between commands and the runner's
+memory and control socket. With the network off (the default) one more thing
+holds:
 
-- Host Unix sockets are out of reach: a seccomp filter (`seccomp.py`, given
-  to bubblewrap with `--seccomp FD`) makes `socket(AF_UNIX, ...)` fail with
-  EACCES, so a command cannot `connect()` to a pathname socket anywhere on the
-  read-only host filesystem (the network namespace only isolates abstract
-  sockets). Stream socketpairs keep working (the runner's keepers use them,
-  and the runner itself never calls `socket()`: it gets its socket with
-  `--fd`). On an architecture the filter does not know, the sandbox refuses
-  to start rather than start without it.
+- Host Unix sockets are out of reach: the filter makes `socket(AF_UNIX, ...)`
+  fail with EACCES, so a command cannot `connect()` to a pathname socket
+  anywhere on the read-only host filesystem (the network namespace only
+  isolates abstract sockets). Stream socketpairs keep working (the runner's
+  keepers use them, and the runner itself never calls `socket()`: it gets its
+  socket with `--fd`). On an architecture the filter does not know, the
+  sandbox refuses to start rather than start without it (with the network on
+  it starts unfiltered).
 
 Network on or off, credential locations of the invoking user's home
 (`hidden.CREDENTIAL_PATHS`: ~/.ssh, ~/.aws, ~/.npmrc, ~/.codex, ...) and the
@@ -48,7 +55,7 @@ from .channel_sandbox import ChannelSandbox
 from .command import STANDARD_PATH
 from .hidden import Mask, inside, invoking_homes, masks
 from .runner_channel import host_runner_argv, runner_env, spawn_runner
-from .seccomp import UnsupportedArch, deny_unix_sockets_filter
+from .seccomp import UnsupportedArch, command_filter
 
 HOME = "/tmp/home"
 HIDDEN_ROOTS = ("/tmp", "/run")
@@ -121,6 +128,7 @@ class BubblewrapSandbox(ChannelSandbox):
             "--unshare-user",
             "--cap-drop",
             "ALL",
+            "--as-pid-1",  # the runner: no command can kill or stop it
         ]
         if self.options.network:
             args.append("--share-net")
@@ -165,12 +173,12 @@ class BubblewrapSandbox(ChannelSandbox):
         ]
 
     def seccomp_filter(self) -> bytes | None:
-        """The compiled seccomp filter; None with the network on."""
-        if self.options.network:
-            return None
+        """The compiled seccomp filter; None with the network on, on an unknown architecture."""
         try:
-            return deny_unix_sockets_filter()
+            return command_filter(network=self.options.network)
         except UnsupportedArch as e:
+            if self.options.network:
+                return None
             raise SandboxUnavailable(
                 f"the local sandbox cannot keep commands away from the host's Unix sockets "
                 f"here: {e}. Choose --sandbox docker --image IMAGE, or allow the network "

@@ -15,9 +15,12 @@ What every channel does: a timeout kills the command and everything it
 started, and returns `timed_out=True`; each output stream is kept within
 `output_limit` bytes (head and tail); a command that fails is a result, not
 an error, and `SandboxError` means the channel itself failed (its runner is
-gone, the engine refused). What it does not do: validate (the sandbox has),
-or own the sandbox's processes and containers (the sandbox's exit stack does;
-`aclose` only ends the channel).
+gone, the engine refused). `ChannelLost`, a `SandboxError`, says more: the
+channel can run no more commands, and this one did not start; the sandbox
+then starts a new channel and runs the command there (`channel_sandbox`).
+What it does not do: validate (the sandbox has), or own the sandbox's
+processes and containers (the sandbox's exit stack does; `aclose` only ends
+the channel).
 """
 
 from __future__ import annotations
@@ -25,10 +28,17 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Protocol
 
-from .base import CommandResult
+from .base import CommandResult, SandboxError
 
 KILL_WAIT_S = 10.0
 """How long killing a timed-out command may take before the channel is considered broken."""
+
+
+class ChannelLost(SandboxError):
+    """The channel can run no more commands (its runner is gone); the command did not start.
+
+    The message says why the channel was lost.
+    """
 
 
 class CommandChannel(Protocol):

@@ -13,10 +13,24 @@ a command is checked (`command`: argv, cwd, environment, rlimits), given the
 defaults of `SandboxOptions` and handed to the channel; the file half of the
 `Sandbox` protocol is `WorkspaceFiles` on the host directory, for every
 backend (each keeps its workspace in one, bind-mounted into it).
+
+Restarts. A channel can be lost for good: its runner was killed (in Docker a
+command can kill every process of the container, `kill -9 -1`), it broke its
+protocol, it stopped answering. The call during which that happened gets its
+output with a note (or an error, for a protocol violation: see
+`runner_channel`); the next command finds the channel lost (`ChannelLost`, or
+what `lost_reason` recognises as such: an error or a result that says the
+command never started), and the sandbox starts a new channel - a new bubblewrap sandbox,
+a new container (`discard_channel` lets a backend drop what the old one held)
+- runs the command there, and adds a note to its stderr: the processes left
+running and the private /tmp were lost, the workspace is as it was. A channel
+lost again before the command could start is that command's error; the next
+command tries again.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from contextlib import AsyncExitStack
@@ -28,7 +42,7 @@ import anyio
 import anyio.abc
 
 from .base import CommandResult, FileStat, SandboxError, SandboxOptions
-from .channel import CommandChannel
+from .channel import ChannelLost, CommandChannel
 from .command import base_env, command_argv, rlimits_of, validate_env, workspace_cwd
 from .files import WorkspaceFiles
 
@@ -43,7 +57,10 @@ class ChannelSandbox(ABC):
         self.options = options or SandboxOptions()
         self.files = WorkspaceFiles(self.workspace)
         self._stack: AsyncExitStack | None = None
+        self._tg: anyio.abc.TaskGroup | None = None
         self._channel: CommandChannel | None = None
+        self._current: CommandChannel | None = None  # what the exit stack closes
+        self._restart_lock: anyio.Lock | None = None
 
     # --- what backends provide ------------------------------------------------
 
@@ -67,8 +84,21 @@ class ChannelSandbox(ABC):
         Whatever it starts is registered on `stack` (closed in reverse order
         when the sandbox exits, also when starting fails part-way); `tg` runs
         tasks that live as long as the sandbox. The sandbox closes the channel
-        itself, before the rest of `stack`.
+        itself, before the rest of `stack`. It is called again, with the same
+        `tg` and `stack`, when the sandbox restarts after its channel was lost.
         """
+
+    async def lost_reason(
+        self, channel: CommandChannel, outcome: SandboxError | CommandResult
+    ) -> str | None:
+        """Why `outcome` of `channel.run` (the error it raised or the result it returned)
+        means the channel is gone and the command did not start (the sandbox then
+        restarts and runs it again); None when it is that command's own."""
+        return str(outcome) if isinstance(outcome, ChannelLost) else None
+
+    async def discard_channel(self) -> None:
+        """Release what a lost channel held, before the sandbox restarts (default: nothing)."""
+        return None
 
     # --- lifecycle ---------------------------------------------------------------
 
@@ -86,11 +116,13 @@ class ChannelSandbox(ABC):
             tg = await stack.enter_async_context(anyio.create_task_group())
             stack.push_async_callback(_cancel, tg)
             channel = await self.open_channel(tg, stack)
-            stack.push_async_callback(channel.aclose)
+            self._current = channel
+            stack.push_async_callback(self._close_current)
         except BaseException:
             await stack.aclose()
             raise
-        self._stack, self._channel = stack, channel
+        self._stack, self._tg, self._channel = stack, tg, channel
+        self._restart_lock = anyio.Lock()
         return self
 
     async def __aexit__(
@@ -99,9 +131,32 @@ class ChannelSandbox(ABC):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        stack, self._stack, self._channel = self._stack, None, None
+        stack, self._stack, self._channel, self._tg = self._stack, None, None, None
         if stack is not None:
             await stack.aclose()
+
+    async def _close_current(self) -> None:
+        channel, self._current = self._current, None
+        if channel is not None:
+            await channel.aclose()
+
+    async def _restart(self, lost: CommandChannel, why: str) -> CommandChannel:
+        """A new channel in place of `lost` (once, however many calls found it lost)."""
+        assert self._restart_lock is not None
+        async with self._restart_lock:
+            if self._current is not lost and self._current is not None:
+                return self._current  # another call restarted it meanwhile
+            if self._stack is None or self._tg is None:
+                raise SandboxError(f"the {self.name} sandbox is closed")
+            with anyio.CancelScope(shield=True):
+                await lost.aclose()
+                await self.discard_channel()
+            try:
+                channel = await self.open_channel(self._tg, self._stack)
+            except SandboxError as e:
+                raise SandboxError(f"{why}, and the sandbox could not be restarted: {e}") from None
+            self._current = self._channel = channel
+            return channel
 
     # --- commands ---------------------------------------------------------------
 
@@ -125,15 +180,41 @@ class ChannelSandbox(ABC):
         full_env.update(validate_env(env))
         timeout = self.options.default_timeout_s if timeout_s is None else timeout_s
         limit = self.options.default_output_limit if output_limit is None else output_limit
-        return await channel.run(
-            full_argv,
-            cwd=inside_cwd,
-            env=full_env,
-            user=user or None,
-            rlimits=rlimits_of(self.options),
-            timeout_s=max(0.0, timeout),
-            output_limit=max(0, limit),
-        )
+
+        async def run_in(ch: CommandChannel) -> CommandResult:
+            return await ch.run(
+                full_argv,
+                cwd=inside_cwd,
+                env=full_env,
+                user=user or None,
+                rlimits=rlimits_of(self.options),
+                timeout_s=max(0.0, timeout),
+                output_limit=max(0, limit),
+            )
+
+        try:
+            result = await run_in(channel)
+        except SandboxError as e:
+            why = await self.lost_reason(channel, e)
+            if why is None:
+                raise
+        else:
+            why = await self.lost_reason(channel, result)
+            if why is None:
+                return result
+        note = restart_note(why)
+        channel = await self._restart(channel, why)
+        try:
+            result = await run_in(channel)
+        except ChannelLost as e:
+            raise SandboxError(
+                f"{note}\nIt was lost again before this command could start: {e}"
+            ) from None
+        except SandboxError as e:
+            raise SandboxError(f"{e}\n{note}") from None
+        stderr = result.stderr
+        stderr = f"{stderr}\n{note}" if stderr and not stderr.endswith("\n") else stderr + note
+        return dataclasses.replace(result, stderr=stderr)
 
     # --- files ------------------------------------------------------------------
 
@@ -151,6 +232,15 @@ class ChannelSandbox(ABC):
 
     async def list_dir(self, path: str = ".") -> list[FileStat]:
         return await self.files.list_dir(path)
+
+
+def restart_note(why: str) -> str:
+    """What a command's stderr says when the sandbox was restarted before it ran."""
+    return (
+        f"itemloop: the sandbox was restarted before this command ran ({why}): the "
+        "processes left running in it were lost, and so was its /tmp; the workspace is "
+        "as it was"
+    )
 
 
 async def _cancel(tg: anyio.abc.TaskGroup) -> None:

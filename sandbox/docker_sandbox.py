@@ -36,6 +36,14 @@ The channel its commands go through, chosen at start (`mode` says which):
 - **Exec path**, `exec` (only `/bin/sh`, the runner did not come up, or
   `fast_path=False`): a `DockerExecChannel`, one `docker exec` per command
   (tens of milliseconds each); another user is passed on to Docker.
+
+Commands run as the runner's uid without capabilities: they cannot reach its
+memory or socket (it is non-dumpable, see `_runner.py`; Docker's seccomp
+profile refuses `pidfd_getfd` too), but they can kill every process of the
+container (`kill -9 -1`), the runner and the process that keeps the container
+running among them. The container then stops; the next command finds its
+channel lost and the sandbox restarts (`channel_sandbox`): this container is
+removed (`discard_channel`) and a new one started, and the command is told.
 """
 
 from __future__ import annotations
@@ -58,7 +66,7 @@ import docker  # type: ignore[import-untyped,unused-ignore]
 import docker.errors  # type: ignore[import-untyped,unused-ignore]
 from docker.types import Mount  # type: ignore[import-untyped,unused-ignore]
 
-from .base import SandboxOptions, SandboxUnavailable
+from .base import CommandResult, SandboxError, SandboxOptions, SandboxUnavailable
 from .channel import CommandChannel
 from .channel_sandbox import ChannelSandbox
 from .command import STANDARD_PATH
@@ -177,6 +185,43 @@ class DockerSandbox(ChannelSandbox):
             if runner is not None:
                 return runner
         return DockerExecChannel(self.container, pids)
+
+    async def lost_reason(
+        self, channel: CommandChannel, outcome: SandboxError | CommandResult
+    ) -> str | None:
+        why = await super().lost_reason(channel, outcome)
+        if why is not None or not isinstance(channel, DockerExecChannel):
+            return why
+        # On the exec path an exec into a stopped (or stopping) container is an error,
+        # or Docker's own 126 "cannot exec" result: nothing ran.
+        if isinstance(outcome, CommandResult) and outcome.exit_code != 126:
+            return None
+        if await self._running():
+            return None
+        return (
+            "its container stopped: a command killed the processes that keep it running, "
+            "e.g. with `kill -9 -1`"
+        )
+
+    async def discard_channel(self) -> None:
+        await self._remove_container()
+
+    async def _running(self) -> bool:
+        """Whether the container still runs (True when the engine cannot say)."""
+        container = self.container
+        if container is None:
+            return False
+
+        def check() -> bool:
+            try:
+                container.reload()
+            except docker.errors.NotFound:
+                return False
+            except docker.errors.DockerException:
+                return True
+            return bool(container.status == "running")
+
+        return await anyio.to_thread.run_sync(check)
 
     async def _has_python(self) -> bool:
         probe = await anyio.to_thread.run_sync(

@@ -19,6 +19,21 @@ returns what it has, and the pipes are drained and discarded by a task of the
 sandbox until the holder exits or the session closes. Draining (rather than
 closing our end) keeps a background server alive: closing would make its next
 write fail with SIGPIPE.
+
+Limits and a hostile other end. A request is at most `MAX_REQUEST_BYTES`
+(the runner's line limit): a larger command is that call's error, never sent.
+Whatever comes back is checked before it is believed: a line over
+`MAX_MESSAGE_BYTES`, one that is not a JSON object of a known event, or an
+answer for a command never sent is a protocol violation: the channel is lost
+(`lost` says why), every call in flight gets a `SandboxError`, and nothing of
+it reaches a result. A second answer for a command already answered is
+ignored (the first stands: a keeper killed right after answering is answered
+for again by the runner). When the runner exits while commands run (something
+killed it), or does not stop a timed-out command within `KILL_WAIT_S`, the
+channel is lost too, but the calls in flight keep their output: each waits
+for its pipes' EOF (until its timeout) and returns it with a note, its exit
+status unknown. A lost channel refuses further commands with `ChannelLost`;
+the sandbox then starts a new one (`channel_sandbox`).
 """
 
 from __future__ import annotations
@@ -39,9 +54,10 @@ import anyio
 import anyio.abc
 from anyio.streams.buffered import BufferedByteReceiveStream
 
+from . import _runner
 from .base import CommandResult, SandboxError
 from .capture import READ_CHUNK, HeadTailBuffer
-from .channel import KILL_WAIT_S
+from .channel import KILL_WAIT_S, ChannelLost
 
 EOF_GRACE_S = 0.25
 """How long a call waits for its pipes' EOF after the main process exited."""
@@ -49,6 +65,14 @@ READY_TIMEOUT_S = 30.0
 """How long a starting runner may take to say it is ready."""
 CLOSE_WAIT_S = 5.0
 """How long a spawned runner may take to exit once its socket is closed."""
+MAX_REQUEST_BYTES = _runner.MAX_LINE
+"""The largest request (one JSON line: argv, environment, ...) sent to a runner."""
+MAX_MESSAGE_BYTES = 64 * 1024
+"""The longest line taken from a runner (its texts are cut to `_runner.MAX_TEXT` characters)."""
+MAX_SHOWN = 200
+"""Characters of a model-supplied text (a user name) quoted back in an error."""
+RUNNER_EXITED = "the sandbox's runner exited"
+CLOSED = "the sandbox is closed"
 
 
 def runner_source() -> str:
@@ -128,6 +152,7 @@ async def spawn_runner(
     assert proc.stderr is not None
     tg.start_soon(_drain_stream, proc.stderr, errors)
     channel = RunnerChannel(await anyio.abc.UNIXSocketStream.from_socket(parent), tg)
+    channel.process = proc
     try:
         await channel.handshake()
     except (anyio.EndOfStream, anyio.IncompleteRead, TimeoutError, ValueError, OSError):
@@ -160,10 +185,15 @@ async def _stop_process(proc: anyio.abc.Process) -> None:
         await proc.aclose()
 
 
+class _ProtocolError(ValueError):
+    """The runner sent something an honest runner never sends."""
+
+
 @dataclass(slots=True)
 class _Pending:
     event: anyio.Event = field(default_factory=anyio.Event)
     message: dict[str, Any] | None = None
+    """The runner's answer (`exit` or `error`), or `lost` (with `violation`) when the channel was."""
 
 
 @dataclass(slots=True)
@@ -179,6 +209,8 @@ class RunnerChannel:
     `tg` runs the channel's reader and the pipes' pumps; it must live as long
     as the channel. `no_user_switch`, when set, says why this runner cannot
     run a command as another user: such a command is refused with it.
+    `process`, when set, is the runner's local process: killed when a lost
+    channel is closed (a healthy one exits by itself when its socket closes).
     """
 
     def __init__(
@@ -194,42 +226,118 @@ class RunnerChannel:
         self._no_user_switch = no_user_switch
         self._send_lock = anyio.Lock()
         self._ids = itertools.count(1)
+        self._last_id = 0
         self._pending: dict[int, _Pending] = {}
-        self._dead: str | None = None
+        self._outstanding: set[int] = set()  # sent, not answered yet (waited for or not)
+        self._lost: str | None = None
+        self._lost_event = anyio.Event()
         self.runner_pid: int | None = None
+        self.process: anyio.abc.Process | None = None
+
+    @property
+    def lost(self) -> str | None:
+        """Why this channel can run no more commands; None while it can."""
+        return self._lost
 
     async def handshake(self, timeout_s: float = READY_TIMEOUT_S) -> None:
-        """Wait for the runner's `ready`, then start reading its messages."""
+        """Wait for the runner's `ready`, then start reading its messages.
+
+        Raises `ValueError` (a protocol violation), `TimeoutError`, or anyio's
+        end-of-stream errors when the runner did not come up.
+        """
         with anyio.fail_after(timeout_s):
-            line = await self._reader.receive_until(b"\n", 1 << 20)
-        msg = json.loads(line)
-        if msg.get("ev") != "ready":
-            raise SandboxError(f"unexpected first message from the sandbox runner: {msg!r}")
-        self.runner_pid = int(msg["pid"])
+            msg = await self._receive()
+        pid = msg.get("pid")
+        if msg.get("ev") != "ready" or type(pid) is not int:
+            raise _ProtocolError(f"a first message that is not `ready`: {_shown(repr(msg))}")
+        self.runner_pid = pid
         self._tg.start_soon(self._read_loop)
+
+    async def _receive(self) -> dict[str, Any]:
+        """The next message: a JSON object on a line of at most `MAX_MESSAGE_BYTES`."""
+        try:
+            line = await self._reader.receive_until(b"\n", MAX_MESSAGE_BYTES)
+        except anyio.DelimiterNotFound:
+            line = b"x" * (MAX_MESSAGE_BYTES + 1)
+        if len(line) > MAX_MESSAGE_BYTES:  # also one that came whole in one read
+            raise _ProtocolError(f"a line over {MAX_MESSAGE_BYTES:,} bytes")
+        try:
+            msg = json.loads(line)
+        except (ValueError, RecursionError):
+            raise _ProtocolError("a line that is not JSON") from None
+        if not isinstance(msg, dict):
+            raise _ProtocolError("a line that is not a JSON object")
+        return msg
+
+    def _answer_of(self, msg: dict[str, Any]) -> tuple[int, dict[str, Any]] | None:
+        """The request id `msg` answers, or None for a repeated answer; raises on anything else."""
+        ev, rid = msg.get("ev"), msg.get("id")
+        if ev not in ("exit", "error"):
+            raise _ProtocolError(f"an unknown event {_shown(repr(ev))}")
+        if type(rid) is not int or not 0 < rid <= self._last_id:
+            raise _ProtocolError(f"an answer for a command never sent ({_shown(repr(rid))})")
+        if ev == "exit":
+            if type(msg.get("code")) is not int or type(msg.get("killed")) is not bool:
+                raise _ProtocolError("an exit without a numeric code")
+            clean = {"ev": ev, "code": msg["code"], "killed": msg["killed"]}
+        else:
+            if not isinstance(msg.get("message"), str):
+                raise _ProtocolError("an error without a message")
+            clean = {"ev": ev, "message": _shown(msg["message"], _runner.MAX_TEXT + 100)}
+        if rid not in self._outstanding:
+            return None
+        self._outstanding.discard(rid)
+        return rid, clean
 
     async def _read_loop(self) -> None:
         try:
             while True:
-                line = await self._reader.receive_until(b"\n", 1 << 20)
-                msg = json.loads(line)
-                pending = self._pending.get(int(msg.get("id", -1)))
-                if pending is not None and not pending.event.is_set():
-                    pending.message = msg
-                    pending.event.set()
-        except (anyio.EndOfStream, anyio.IncompleteRead, anyio.ClosedResourceError):
-            self._dead = "the sandbox's runner has exited"
-        except (OSError, ValueError, anyio.BrokenResourceError) as e:
-            self._dead = f"lost the sandbox's runner: {e}"
+                answer = self._answer_of(await self._receive())
+                if answer is not None:
+                    pending = self._pending.get(answer[0])
+                    if pending is not None and not pending.event.is_set():
+                        pending.message = answer[1]
+                        pending.event.set()
+        except (
+            anyio.EndOfStream,
+            anyio.IncompleteRead,
+            anyio.ClosedResourceError,
+            anyio.BrokenResourceError,
+            ConnectionError,
+        ):
+            self._lose(RUNNER_EXITED)
+        except _ProtocolError as e:
+            self._lose(
+                f"the sandbox's runner broke its protocol (it sent {e}); the sandbox session "
+                "it ran ends",
+                violation=True,
+            )
+            await self._stream.aclose()  # an honest runner exits at that
+        except OSError as e:
+            self._lose(f"lost the sandbox's runner ({e.strerror or type(e).__name__})")
         finally:
-            if self._dead is None:
-                self._dead = "the sandbox is closed"
-            for pending in self._pending.values():
-                if not pending.event.is_set():
-                    pending.message = {"ev": "error", "message": self._dead}
-                    pending.event.set()
+            self._lose(CLOSED)
+
+    async def wait_lost(self) -> str:
+        """Wait until the channel is lost; why it was."""
+        await self._lost_event.wait()
+        return self._lost or CLOSED
+
+    def _lose(self, why: str, *, violation: bool = False) -> None:
+        """Mark the channel lost (the first reason stands); answer every call in flight."""
+        if self._lost is None:
+            self._lost = why
+            self._lost_event.set()
+        for pending in self._pending.values():
+            if not pending.event.is_set():
+                pending.message = {"ev": "lost", "message": self._lost, "violation": violation}
+                pending.event.set()
 
     async def aclose(self) -> None:
+        was_lost = self._lost
+        self._lose(CLOSED)
+        if was_lost is not None and self.process is not None and self.process.returncode is None:
+            self.process.kill()  # what a lost runner held goes now, not at the session's end
         # Shielded: closing runs while the sandbox exits, often in a cancelled scope;
         # a Cancelled raised here would be re-raised by the sandbox's task group and
         # chained to itself by the exit stack (CPython gh-102201), hanging anyio.
@@ -237,15 +345,20 @@ class RunnerChannel:
             await self._stream.aclose()
 
     async def _send(self, obj: dict[str, Any], fds: Sequence[int] = ()) -> None:
-        data = (json.dumps(obj) + "\n").encode()
+        await self._send_bytes((json.dumps(obj) + "\n").encode(), fds)
+
+    async def _send_bytes(self, data: bytes, fds: Sequence[int] = ()) -> None:
         async with self._send_lock:
+            if self._lost is not None:
+                raise ChannelLost(self._lost)
             try:
                 if fds:
                     await self._stream.send_fds(data, fds)  # type: ignore[attr-defined]
                 else:
                     await self._stream.send(data)
             except (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError) as e:
-                raise SandboxError(f"cannot reach the sandbox's runner: {e}") from None
+                self._lose(f"cannot reach the sandbox's runner ({type(e).__name__})")
+                raise ChannelLost(self._lost or RUNNER_EXITED) from None
 
     async def _pump(self, pipe: _Pipe) -> None:
         try:
@@ -279,10 +392,27 @@ class RunnerChannel:
         output_limit: int,
     ) -> CommandResult:
         if user and self._no_user_switch is not None:
-            raise SandboxError(f"cannot run as user {user!r}: {self._no_user_switch}")
-        if self._dead is not None:
-            raise SandboxError(self._dead)
+            raise SandboxError(f"cannot run as user {_shown(user)!r}: {self._no_user_switch}")
+        if self._lost is not None:
+            raise ChannelLost(self._lost)
         rid = next(self._ids)
+        request = {
+            "op": "run",
+            "id": rid,
+            "argv": list(argv),
+            "cwd": cwd,
+            "env": dict(env),
+            "user": user,
+            "rlimits": dict(rlimits),
+        }
+        data = (json.dumps(request) + "\n").encode()
+        if len(data) > MAX_REQUEST_BYTES:
+            raise SandboxError(
+                f"the command is too large to send to the sandbox: its argv, environment and "
+                f"working directory come to {len(data):,} bytes, over the limit of "
+                f"{MAX_REQUEST_BYTES:,} (programs cannot be given that much anyway: the "
+                "kernel takes at most 128 KiB in one argument or variable)"
+            )
         pending = _Pending()
         self._pending[rid] = pending
         pipes: list[_Pipe] = []
@@ -297,16 +427,9 @@ class RunnerChannel:
                     os.set_blocking(r, False)
                     write_ends.append(w)
                     pipes.append(_Pipe(r, HeadTailBuffer(output_limit)))
-                request = {
-                    "op": "run",
-                    "id": rid,
-                    "argv": list(argv),
-                    "cwd": cwd,
-                    "env": dict(env),
-                    "user": user,
-                    "rlimits": dict(rlimits),
-                }
-                await self._send(request, write_ends)
+                self._last_id = max(self._last_id, rid)
+                self._outstanding.add(rid)
+                await self._send_bytes(data, write_ends)
             finally:
                 for w in write_ends:
                     os.close(w)
@@ -318,11 +441,16 @@ class RunnerChannel:
             if not pending.event.is_set():
                 timed_out = True
                 await self._kill(rid, pending)
-            with anyio.move_on_after(EOF_GRACE_S):
+            msg = pending.message or {}
+            # A lost runner cannot say when the output ends: wait for it, within the timeout.
+            grace = EOF_GRACE_S
+            if msg.get("ev") == "lost" and not msg.get("violation"):
+                grace = max(EOF_GRACE_S, started + timeout_s - time.monotonic())
+            with anyio.move_on_after(grace):
                 for pipe in pipes:
                     await pipe.done.wait()
         finally:
-            if not pending.event.is_set() and self._dead is None:
+            if not pending.event.is_set() and self._lost is None:
                 with anyio.CancelScope(shield=True):
                     try:
                         await self._kill(rid, pending)
@@ -336,10 +464,34 @@ class RunnerChannel:
                     os.close(pipe.fd)
         duration = time.monotonic() - started
         msg = pending.message or {"ev": "error", "message": "no outcome"}
-        if msg.get("ev") == "error":
-            raise SandboxError(str(msg.get("message")))
+        if msg["ev"] == "error":
+            raise SandboxError(str(msg["message"]))
+        if msg["ev"] == "lost" and msg.get("violation"):
+            raise SandboxError(f"{msg['message']}; this command's outcome is unknown")
         out_text, out_dropped, out_chars = _text(bufs[0])
         err_text, err_dropped, err_chars = _text(bufs[1])
+        if msg["ev"] == "lost":
+            note = (
+                f"itemloop: this command's exit status is unknown: {msg['message']} while it "
+                "ran (something killed or stopped it, e.g. `kill -9 -1`); the sandbox is "
+                "restarted for the next command, without the processes left running in it"
+            )
+            err_text = (
+                f"{err_text}\n{note}"
+                if err_text and not err_text.endswith("\n")
+                else (err_text + note)
+            )
+            return CommandResult(
+                exit_code=None,
+                timed_out=timed_out,
+                stdout=out_text,
+                stderr=err_text,
+                duration_s=duration,
+                stdout_dropped=out_dropped,
+                stderr_dropped=err_dropped,
+                stdout_dropped_chars=out_chars,
+                stderr_dropped_chars=err_chars,
+            )
         killed = bool(msg.get("killed"))
         return CommandResult(
             exit_code=None if (timed_out or killed) else int(msg["code"]),
@@ -354,13 +506,24 @@ class RunnerChannel:
         )
 
     async def _kill(self, rid: int, pending: _Pending) -> None:
-        await self._send({"op": "kill", "id": rid})
+        """Ask the runner to kill command `rid`; a runner that does not answer is lost."""
+        try:
+            await self._send({"op": "kill", "id": rid})
+        except ChannelLost:
+            return  # `pending` is answered already (lost)
         with anyio.move_on_after(KILL_WAIT_S):
             await pending.event.wait()
         if not pending.event.is_set():
-            raise SandboxError(
-                f"the sandbox did not stop a timed-out command within {KILL_WAIT_S}s"
+            self._lose(
+                f"the sandbox's runner did not stop a timed-out command within {KILL_WAIT_S}s"
             )
+
+
+def _shown(text: str, limit: int = MAX_SHOWN) -> str:
+    """`text`, cut to `limit` characters for an error message."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text):,} characters)"
 
 
 def _text(buf: HeadTailBuffer | None) -> tuple[str, int, int]:

@@ -1,35 +1,45 @@
-"""The seccomp filter of the `local` sandbox when the network is off.
+"""The seccomp filter of the `local` sandbox: a classic BPF program, built by hand.
 
-Why: a network namespace isolates abstract Unix sockets, and read-only bind
-mounts do not stop `connect()` on a pathname socket: without this filter a
-command could talk to any host daemon whose socket lies outside the sandbox's
-private `/tmp` and `/run` (an agent's socket under a home directory, a
-database's under `/var/lib`, ...). The kernel has no other mechanism that
-covers this here: Landlock only scopes *abstract* sockets (ABI 6) and governs
-creating socket files (`MAKE_SOCK`), not connecting to them. (Checked on Linux
-6.18, Landlock ABI 7: a process restricted to no filesystem access at all,
-abstract sockets scoped, still connects to a pathname socket.)
+Two jobs, one program (handed to bubblewrap with `--seccomp FD`, so it binds
+the runner and every command):
 
-What it does (a classic BPF program, built by hand below and handed to
-bubblewrap with `--seccomp FD`):
+- Always: `pidfd_getfd`, `process_vm_readv` and `process_vm_writev` fail with
+  EPERM. They are how a process takes another's file descriptors or reads and
+  writes its memory; the runner keeps its control socket out of reach by being
+  non-dumpable (`_runner.py`), and this is a second wall in front of the first.
+  `ptrace` is not refused: debuggers (gdb, strace) need it on their own
+  children, and non-dumpability already keeps it off the runner and its
+  keepers. 32-bit system calls (i386 on x86_64, arm on aarch64) get the same
+  rule by their own numbers.
+- With the network off: host Unix sockets are out of reach. A network
+  namespace isolates abstract Unix sockets only, and read-only bind mounts do
+  not stop `connect()` on a pathname socket: without this a command could talk
+  to any host daemon whose socket lies outside the sandbox's private `/tmp` and
+  `/run`. The kernel has no other mechanism that covers this here: Landlock
+  only scopes *abstract* sockets (ABI 6) and governs creating socket files
+  (`MAKE_SOCK`), not connecting to them (checked on Linux 6.18, Landlock ABI 7).
+  So:
+  - `socket(AF_UNIX, ...)` fails with EACCES. Every way to a pathname socket
+    starts there, except:
+  - `socketpair(AF_UNIX, ...)` stays allowed for `SOCK_STREAM` and
+    `SOCK_SEQPACKET` (the runner's keepers use stream socketpairs; those types
+    cannot be re-connected or sent to an address) and fails with EACCES for
+    datagram types, which can be `connect()`ed or `sendto()` any pathname
+    datagram socket.
+  - `io_uring_setup` fails with ENOSYS: io_uring's socket and connect
+    operations are not seen by seccomp. Programs fall back to ordinary calls.
+  - A 32-bit system call kills the process (`socketcall` hides its arguments
+    from seccomp): 32-bit programs do not run while the network is off.
 
-- `socket(AF_UNIX, ...)` fails with EACCES. Every way to a pathname socket
-  starts there, except:
-- `socketpair(AF_UNIX, ...)` stays allowed for `SOCK_STREAM` and
-  `SOCK_SEQPACKET` (the runner's own keepers use stream socketpairs; those
-  types cannot be re-connected or sent to an address) and fails with EACCES
-  for datagram types, which can be `connect()`ed or `sendto()` any pathname
-  datagram socket.
-- `io_uring_setup` fails with ENOSYS: io_uring's socket and connect operations
-  are not seen by seccomp. Programs fall back to ordinary system calls.
-- On x86_64 the x32 ABI (syscall number | 0x40000000) gets the same rules.
-  A system call of any other ABI (i386 `int 0x80`, 32-bit ARM on aarch64:
-  `socketcall` hides its arguments from seccomp) kills the process: 32-bit
-  programs do not run in the local sandbox while the network is off.
+On x86_64 the x32 ABI (syscall number | 0x40000000) gets the native rules. Any
+other ABI kills the process. Only x86_64 and aarch64 are known: on any other
+architecture the local sandbox refuses to start with the network off (rather
+than start unfiltered), and starts without this filter with the network on
+(the runner's non-dumpability still holds).
 
-Only x86_64 and aarch64 are known; on any other architecture the local
-sandbox refuses to start with the network off (rather than start unfiltered),
-and says so.
+Why by hand: Debian's libseccomp binding is built for the system interpreter,
+not a virtual environment, and the PyPI bindings are unmaintained; the program
+is small, and `tests/sandbox/test_seccomp_rules.py` runs every rule for real.
 """
 
 from __future__ import annotations
@@ -41,7 +51,9 @@ from dataclasses import dataclass
 
 # linux/audit.h
 AUDIT_ARCH_X86_64 = 0xC000003E
+AUDIT_ARCH_I386 = 0x40000003
 AUDIT_ARCH_AARCH64 = 0xC00000B7
+AUDIT_ARCH_ARM = 0x40000028
 X32_SYSCALL_BIT = 0x40000000
 
 # linux/seccomp.h
@@ -65,8 +77,19 @@ AF_UNIX = 1
 SOCK_TYPE_MASK = 0xF
 SOCK_STREAM = 1
 SOCK_SEQPACKET = 5
+EPERM = 1
 EACCES = 13
 ENOSYS = 38
+
+
+@dataclass(frozen=True, slots=True)
+class Compat:
+    """The 32-bit ABI an architecture's kernel also accepts."""
+
+    name: str
+    audit: int
+    process_access: tuple[int, ...]
+    """pidfd_getfd, process_vm_readv, process_vm_writev."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,12 +99,33 @@ class Arch:
     socket: int
     socketpair: int
     io_uring_setup: int
+    process_access: tuple[int, ...]
+    """pidfd_getfd, process_vm_readv, process_vm_writev (and x32's own numbers of the last two)."""
     x32: bool
+    compat: Compat
 
 
 ARCHES = {
-    "x86_64": Arch("x86_64", AUDIT_ARCH_X86_64, 41, 53, 425, x32=True),
-    "aarch64": Arch("aarch64", AUDIT_ARCH_AARCH64, 198, 199, 425, x32=False),
+    "x86_64": Arch(
+        "x86_64",
+        AUDIT_ARCH_X86_64,
+        socket=41,
+        socketpair=53,
+        io_uring_setup=425,
+        process_access=(438, 310, 311, 539, 540),
+        x32=True,
+        compat=Compat("i386", AUDIT_ARCH_I386, (438, 347, 348)),
+    ),
+    "aarch64": Arch(
+        "aarch64",
+        AUDIT_ARCH_AARCH64,
+        socket=198,
+        socketpair=199,
+        io_uring_setup=425,
+        process_access=(438, 270, 271),
+        x32=False,
+        compat=Compat("arm", AUDIT_ARCH_ARM, (438, 376, 377)),
+    ),
 }
 _ALIASES = {"amd64": "x86_64", "arm64": "aarch64"}
 
@@ -108,8 +152,12 @@ def _insn(code: int, k: int, jt: int = 0, jf: int = 0) -> bytes:
     return struct.pack("=HBBI", code, jt, jf, k)
 
 
-def deny_unix_sockets_filter(arch: Arch | None = None) -> bytes:
-    """The compiled filter (an array of `struct sock_filter`) for `arch`."""
+def command_filter(arch: Arch | None = None, *, network: bool) -> bytes:
+    """The compiled filter (an array of `struct sock_filter`) for `arch`.
+
+    `network`: the sandbox shares the host's network, so Unix sockets and
+    io_uring stay allowed (and 32-bit programs run).
+    """
     a = arch or native_arch()
     # Labels are resolved by hand: (name, instruction) with jumps to names.
     prog: list[tuple[str, int, int, str | None, str | None]] = []
@@ -120,24 +168,39 @@ def deny_unix_sockets_filter(arch: Arch | None = None) -> bytes:
         prog.append((label, code, k, jt, jf))
 
     op(BPF_LD_W_ABS, OFF_ARCH)
-    op(BPF_JEQ_K, a.audit, None, "kill")
-    op(BPF_LD_W_ABS, OFF_NR)
+    if network:
+        op(BPF_JEQ_K, a.audit, "native", None)
+        op(BPF_JEQ_K, a.compat.audit, "compat", "kill")
+    else:
+        op(BPF_JEQ_K, a.audit, "native", "kill")
+    op(BPF_LD_W_ABS, OFF_NR, label="native")
     if a.x32:
         op(BPF_AND_K, 0xFFFFFFFF & ~X32_SYSCALL_BIT)
-    op(BPF_JEQ_K, a.socket, "socket", None)
-    op(BPF_JEQ_K, a.socketpair, "socketpair", None)
-    op(BPF_JEQ_K, a.io_uring_setup, "enosys", "allow")
-    op(BPF_LD_W_ABS, OFF_ARG0, label="socket")
-    op(BPF_JEQ_K, AF_UNIX, "eacces", "allow")
-    op(BPF_LD_W_ABS, OFF_ARG0, label="socketpair")
-    op(BPF_JEQ_K, AF_UNIX, None, "allow")
-    op(BPF_LD_W_ABS, OFF_ARG1)
-    op(BPF_AND_K, SOCK_TYPE_MASK)
-    op(BPF_JEQ_K, SOCK_STREAM, "allow", None)
-    op(BPF_JEQ_K, SOCK_SEQPACKET, "allow", "eacces")
+    for nr in a.process_access:
+        op(BPF_JEQ_K, nr, "eperm", None)
+    if not network:
+        op(BPF_JEQ_K, a.socket, "socket", None)
+        op(BPF_JEQ_K, a.socketpair, "socketpair", None)
+        op(BPF_JEQ_K, a.io_uring_setup, "enosys", None)
+    op(BPF_RET_K, SECCOMP_RET_ALLOW)
+    if network:
+        op(BPF_LD_W_ABS, OFF_NR, label="compat")
+        for nr in a.compat.process_access:
+            op(BPF_JEQ_K, nr, "eperm", None)
+        op(BPF_RET_K, SECCOMP_RET_ALLOW)
+    else:
+        op(BPF_LD_W_ABS, OFF_ARG0, label="socket")
+        op(BPF_JEQ_K, AF_UNIX, "eacces", "allow")
+        op(BPF_LD_W_ABS, OFF_ARG0, label="socketpair")
+        op(BPF_JEQ_K, AF_UNIX, None, "allow")
+        op(BPF_LD_W_ABS, OFF_ARG1)
+        op(BPF_AND_K, SOCK_TYPE_MASK)
+        op(BPF_JEQ_K, SOCK_STREAM, "allow", None)
+        op(BPF_JEQ_K, SOCK_SEQPACKET, "allow", "eacces")
     op(BPF_RET_K, SECCOMP_RET_ALLOW, label="allow")
     op(BPF_RET_K, SECCOMP_RET_ERRNO | EACCES, label="eacces")
     op(BPF_RET_K, SECCOMP_RET_ERRNO | ENOSYS, label="enosys")
+    op(BPF_RET_K, SECCOMP_RET_ERRNO | EPERM, label="eperm")
     op(BPF_RET_K, SECCOMP_RET_KILL_PROCESS, label="kill")
 
     where = {label: i for i, (label, *_rest) in enumerate(prog) if label}

@@ -125,11 +125,13 @@ async def test_with_network_on_the_socket_filter_is_off(
 
 def test_filter_program_shape() -> None:
     for arch in seccomp_mod.ARCHES.values():
-        prog = seccomp_mod.deny_unix_sockets_filter(arch)
-        assert len(prog) % 8 == 0 and 0 < len(prog) // 8 < 64
-        first = struct.unpack("=HBBI", prog[:8])
-        assert first == (seccomp_mod.BPF_LD_W_ABS, 0, 0, seccomp_mod.OFF_ARCH)
-        assert struct.pack("=I", arch.audit) in prog
+        for network in (False, True):
+            prog = seccomp_mod.command_filter(arch, network=network)
+            assert len(prog) % 8 == 0 and 0 < len(prog) // 8 < 64
+            first = struct.unpack("=HBBI", prog[:8])
+            assert first == (seccomp_mod.BPF_LD_W_ABS, 0, 0, seccomp_mod.OFF_ARCH)
+            assert struct.pack("=I", arch.audit) in prog
+            assert (struct.pack("=I", arch.compat.audit) in prog) == network
 
 
 async def test_unknown_architecture_refuses_to_start_with_network_off(
