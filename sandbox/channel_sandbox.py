@@ -29,7 +29,14 @@ import anyio.abc
 
 from .base import CommandResult, FileStat, SandboxError, SandboxOptions
 from .channel import CommandChannel
-from .command import base_env, command_argv, rlimits_of, validate_env, workspace_cwd
+from .command import (
+    DEFAULT_SHELL,
+    base_env,
+    command_argv,
+    rlimits_of,
+    validate_env,
+    workspace_cwd,
+)
 from .files import WorkspaceFiles
 
 
@@ -44,6 +51,10 @@ class ChannelSandbox(ABC):
         self.files = WorkspaceFiles(self.workspace)
         self._stack: AsyncExitStack | None = None
         self._channel: CommandChannel | None = None
+        self.shell = DEFAULT_SHELL
+        """The shell of scripts (`run(script=...)`); a backend may bring its own at start."""
+        self.notices: list[str] = []
+        """One line each, for a person: what the backend chose at start and what it costs."""
 
     # --- what backends provide ------------------------------------------------
 
@@ -119,7 +130,7 @@ class ChannelSandbox(ABC):
         channel = self._channel
         if channel is None:
             raise SandboxError(f"the {self.name} sandbox is not started (use it with `async with`)")
-        full_argv = command_argv(argv, script)
+        full_argv = command_argv(argv, script, self.shell)
         inside_cwd = workspace_cwd(self.workspace, self.workspace_mount, cwd)
         full_env = base_env(self.options, home=self.home(), path=self.path_env())
         full_env.update(validate_env(env))
