@@ -71,6 +71,11 @@ class ChannelSandbox(ABC):
     def path_env(self) -> str:
         """PATH inside the sandbox."""
 
+    def inherited_env(self) -> dict[str, str]:
+        """Variables every command starts from, under the sandbox's own (`base_env`) and the
+        caller's: a Docker image's ENV. None by default."""
+        return {}
+
     @abstractmethod
     async def open_channel(self, tg: anyio.abc.TaskGroup, stack: AsyncExitStack) -> CommandChannel:
         """Start the sandbox; the channel its commands go through.
@@ -132,7 +137,8 @@ class ChannelSandbox(ABC):
             raise SandboxError(f"the {self.name} sandbox is not started (use it with `async with`)")
         full_argv = command_argv(argv, script, self.shell)
         inside_cwd = workspace_cwd(self.workspace, self.workspace_mount, cwd)
-        full_env = base_env(self.options, home=self.home(), path=self.path_env())
+        full_env = self.inherited_env()
+        full_env.update(base_env(self.options, home=self.home(), path=self.path_env()))
         full_env.update(validate_env(env))
         timeout = self.options.default_timeout_s if timeout_s is None else timeout_s
         limit = self.options.default_output_limit if output_limit is None else output_limit

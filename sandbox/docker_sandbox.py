@@ -20,7 +20,8 @@ The channel its commands go through, chosen at start (`mode` says which):
   image is used, so any image of the host's architecture works), and connects
   back over a Unix socket in a bind-mounted directory; it is a
   `RunnerChannel`, as in the `local` sandbox: a command costs a message and a
-  spawn, with the same process-tree handling. Scripts run under the image's
+  spawn, with the same process-tree handling. Commands start from the
+  image's ENV, as under `docker exec`; scripts run under the image's
   `/bin/sh`, or the bundled static busybox when the image has none
   (`ChannelSandbox.shell`). The socket's host directory is private to the
   runtime's uid (0700; the container runs as that uid), and the connection
@@ -135,6 +136,8 @@ class DockerSandbox(ChannelSandbox):
         self.ctl_dir: Path | None = None
         self.bundle: RunnerBundle | None = None
         """The runner bundle mounted in the container (the fast path); None for the exec path."""
+        self.image_env: dict[str, str] = {}
+        """The image's ENV, which commands start from on the fast path (as `docker exec` does)."""
 
     @property
     def mode(self) -> str:
@@ -150,6 +153,9 @@ class DockerSandbox(ChannelSandbox):
 
     def path_env(self) -> str:
         return STANDARD_PATH
+
+    def inherited_env(self) -> dict[str, str]:
+        return dict(self.image_env)
 
     # --- lifecycle ---------------------------------------------------------------
 
@@ -186,9 +192,15 @@ class DockerSandbox(ChannelSandbox):
         if why is not None:
             return None, why
         try:
-            return runner_bundle(), ""
+            bundle = runner_bundle()
         except BundleUnavailable as e:
             return None, str(e)
+        try:
+            config = self.client.images.get(self.image).attrs.get("Config") or {}
+        except docker.errors.DockerException as e:
+            return None, f"cannot read the image's environment: {e}"
+        self.image_env = image_env(config.get("Env") or [])
+        return bundle, ""
 
     async def _choose_shell(self, runner: RunnerChannel, bundle: RunnerBundle) -> None:
         """Scripts run under the image's /bin/sh; under the bundled one when it has none."""
@@ -279,7 +291,11 @@ class DockerSandbox(ChannelSandbox):
             "tmpfs": {HOME: "rw,exec,nosuid,nodev,mode=1777"},
             "cap_drop": ["ALL"],
             "security_opt": ["no-new-privileges"],
-            "environment": {"PATH": STANDARD_PATH},
+            # The bundle's loader must not load what the image's ENV asks for.
+            "environment": {
+                "PATH": STANDARD_PATH,
+                **(self.bundle.loader_env() if self.bundle is not None else {}),
+            },
         }
         if o.memory_bytes:
             kwargs["mem_limit"] = int(o.memory_bytes)
@@ -341,6 +357,16 @@ class DockerSandbox(ChannelSandbox):
             await channel.aclose()
             raise
         return channel
+
+
+def image_env(entries: list[str]) -> dict[str, str]:
+    """An image's `Config.Env` ("NAME=value" entries) as a mapping; malformed ones skipped."""
+    env: dict[str, str] = {}
+    for entry in entries:
+        name, sep, value = str(entry).partition("=")
+        if sep and name and "\x00" not in entry:
+            env[name] = value
+    return env
 
 
 def peer_uid(sock: socket.socket) -> int:

@@ -14,7 +14,8 @@ dynamic loader. The container mounts it read-only at `BUNDLE_MOUNT` and starts
 so the image's libc, or the absence of one, does not matter: the loader and
 every library come from the bundle (an image on musl, or with no shell and
 one static binary, runs it the same). `-I` keeps the image's environment
-(`PYTHONPATH`, `PYTHONHOME`, ...) out; the interpreter finds its standard
+(`PYTHONPATH`, `PYTHONHOME`, ...) out, `loader_env` its `LD_PRELOAD`, ...;
+the interpreter finds its standard
 library next to itself (`lib/pythonX.Y/os.py`, the landmark). The runner forks
 its keepers without exec, so only its own start needs the loader; commands
 are the image's own programs, started as the image would start them.
@@ -134,6 +135,9 @@ with open("/proc/self/maps") as maps:
 print(json.dumps({"prefix": sys.prefix, "outside": sorted(set(outside))}))
 """
 
+LOADER_VARIABLES = ("LD_PRELOAD", "LD_AUDIT", "LD_LIBRARY_PATH")
+"""What glibc's loader takes from the environment to load other code."""
+
 GOARCH = {
     "x86_64": "amd64",
     "amd64": "amd64",
@@ -182,6 +186,11 @@ class RunnerBundle:
     def runner_argv(self, socket_path: str) -> list[str]:
         """Start the runner in the container; it connects back to `socket_path`."""
         return self.python_argv(f"{self.mount}/runner.py", "--connect", socket_path)
+
+    def loader_env(self) -> dict[str, str]:
+        """Variables that would reach the bundled loader from the image's ENV, emptied:
+        a library the image preloads is built for the image's libc, not the bundle's."""
+        return dict.fromkeys(LOADER_VARIABLES, "")
 
     def keepalive_argv(self) -> list[str]:
         """A container's long-lived first command that needs nothing from the image.

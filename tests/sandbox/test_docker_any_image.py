@@ -10,17 +10,19 @@ runs under the bundled busybox.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
 import sys
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import anyio
 import anyio.to_thread
 import pytest
+from backends import MUSL_IMAGE
 
 from itemloop.sandbox import SandboxOptions, SandboxUnavailable
 from itemloop.sandbox.channel_sandbox import ChannelSandbox
@@ -303,3 +305,40 @@ async def test_engine_on_another_machine_is_refused(
     message = str(e.value)
     assert docker_host in message and "this machine" in message, message
     assert "bind mount" in message
+
+
+# --- the image's environment -------------------------------------------------------
+
+
+@pytest.fixture
+def image_with_env(make: Make, workspace: Path) -> Iterator[str]:
+    """The musl image with ENV lines: a variable, and an LD_PRELOAD of musl's libc
+    (which a glibc program like the bundled interpreter cannot load)."""
+    import docker
+
+    make("docker-musl", workspace)  # skips without the engine and the image
+    client = docker.from_env()
+    tag = f"itemloop-test-env:{uuid.uuid4().hex[:12]}"
+    dockerfile = (
+        f"FROM {MUSL_IMAGE}\n"
+        "ENV ITEMLOOP_FROM_IMAGE=from-image LD_PRELOAD=/lib/ld-musl-x86_64.so.1\n"
+    )
+    client.images.build(fileobj=io.BytesIO(dockerfile.encode()), tag=tag, rm=True)
+    try:
+        yield tag
+    finally:
+        client.images.remove(tag, force=True)
+
+
+async def test_image_environment_reaches_commands_not_the_runner(
+    image_with_env: str, workspace: Path
+) -> None:
+    async with DockerSandbox(workspace, SandboxOptions(), image=image_with_env) as sb:
+        _fast(sb)
+        r = await sb.run(script='echo "$ITEMLOOP_FROM_IMAGE $LD_PRELOAD"')
+        assert r.stdout == "from-image /lib/ld-musl-x86_64.so.1\n", r
+        # The sandbox's own variables still win over the image's.
+        r = await sb.run(script='echo "$HOME"', env={"ITEMLOOP_FROM_IMAGE": "mine"})
+        assert r.stdout == "/tmp\n"
+        r = await sb.run(script='echo "$ITEMLOOP_FROM_IMAGE"', env={"ITEMLOOP_FROM_IMAGE": "mine"})
+        assert r.stdout == "mine\n"
