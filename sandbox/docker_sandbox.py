@@ -271,14 +271,16 @@ class DockerSandbox(ChannelSandbox):
             if not os.path.isdir(real):
                 raise SandboxUnavailable(f"writable path {extra!r} is not a directory")
             volumes[real] = {"bind": real, "mode": "rw"}
+        # `read` on a stdin nobody writes to: a PID-1 child; the bundle's when mounted,
+        # so the image needs no shell. Given as the entrypoint: the image's own is not run.
+        first = (
+            self.bundle.keepalive_argv()
+            if self.bundle is not None
+            else ["/bin/sh", "-c", "read -r _; exit 0"]
+        )
         kwargs: dict[str, Any] = {
-            # `read` on a stdin nobody writes to: a PID-1 child; the bundle's when mounted,
-            # so the image needs no shell.
-            "command": (
-                self.bundle.keepalive_argv()
-                if self.bundle is not None
-                else ["/bin/sh", "-c", "read -r _; exit 0"]
-            ),
+            "entrypoint": first[:1],
+            "command": first[1:],
             "detach": True,
             "stdin_open": True,
             "init": True,

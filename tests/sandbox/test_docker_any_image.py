@@ -10,6 +10,7 @@ runs under the bundled busybox.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -22,7 +23,7 @@ from pathlib import Path
 import anyio
 import anyio.to_thread
 import pytest
-from backends import MUSL_IMAGE
+from backends import BUSYBOX_IMAGE, MUSL_IMAGE, NOSHELL_IMAGE
 
 from itemloop.sandbox import SandboxOptions, SandboxUnavailable
 from itemloop.sandbox.channel_sandbox import ChannelSandbox
@@ -310,24 +311,45 @@ async def test_engine_on_another_machine_is_refused(
 # --- the image's environment -------------------------------------------------------
 
 
-@pytest.fixture
-def image_with_env(make: Make, workspace: Path) -> Iterator[str]:
-    """The musl image with ENV lines: a variable, and an LD_PRELOAD of musl's libc
-    (which a glibc program like the bundled interpreter cannot load)."""
+@contextlib.contextmanager
+def derived_image(base: str, lines: str) -> Iterator[str]:
+    """A throw-away image `FROM base` plus Dockerfile `lines` (built offline), removed after."""
     import docker
 
-    make("docker-musl", workspace)  # skips without the engine and the image
     client = docker.from_env()
-    tag = f"itemloop-test-env:{uuid.uuid4().hex[:12]}"
-    dockerfile = (
-        f"FROM {MUSL_IMAGE}\n"
-        "ENV ITEMLOOP_FROM_IMAGE=from-image LD_PRELOAD=/lib/ld-musl-x86_64.so.1\n"
-    )
+    tag = f"itemloop-test-derived:{uuid.uuid4().hex[:12]}"
+    dockerfile = f"FROM {base}\n{lines}"
     client.images.build(fileobj=io.BytesIO(dockerfile.encode()), tag=tag, rm=True)
     try:
         yield tag
     finally:
         client.images.remove(tag, force=True)
+
+
+@pytest.fixture
+def image_with_env(make: Make, workspace: Path) -> Iterator[str]:
+    """The musl image with ENV lines: a variable, and an LD_PRELOAD of musl's libc
+    (which a glibc program like the bundled interpreter cannot load)."""
+    make("docker-musl", workspace)  # skips without the engine and the image
+    env = "ENV ITEMLOOP_FROM_IMAGE=from-image LD_PRELOAD=/lib/ld-musl-x86_64.so.1\n"
+    with derived_image(MUSL_IMAGE, env) as tag:
+        yield tag
+
+
+@pytest.mark.parametrize(
+    ("base", "fast_path"), [(NOSHELL_IMAGE, True), (BUSYBOX_IMAGE, True), (BUSYBOX_IMAGE, False)]
+)
+async def test_image_entrypoint_is_not_run(
+    base: str, fast_path: bool, workspace: Path, make: Make
+) -> None:
+    """An image whose ENTRYPOINT exits at once, as an application image's might."""
+    make("docker", workspace)  # skips without the engine and the image
+    with derived_image(base, 'ENTRYPOINT ["/bin/false"]\n') as image:
+        sb = DockerSandbox(workspace, SandboxOptions(), image=image, fast_path=fast_path)
+        async with sb:
+            assert sb.mode == ("runner" if fast_path else "exec")
+            r = await sb.run(["echo", "up"])
+            assert r.stdout == "up\n"
 
 
 async def test_image_environment_reaches_commands_not_the_runner(
