@@ -169,7 +169,7 @@ class DockerSandbox(ChannelSandbox):
         pids = self.ctl_dir / "pids"
         pids.mkdir()
         pids.chmod(0o1777)  # mounted on its own: a command run as another user writes here
-        self.bundle, why_not = await anyio.to_thread.run_sync(self._fast_path_bundle)
+        self.bundle, why_not = await anyio.to_thread.run_sync(self._prepare_fast_path)
         self.container = await anyio.to_thread.run_sync(self._create_container)
         stack.push_async_callback(self._remove_container)
         if self.bundle is not None:
@@ -181,8 +181,8 @@ class DockerSandbox(ChannelSandbox):
         self.notices.append(f"docker sandbox: not the fast path ({why_not}); {EXEC_PATH_COST}")
         return DockerExecChannel(self.container, pids)
 
-    def _fast_path_bundle(self) -> tuple[RunnerBundle | None, str]:
-        """The runner bundle for this engine, or why there is none."""
+    def _prepare_fast_path(self) -> tuple[RunnerBundle | None, str]:
+        """The runner bundle for this engine (and the image's ENV), or why there is none."""
         if not self.fast_path:
             return None, "turned off: fast_path=False"
         try:
@@ -225,9 +225,12 @@ class DockerSandbox(ChannelSandbox):
 
     async def _runner_failure(self, bundle: RunnerBundle) -> str:
         """Why the runner did not come up: the bundled interpreter's own complaint, if any."""
-        probe = await anyio.to_thread.run_sync(
-            lambda: self.container.exec_run(bundle.python_argv("-c", "pass"))
-        )
+        try:
+            probe = await anyio.to_thread.run_sync(
+                lambda: self.container.exec_run(bundle.python_argv("-c", "pass"))
+            )
+        except docker.errors.DockerException as e:
+            return f"the container is not running: {e}"
         if probe.exit_code != 0:
             lines = bytes(probe.output or b"").decode(errors="replace").strip().splitlines()
             detail = lines[-1] if lines else f"exit status {probe.exit_code}"
