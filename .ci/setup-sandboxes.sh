@@ -7,7 +7,11 @@
 #   itemloop-test:busybox  busybox-static and its applet links, nothing else
 #                          (an image with "nothing but /bin/sh": the exec path)
 #   itemloop-test:python   the same plus this machine's python3 and the
-#                          libraries it needs (the runner fast path)
+#                          libraries it needs
+#   itemloop-test:noshell  no shell at all: one static binary (.ci/probe.c,
+#                          built with musl-gcc -static) and its tool links
+#   itemloop-test:musl     musl, no glibc: musl's loader and libc, the probe
+#                          linked against them, busybox-static as /bin/sh
 set -euo pipefail
 
 log() { printf 'setup-sandboxes: %s\n' "$*" >&2; }
@@ -17,6 +21,8 @@ command -v bwrap >/dev/null 2>&1 || need_pkgs+=(bubblewrap)
 command -v dockerd >/dev/null 2>&1 || need_pkgs+=(docker.io)
 [ -x /bin/busybox ] || need_pkgs+=(busybox-static)
 command -v python3 >/dev/null 2>&1 || need_pkgs+=(python3)
+command -v gcc >/dev/null 2>&1 || need_pkgs+=(gcc)
+command -v musl-gcc >/dev/null 2>&1 || need_pkgs+=(musl-tools)
 if [ "${#need_pkgs[@]}" -gt 0 ]; then
     log "installing ${need_pkgs[*]}"
     export DEBIAN_FRONTEND=noninteractive
@@ -91,4 +97,39 @@ if ! docker image inspect itemloop-test:python >/dev/null 2>&1; then
     tar -C "$root" -c . | docker import -c 'CMD ["/bin/sh"]' - itemloop-test:python >/dev/null
 fi
 
-log "ready: bwrap $(bwrap --version | awk '{print $2}'), docker $(docker version --format '{{.Server.Version}}'), images itemloop-test:busybox itemloop-test:python"
+probe_tools="true false echo sleep cat spew bg tree alive write exists id"
+probe_rootfs() {   # $1: target dir, $2: the probe binary
+    mkdir -p "$1/bin"
+    cp "$2" "$1/bin/probe"
+    for t in $probe_tools; do ln -s probe "$1/bin/$t"; done
+}
+probe_src=$(dirname "$0")/probe.c
+
+if ! docker image inspect itemloop-test:noshell >/dev/null 2>&1; then
+    log "building itemloop-test:noshell"
+    musl-gcc -static -O2 -Wall -o "$work/probe-static" "$probe_src"
+    probe_rootfs "$work/noshell" "$work/probe-static"
+    tar -C "$work/noshell" -c . | docker import -c 'CMD ["/bin/probe", "true"]' - itemloop-test:noshell >/dev/null
+fi
+
+if ! docker image inspect itemloop-test:musl >/dev/null 2>&1; then
+    log "building itemloop-test:musl"
+    musl-gcc -O2 -Wall -o "$work/probe-musl" "$probe_src"
+    root="$work/musl"
+    probe_rootfs "$root" "$work/probe-musl"
+    # musl's libc is its own loader: the probe asks for /lib/ld-musl-<arch>.so.1.
+    interp=$(readelf -l "$work/probe-musl" | sed -n 's/.*program interpreter: \(.*\)]/\1/p')
+    mkdir -p "$root/$(dirname "$interp")" "$root/etc" "$root/tmp"
+    chmod 1777 "$root/tmp"
+    cp -L "$interp" "$root/$interp"
+    cp /bin/busybox "$root/bin/busybox"
+    ln -s busybox "$root/bin/sh"
+    printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/sh\n' >"$root/etc/passwd"
+    if find "$root" \( -name 'ld-linux*' -o -name 'libc.so.6' \) | grep -q .; then
+        log "itemloop-test:musl would contain glibc"
+        exit 1
+    fi
+    tar -C "$root" -c . | docker import -c 'CMD ["/bin/sh"]' - itemloop-test:musl >/dev/null
+fi
+
+log "ready: bwrap $(bwrap --version | awk '{print $2}'), docker $(docker version --format '{{.Server.Version}}'), images itemloop-test:busybox itemloop-test:python itemloop-test:noshell itemloop-test:musl"

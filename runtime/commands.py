@@ -194,7 +194,9 @@ def _sandbox_config(args: argparse.Namespace) -> SandboxConfig:
     if not workspace.is_dir():
         raise CliError(f"--workspace {workspace}: not a directory")
     if args.sandbox == "docker" and not args.image:
-        raise CliError("--sandbox docker needs --image NAME (an image with /bin/sh)")
+        raise CliError(
+            "--sandbox docker needs --image NAME (any Linux image of this machine's architecture)"
+        )
     if args.sandbox == "host" and args.hide:
         raise CliError("--hide: the host sandbox hides nothing; choose --sandbox local or docker")
     return SandboxConfig(

@@ -6,10 +6,10 @@ the channel it chose when it started. The channel only carries it. Two
 backends, each in its own module:
 
 - `runner_channel.RunnerChannel`: the runner (`_runner.py`) inside the sandbox,
-  over one Unix socket; a command costs a message and a spawn. The `local` and
-  `host` sandboxes, and `docker` on an image with python3.
-- `docker_exec.DockerExecChannel`: one `docker exec` per command, for an image
-  with nothing but `/bin/sh` (tens of milliseconds each).
+  over one Unix socket; a command costs a message and a spawn. Every sandbox
+  (`docker` through the runner bundle, so on any image).
+- `docker_exec.DockerExecChannel`: one `docker exec` per command, when the
+  docker sandbox's runner cannot start (tens of milliseconds each).
 
 What every channel does: a timeout kills the command and everything it
 started, and returns `timed_out=True`; each output stream is kept within

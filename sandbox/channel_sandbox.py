@@ -43,7 +43,14 @@ import anyio.abc
 
 from .base import CommandResult, FileStat, SandboxError, SandboxOptions
 from .channel import ChannelLost, CommandChannel
-from .command import base_env, command_argv, rlimits_of, validate_env, workspace_cwd
+from .command import (
+    DEFAULT_SHELL,
+    base_env,
+    command_argv,
+    rlimits_of,
+    validate_env,
+    workspace_cwd,
+)
 from .files import WorkspaceFiles
 
 
@@ -61,6 +68,10 @@ class ChannelSandbox(ABC):
         self._channel: CommandChannel | None = None
         self._current: CommandChannel | None = None  # what the exit stack closes
         self._restart_lock: anyio.Lock | None = None
+        self.shell = DEFAULT_SHELL
+        """The shell of scripts (`run(script=...)`); a backend may bring its own at start."""
+        self.notices: list[str] = []
+        """One line each, for a person: what the backend chose at start and what it costs."""
 
     # --- what backends provide ------------------------------------------------
 
@@ -76,6 +87,11 @@ class ChannelSandbox(ABC):
     @abstractmethod
     def path_env(self) -> str:
         """PATH inside the sandbox."""
+
+    def inherited_env(self) -> dict[str, str]:
+        """Variables every command starts from, under the sandbox's own (`base_env`) and the
+        caller's: a Docker image's ENV. None by default."""
+        return {}
 
     @abstractmethod
     async def open_channel(self, tg: anyio.abc.TaskGroup, stack: AsyncExitStack) -> CommandChannel:
@@ -174,9 +190,10 @@ class ChannelSandbox(ABC):
         channel = self._channel
         if channel is None:
             raise SandboxError(f"the {self.name} sandbox is not started (use it with `async with`)")
-        full_argv = command_argv(argv, script)
+        full_argv = command_argv(argv, script, self.shell)
         inside_cwd = workspace_cwd(self.workspace, self.workspace_mount, cwd)
-        full_env = base_env(self.options, home=self.home(), path=self.path_env())
+        full_env = self.inherited_env()
+        full_env.update(base_env(self.options, home=self.home(), path=self.path_env()))
         full_env.update(validate_env(env))
         timeout = self.options.default_timeout_s if timeout_s is None else timeout_s
         limit = self.options.default_output_limit if output_limit is None else output_limit

@@ -2,10 +2,11 @@
 
 Everything here comes from the model or the caller and is checked before a
 channel sees it: argv (a non-empty list of strings without NUL bytes, or a
-script run with `sh -c`), the working directory (workspace-relative, resolved
-inside the workspace and mapped to its path inside the sandbox), the
-environment (an allowlist built from scratch, never the runtime's own, plus
-the caller's variables, checked) and the rlimits the options ask for.
+script run with `sh -c` by the sandbox's shell), the working directory
+(workspace-relative, resolved inside the workspace and mapped to its path
+inside the sandbox), the environment (an allowlist built from scratch, never
+the runtime's own, plus the caller's variables, checked) and the rlimits the
+options ask for.
 
 What it does not cover: the working directory can change between the check
 and the command's start (a command running in the background can replace it
@@ -23,6 +24,8 @@ from .base import SandboxError, SandboxOptions, WorkspacePathError
 from .files import resolve_workspace_path
 
 STANDARD_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+DEFAULT_SHELL = "/bin/sh"
+"""The shell scripts run under, unless the sandbox brings its own (`ChannelSandbox.shell`)."""
 
 
 def base_env(options: SandboxOptions, *, home: str, path: str) -> dict[str, str]:
@@ -47,8 +50,10 @@ def rlimits_of(options: SandboxOptions) -> dict[str, int]:
     return {k: int(v) for k, v in limits.items() if v is not None}
 
 
-def command_argv(argv: Sequence[str] | None, script: str | None) -> list[str]:
-    """The argv to run: `argv` itself, or `script` under `/bin/sh -c`."""
+def command_argv(
+    argv: Sequence[str] | None, script: str | None, shell: str = DEFAULT_SHELL
+) -> list[str]:
+    """The argv to run: `argv` itself, or `script` under `shell -c`."""
     if (argv is None) == (script is None):
         raise SandboxError("give either argv or script, not both or neither")
     if script is not None:
@@ -56,7 +61,7 @@ def command_argv(argv: Sequence[str] | None, script: str | None) -> list[str]:
             raise SandboxError("script must be a string")
         if "\x00" in script:
             raise SandboxError("script contains a NUL byte")
-        return ["/bin/sh", "-c", script]
+        return [shell, "-c", script]
     assert argv is not None
     if isinstance(argv, str) or not argv or not all(isinstance(a, str) for a in argv):
         raise SandboxError("argv must be a non-empty list of strings")

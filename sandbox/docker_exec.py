@@ -1,7 +1,8 @@
-"""`DockerExecChannel`: one `docker exec` per command, for an image with only `/bin/sh`.
+"""`DockerExecChannel`: one `docker exec` per command, in an image with `/bin/sh`.
 
-The docker sandbox uses this channel when its runner cannot start (no
-python3 in the image, or the fast path turned off). Each command is one exec
+The docker sandbox uses this channel when its runner cannot start (see
+`DockerSandbox`: the fast path turned off, an engine of another architecture,
+no runner bundle, a runner that did not come up). Each command is one exec
 through the Docker API (tens of milliseconds), started by a `/bin/sh` wrapper
 that records its PID in a file of a directory bind-mounted into the container
 (`PIDS_DIR`). Output streams through Docker's multiplexed stream into bounded

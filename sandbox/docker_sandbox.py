@@ -1,14 +1,16 @@
 """`DockerSandbox` (`--sandbox docker --image NAME`): one container per session.
 
-The container: the user's image, which needs nothing but `/bin/sh`; the
-workspace bind-mounted at `/workspace` (and `writable_paths` at their host
-paths), with the credential locations and `hidden_paths` found there hidden
-(`hidden.py`); a read-only root filesystem with a private tmpfs at `/tmp` (HOME);
-network `none` unless `network=True`; memory, CPU and PIDs limits; every
-capability dropped and no-new-privileges; commands run as the runtime's own
-uid:gid, so workspace files keep their owner; Docker's init as PID 1, so
-orphans are reaped. It is labelled `itemloop.sandbox`, with the owner's host
-name and PID, and removed when the session closes.
+The container: the user's image, any Linux image of the host's architecture
+(with or without a shell, on any libc); the engine must be on this machine
+(a `DOCKER_HOST` of tcp://, ssh://, ... is refused: the bind mounts and the
+host-side file operations need it); the workspace bind-mounted at
+`/workspace` (and `writable_paths` at their host paths); a read-only root
+filesystem with a private tmpfs at `/tmp` (HOME); network `none` unless
+`network=True`; memory, CPU and PIDs limits; every capability dropped and
+no-new-privileges; commands run as the runtime's own uid:gid, so workspace
+files keep their owner; Docker's init as PID 1, so orphans are reaped. It is
+labelled `itemloop.sandbox`, with the owner's host name and PID, and removed
+when the session closes.
 
 It dies with its owner, however the owner dies (SIGKILL included): PID 1's
 only child is a watchdog, `read` on the container's stdin, which the runtime
@@ -24,18 +26,24 @@ killing the watchdog (it runs as the commands' uid), not keep it alive.
 
 The channel its commands go through, chosen at start (`mode` says which):
 
-- **Fast path**, `runner` (the image has `python3`, any version from 3.8): the
-  runner (`_runner.py`) runs inside the container for the whole session and
-  connects back over a Unix socket in a bind-mounted directory; it is a
+- **Fast path**, `runner`: the runner (`_runner.py`) runs inside the
+  container for the whole session, on the host's own Python brought in
+  read-only with its loader and libraries (`runner_bundle`: nothing from the
+  image is used, so any image of the host's architecture works), and connects
+  back over a Unix socket in a bind-mounted directory; it is a
   `RunnerChannel`, as in the `local` sandbox: a command costs a message and a
-  spawn, with the same process-tree handling. The socket's host directory is
-  private to the runtime's uid (0700; the container runs as that uid), and
-  the connection is accepted only from a peer with that uid (SO_PEERCRED).
-  That runner cannot switch users: a command asking for another user is
-  refused.
-- **Exec path**, `exec` (only `/bin/sh`, the runner did not come up, or
-  `fast_path=False`): a `DockerExecChannel`, one `docker exec` per command
-  (tens of milliseconds each); another user is passed on to Docker.
+  spawn, with the same process-tree handling. Commands start from the
+  image's ENV, as under `docker exec`; scripts run under the image's
+  `/bin/sh`, or the bundled static busybox when the image has none
+  (`ChannelSandbox.shell`). The socket's host directory is private to the
+  runtime's uid (0700; the container runs as that uid), and the connection
+  is accepted only from a peer with that uid (SO_PEERCRED). That runner
+  cannot switch users: a command asking for another user is refused.
+- **Exec path**, `exec` (the bundle cannot be built or cannot run on the
+  engine's machine, the runner did not come up, or `fast_path=False`): a
+  `DockerExecChannel`, one `docker exec` per command (tens of milliseconds
+  each; the image needs `/bin/sh`); another user is passed on to Docker. Why
+  it was taken is in `notices`.
 
 Commands run as the runner's uid without capabilities: they cannot reach its
 memory or socket (it is non-dumpable, see `_runner.py`; Docker's seccomp
@@ -69,10 +77,11 @@ from docker.types import Mount  # type: ignore[import-untyped,unused-ignore]
 from .base import CommandResult, SandboxError, SandboxOptions, SandboxUnavailable
 from .channel import CommandChannel
 from .channel_sandbox import ChannelSandbox
-from .command import STANDARD_PATH
+from .command import DEFAULT_SHELL, STANDARD_PATH
 from .docker_exec import PIDS_DIR, DockerExecChannel, close_stream
 from .hidden import inside, invoking_homes, masks
-from .runner_channel import READY_TIMEOUT_S, RunnerChannel, runner_source
+from .runner_bundle import BundleUnavailable, RunnerBundle, engine_problem, runner_bundle
+from .runner_channel import READY_TIMEOUT_S, RunnerChannel
 
 WORKSPACE = "/workspace"
 CTL_DIR = "/run/itemloop"
@@ -88,6 +97,19 @@ NO_ENGINE_HINT = (
     "this user may use it (DOCKER_HOST, or membership of the docker group), or choose "
     "another sandbox: --sandbox local (bubblewrap) or --sandbox host"
 )
+EXEC_PATH_COST = "each command is a `docker exec` (~50 ms) instead of a runner message (~1 ms)"
+
+
+def remote_engine_problem(docker_host: str | None) -> str | None:
+    """Why the engine `DOCKER_HOST` names cannot serve this sandbox; None for a local socket."""
+    if not docker_host or docker_host.startswith("unix://"):
+        return None
+    return (
+        f"--sandbox docker needs a Docker engine on this machine, and DOCKER_HOST={docker_host} "
+        "is reached over the network: the workspace bind mount and the host-side file "
+        "operations need a local engine; unset DOCKER_HOST or point it to the local socket "
+        "(unix:///var/run/docker.sock)"
+    )
 
 
 def _owner_labels() -> dict[str, str]:
@@ -149,6 +171,10 @@ class DockerSandbox(ChannelSandbox):
         self._owner_link: Any = None
         """The attached stdin of the container's watchdog; closing it ends the container."""
         self.ctl_dir: Path | None = None
+        self.bundle: RunnerBundle | None = None
+        """The runner bundle mounted in the container (the fast path); None for the exec path."""
+        self.image_env: dict[str, str] = {}
+        """The image's ENV, which commands start from on the fast path (as `docker exec` does)."""
 
     @property
     def mode(self) -> str:
@@ -165,6 +191,9 @@ class DockerSandbox(ChannelSandbox):
     def path_env(self) -> str:
         return STANDARD_PATH
 
+    def inherited_env(self) -> dict[str, str]:
+        return dict(self.image_env)
+
     # --- lifecycle ---------------------------------------------------------------
 
     async def open_channel(self, tg: anyio.abc.TaskGroup, stack: AsyncExitStack) -> CommandChannel:
@@ -177,13 +206,17 @@ class DockerSandbox(ChannelSandbox):
         pids = self.ctl_dir / "pids"
         pids.mkdir()
         pids.chmod(0o1777)  # mounted on its own: a command run as another user writes here
+        self.bundle, why_not = await anyio.to_thread.run_sync(self._prepare_fast_path)
         self.container = await anyio.to_thread.run_sync(self._create_container)
         stack.push_async_callback(self._remove_container)
         await anyio.to_thread.run_sync(self._attach_and_start)
-        if self.fast_path and await self._has_python():
+        if self.bundle is not None:
             runner = await self._start_runner(tg)
             if runner is not None:
+                await self._choose_shell(runner, self.bundle)
                 return runner
+            why_not = await self._runner_failure(self.bundle)
+        self.notices.append(f"docker sandbox: not the fast path ({why_not}); {EXEC_PATH_COST}")
         return DockerExecChannel(self.container, pids)
 
     async def lost_reason(
@@ -223,15 +256,66 @@ class DockerSandbox(ChannelSandbox):
 
         return await anyio.to_thread.run_sync(check)
 
-    async def _has_python(self) -> bool:
-        probe = await anyio.to_thread.run_sync(
-            lambda: self.container.exec_run(
-                ["/bin/sh", "-c", "command -v python3"], environment={"PATH": STANDARD_PATH}
-            )
+    def _prepare_fast_path(self) -> tuple[RunnerBundle | None, str]:
+        """The runner bundle for this engine (and the image's ENV), or why there is none."""
+        if not self.fast_path:
+            return None, "turned off: fast_path=False"
+        try:
+            why = engine_problem(self.client.version())
+        except docker.errors.DockerException as e:
+            why = f"cannot ask the engine for its platform: {e}"
+        if why is not None:
+            return None, why
+        try:
+            bundle = runner_bundle()
+        except BundleUnavailable as e:
+            return None, str(e)
+        try:
+            config = self.client.images.get(self.image).attrs.get("Config") or {}
+        except docker.errors.DockerException as e:
+            return None, f"cannot read the image's environment: {e}"
+        self.image_env = image_env(config.get("Env") or [])
+        return bundle, ""
+
+    async def _choose_shell(self, runner: RunnerChannel, bundle: RunnerBundle) -> None:
+        """Scripts run under the image's /bin/sh; under the bundled one when it has none."""
+        r = await runner.run(
+            [DEFAULT_SHELL, "-c", "exit 0"],
+            cwd=WORKSPACE,
+            env={"PATH": STANDARD_PATH},
+            user=None,
+            rlimits={},
+            timeout_s=READY_TIMEOUT_S,
+            output_limit=4096,
         )
-        return bool(probe.exit_code == 0)
+        if r.exit_code == 0:
+            return
+        if bundle.shell is not None:
+            self.shell = bundle.shell
+        else:
+            self.notices.append(
+                "docker sandbox: the image has no /bin/sh and this host no static busybox to "
+                "bring one (Debian: busybox-static): scripts and shell calls cannot run"
+            )
+
+    async def _runner_failure(self, bundle: RunnerBundle) -> str:
+        """Why the runner did not come up: the bundled interpreter's own complaint, if any."""
+        try:
+            probe = await anyio.to_thread.run_sync(
+                lambda: self.container.exec_run(bundle.python_argv("-c", "pass"))
+            )
+        except docker.errors.DockerException as e:
+            return f"the container is not running: {e}"
+        if probe.exit_code != 0:
+            lines = bytes(probe.output or b"").decode(errors="replace").strip().splitlines()
+            detail = lines[-1] if lines else f"exit status {probe.exit_code}"
+            return f"the bundled Python does not start in this image: {detail}"
+        return f"the runner did not connect within {READY_TIMEOUT_S:g}s"
 
     def _connect_engine(self) -> Any:
+        remote = remote_engine_problem(os.environ.get("DOCKER_HOST"))
+        if remote is not None:
+            raise SandboxUnavailable(remote)
         try:
             client = docker.from_env()
             client.ping()
@@ -258,17 +342,28 @@ class DockerSandbox(ChannelSandbox):
             str(self.ctl_dir): {"bind": CTL_DIR, "mode": "rw"},
             str(self.ctl_dir / "pids"): {"bind": PIDS_DIR, "mode": "rw"},
         }
+        if self.bundle is not None:
+            volumes[str(self.bundle.path)] = {"bind": self.bundle.mount, "mode": "ro"}
         for extra in o.writable_paths:
             real = os.path.realpath(extra)
             if not os.path.isdir(real):
                 raise SandboxUnavailable(f"writable path {extra!r} is not a directory")
             volumes[real] = {"bind": real, "mode": "rw"}
+        # `read` on a stdin nobody writes to: a PID-1 child; the bundle's when mounted,
+        # so the image needs no shell. Given as the entrypoint: the image's own is not run.
+        first = (
+            self.bundle.keepalive_argv()
+            if self.bundle is not None
+            else ["/bin/sh", "-c", "read -r _; exit 0"]
+        )
         kwargs: dict[str, Any] = {
             "mounts": self._mask_mounts(),
-            # The owner's watchdog, needing only /bin/sh: PID 1's child reads the
-            # stdin the runtime holds attached, which the engine closes when the
-            # runtime's connection ends (stdin_open without detach: StdinOnce).
-            "command": ["/bin/sh", "-c", "read -r _; exit 0"],
+            # The owner's watchdog (the bundle's shell when mounted, so the image
+            # needs none): PID 1's child reads the stdin the runtime holds attached,
+            # which the engine closes when the runtime's connection ends (stdin_open
+            # without detach: StdinOnce). The entrypoint: the image's own is not run.
+            "entrypoint": first[:1],
+            "command": first[1:],
             "detach": False,
             "stdin_open": True,
             "init": True,
@@ -282,7 +377,11 @@ class DockerSandbox(ChannelSandbox):
             "tmpfs": {HOME: "rw,exec,nosuid,nodev,mode=1777"},
             "cap_drop": ["ALL"],
             "security_opt": ["no-new-privileges"],
-            "environment": {"PATH": STANDARD_PATH},
+            # The bundle's loader must not load what the image's ENV asks for.
+            "environment": {
+                "PATH": STANDARD_PATH,
+                **(self.bundle.loader_env() if self.bundle is not None else {}),
+            },
         }
         if o.memory_bytes:
             kwargs["mem_limit"] = int(o.memory_bytes)
@@ -340,22 +439,15 @@ class DockerSandbox(ChannelSandbox):
 
     async def _start_runner(self, tg: anyio.abc.TaskGroup) -> RunnerChannel | None:
         """The runner's channel, or None when it did not come up (the exec path then)."""
-        assert self.ctl_dir is not None
-        (self.ctl_dir / "runner.py").write_text(runner_source(), encoding="utf-8")
+        assert self.ctl_dir is not None and self.bundle is not None
+        bundle = self.bundle
         sock_path = str(self.ctl_dir / "ctl.sock")
         listener = await anyio.create_unix_listener(sock_path)
         async with listener:
             os.chmod(sock_path, 0o600)
             await anyio.to_thread.run_sync(
                 lambda: self.container.exec_run(
-                    [
-                        "python3",
-                        "-I",
-                        "-S",
-                        f"{CTL_DIR}/runner.py",
-                        "--connect",
-                        f"{CTL_DIR}/ctl.sock",
-                    ],
+                    bundle.runner_argv(f"{CTL_DIR}/ctl.sock"),
                     detach=True,
                     environment={"PATH": STANDARD_PATH, "LANG": "C.UTF-8"},
                 )
@@ -368,7 +460,7 @@ class DockerSandbox(ChannelSandbox):
                         await stream.aclose()
                         stream = None
         if stream is None:
-            return None  # python3 is there but the runner did not come up: exec path
+            return None  # the runner did not come up: exec path
         channel = RunnerChannel(
             stream,
             tg,
@@ -401,6 +493,16 @@ def _remove(container: Any) -> None:
                 container.wait(condition="removed", timeout=REMOVE_WAIT_S)
     except (docker.errors.DockerException, OSError):
         pass
+
+
+def image_env(entries: list[str]) -> dict[str, str]:
+    """An image's `Config.Env` ("NAME=value" entries) as a mapping; malformed ones skipped."""
+    env: dict[str, str] = {}
+    for entry in entries:
+        name, sep, value = str(entry).partition("=")
+        if sep and name and "\x00" not in entry:
+            env[name] = value
+    return env
 
 
 def peer_uid(sock: socket.socket) -> int:

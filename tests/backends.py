@@ -13,6 +13,15 @@ import subprocess
 
 BUSYBOX_IMAGE = os.environ.get("ITEMLOOP_TEST_IMAGE", "itemloop-test:busybox")
 PYTHON_IMAGE = os.environ.get("ITEMLOOP_TEST_PYTHON_IMAGE", "itemloop-test:python")
+NOSHELL_IMAGE = os.environ.get("ITEMLOOP_TEST_NOSHELL_IMAGE", "itemloop-test:noshell")
+MUSL_IMAGE = os.environ.get("ITEMLOOP_TEST_MUSL_IMAGE", "itemloop-test:musl")
+DOCKER_IMAGES = {
+    "docker": BUSYBOX_IMAGE,
+    "docker-exec": BUSYBOX_IMAGE,  # the same image, the fast path turned off
+    "docker-python": PYTHON_IMAGE,
+    "docker-noshell": NOSHELL_IMAGE,
+    "docker-musl": MUSL_IMAGE,
+}
 
 
 def _bwrap_problem() -> str | None:
@@ -56,10 +65,8 @@ def problem(kind: str) -> str | None:
     if kind not in _PROBLEMS:
         if kind == "local":
             _PROBLEMS[kind] = _bwrap_problem()
-        elif kind == "docker":
-            _PROBLEMS[kind] = _docker_problem(BUSYBOX_IMAGE)
-        elif kind == "docker-python":
-            _PROBLEMS[kind] = _docker_problem(PYTHON_IMAGE)
+        elif kind in DOCKER_IMAGES:
+            _PROBLEMS[kind] = _docker_problem(DOCKER_IMAGES[kind])
         else:
             _PROBLEMS[kind] = None
     return _PROBLEMS[kind]

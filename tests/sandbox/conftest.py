@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from backends import BUSYBOX_IMAGE, PYTHON_IMAGE, in_ci, problem
+from backends import DOCKER_IMAGES, in_ci, problem
 
 from itemloop.sandbox import SandboxOptions, open_sandbox
 from itemloop.sandbox.channel_sandbox import ChannelSandbox
@@ -41,10 +41,12 @@ def make_sandbox(
             # hide a broken install behind a green run.
             pytest.fail(f"{kind} sandbox unavailable in CI: {reason}")
         pytest.skip(reason)
-    if kind == "docker":
-        sb = open_sandbox("docker", workspace, options, image=BUSYBOX_IMAGE)
-    elif kind == "docker-python":
-        sb = open_sandbox("docker", workspace, options, image=PYTHON_IMAGE)
+    if kind == "docker-exec":
+        from itemloop.sandbox.docker_sandbox import DockerSandbox
+
+        sb = DockerSandbox(workspace, options, image=DOCKER_IMAGES[kind], fast_path=False)
+    elif kind in DOCKER_IMAGES:
+        sb = open_sandbox("docker", workspace, options, image=DOCKER_IMAGES[kind])
     else:
         sb = open_sandbox(kind, workspace, options)
     assert isinstance(sb, ChannelSandbox)

@@ -204,7 +204,7 @@ async def test_local_shell_user_that_cannot_be_honoured(
 
 @pytest.mark.docker
 async def test_local_shell_user_in_docker_exec_path(workspace: Any, make: Any) -> None:
-    async with make("docker", workspace) as sb:
+    async with make("docker-exec", workspace) as sb:
         res = await LocalShellExecutor(sb).execute(local_call(["id", "-u"], user="nobody"))
         payload = json.loads(valid(res.output)["output"])
         assert payload["stdout"] == "65534\n", payload
