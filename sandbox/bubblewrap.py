@@ -35,14 +35,31 @@ user's `hidden_paths` are hidden (`hidden.py`): an empty tmpfs over each
 directory, `/dev/null` over each file. The home is the `host_home` argument
 (default: $HOME and the user's home in the password database).
 
+Run as root, commands are root on the host's side too (bubblewrap maps the
+caller's uid: they own every host file, read-only or not). What holds then
+is the fallback of issue 10 item 6, reported in `notices`: the files only
+root may read are hidden by path (`ROOT_ONLY_PATHS`: the password and group
+shadows, sudoers, SSH host keys, TLS private keys, keytabs, VPN and Wi-Fi
+secrets, Docker's and containerd's state, /root), and the seccomp filter
+refuses set-user-ID and set-group-ID modes (`seccomp.py`), so no setuid-root
+program is left in the workspace. Of /root, the workspace and writable paths
+inside it stay visible, and so does, read-only, each child of /root holding a
+directory of PATH or the runner's Python (a pyenv, a cargo: /root/.pyenv),
+its credential files hidden as in any home. Not covered: a root-only file
+elsewhere than those paths is readable (a mode check of the whole tree would
+be slow and racy); the thorough fix (commands under an unprivileged host uid,
+the workspace through an idmapped mount) is not done.
+
 There is no fallback: if bubblewrap is missing or cannot create namespaces,
 starting fails with `SandboxUnavailable` saying why and how to fix it.
 """
 
 from __future__ import annotations
 
+import glob
 import os
 import shutil
+import sys
 from collections.abc import Iterable, Sequence
 from contextlib import AsyncExitStack
 from pathlib import Path
@@ -76,6 +93,36 @@ NAMESPACE_HINT = (
 )
 
 
+ROOT_ONLY_PATHS = (
+    "/etc/shadow",
+    "/etc/shadow-",
+    "/etc/gshadow",
+    "/etc/gshadow-",
+    "/etc/security/opasswd",
+    "/etc/sudoers",
+    "/etc/sudoers.d",
+    "/etc/ssh/ssh_host_*_key",
+    "/etc/ssl/private",
+    "/etc/krb5.keytab",
+    "/etc/libvirt/secrets",
+    "/etc/NetworkManager/system-connections",
+    "/etc/wireguard",
+    "/etc/docker/key.json",
+    "/root",
+    "/var/lib/sudo",
+    "/var/lib/docker",
+    "/var/lib/containerd",
+    "/var/log/btmp",
+)
+"""Host paths (globs) only root may read, hidden when itemloop runs as root (see the
+module docstring); `/root` (the home of root) is hidden except for a workspace in it."""
+
+
+def root_only_paths() -> list[str]:
+    """The existing `ROOT_ONLY_PATHS`, globs expanded."""
+    return sorted({p for pattern in ROOT_ONLY_PATHS for p in glob.glob(pattern)})
+
+
 def bwrap_path() -> str | None:
     return shutil.which("bwrap", path=os.environ.get("PATH", STANDARD_PATH) + ":" + STANDARD_PATH)
 
@@ -104,6 +151,24 @@ class BubblewrapSandbox(ChannelSandbox):
             self.host_homes = [host_home]
         else:
             self.host_homes = list(host_home)
+
+    @property
+    def as_root(self) -> bool:
+        """Commands run as the host's root (bubblewrap maps the caller's uid)."""
+        return os.geteuid() == 0
+
+    @property
+    def notices(self) -> list[str]:
+        """What a person should know at the start of a run: which protections hold."""
+        notes = []
+        if self.as_root:
+            notes.append(
+                "local sandbox: commands run as root on the host's side; files only root may "
+                "read are hidden by path (/etc/shadow, /etc/gshadow, /root, SSH host keys, "
+                "sudoers, ...: bubblewrap.ROOT_ONLY_PATHS), and set-user-ID and set-group-ID "
+                "modes are refused (seccomp); other root-only files stay readable"
+            )
+        return notes
 
     def home(self) -> str:
         return HOME
@@ -144,6 +209,8 @@ class BubblewrapSandbox(ChannelSandbox):
         # so they show through it; every other mask after the binds, so that one
         # inside the workspace (a workspace that is the home directory) applies.
         args += _mask_args(m for m in masked if m.holds_kept)
+        for tools in self.shown_tools():
+            args += ["--ro-bind", tools, tools]
         for extra in self.options.writable_paths:
             real = os.path.realpath(extra)
             if not os.path.isdir(real):
@@ -163,14 +230,35 @@ class BubblewrapSandbox(ChannelSandbox):
         Those commands could see: not under the sandbox's own /tmp and /run,
         unless inside the workspace or a writable path.
         """
-        keep = [str(self.workspace), *self.options.writable_paths]
+        keep = [str(self.workspace), *self.options.writable_paths, *self.shown_tools()]
         kept = [os.path.realpath(k) for k in keep]
+        hidden = [*self.options.hidden_paths]
+        if self.as_root:
+            hidden += root_only_paths()
         return [
             m
-            for m in masks(self.host_homes, self.options.hidden_paths, keep)
+            for m in masks(self.host_homes, hidden, keep)
             if any(inside(m.path, k) for k in kept)
             or not any(inside(m.path, h) for h in HIDDEN_ROOTS)
         ]
+
+    def shown_tools(self) -> list[str]:
+        """Directories kept visible (read-only) inside a hidden root-only directory: for
+        each directory of PATH and the runner's Python installation under one (a pyenv
+        or cargo in /root), the hidden directory's child that holds it (/root/.pyenv)."""
+        if not self.as_root:
+            return []
+        hidden = [p for p in root_only_paths() if os.path.isdir(p)]
+        wanted = [os.path.realpath(d) for d in self.path_env().split(":") if os.path.isabs(d)]
+        wanted.append(os.path.realpath(sys.base_prefix))
+        shown: list[str] = []
+        for d in wanted:
+            for h in hidden:
+                if d != h and inside(d, h):
+                    child = os.path.join(h, os.path.relpath(d, h).split("/")[0])
+                    if os.path.isdir(child) and child not in shown:
+                        shown.append(child)
+        return shown
 
     def seccomp_filter(self) -> bytes | None:
         """The compiled seccomp filter; None with the network on, on an unknown architecture."""

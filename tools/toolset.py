@@ -249,8 +249,10 @@ class Toolset:
 
     @property
     def notices(self) -> list[str]:
-        """What a person should know about the tools: MCP servers skipped at start."""
-        return list(self.mcp.warnings) if self.mcp is not None else []
+        """What a person should know about the tools: MCP servers skipped at start, the
+        sandbox's own (`notices` of a backend that has them: which protections hold)."""
+        notes = list(self.mcp.warnings) if self.mcp is not None else []
+        return notes + list(getattr(self.sandbox, "notices", ()))
 
     # -- routing ---------------------------------------------------------------
 
