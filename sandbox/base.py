@@ -99,8 +99,10 @@ class SandboxOptions:
 
     Resource limits: `cpu_time_s`, `max_file_size` and `max_processes` are
     rlimits in the `local` and `host` sandboxes (RLIMIT_NPROC counts per user
-    and is not enforced by the kernel for root); in `docker`, `max_processes` is
-    the container's PIDs limit and `memory_bytes`/`cpus` its cgroup limits.
+    and is not enforced by the kernel for root); `max_processes`,
+    `memory_bytes` and `cpus` are also the limits of the session's cgroup in
+    `local` (where one can be made: `cgroups.py`) and of the container in
+    `docker` (its PIDs, memory and CPU limits); `host` has no cgroup.
     """
 
     network: bool = False

@@ -35,6 +35,17 @@ user's `hidden_paths` are hidden (`hidden.py`): an empty tmpfs over each
 directory, `/dev/null` over each file. The home is the `host_home` argument
 (default: $HOME and the user's home in the password database).
 
+Limits. Each session's sandbox runs in its own cgroup (`cgroups.py`: v2
+where the host has the controllers there, else v1, as in hybrid mode) with
+the memory, process and CPU limits of `SandboxOptions` (`memory_bytes`,
+`max_processes`, `cpus`: the same meaning as in `docker`); bubblewrap joins
+it through a shell before it forks (`SessionCgroup.join_argv`), and it is
+removed when the session ends. The private tmpfs mounts (/tmp, /run,
+/dev/shm) are sized to `memory_bytes` (their pages count against it too).
+Where no cgroup can be made (not root, no delegated subtree) the session
+runs without those limits; `notices` says which limits hold, or that none
+do. The workspace's total size is not bounded.
+
 Run as root, commands are root on the host's side too (bubblewrap maps the
 caller's uid: they own every host file, read-only or not). What holds then
 is the fallback of issue 10 item 6, reported in `notices`: the files only
@@ -67,6 +78,7 @@ from pathlib import Path
 import anyio.abc
 
 from .base import SandboxOptions, SandboxUnavailable
+from .cgroups import CgroupUnavailable, Limits, SessionCgroup
 from .channel import CommandChannel
 from .channel_sandbox import ChannelSandbox
 from .command import STANDARD_PATH
@@ -151,6 +163,9 @@ class BubblewrapSandbox(ChannelSandbox):
             self.host_homes = [host_home]
         else:
             self.host_homes = list(host_home)
+        self._limits_notice: str | None = None
+        self.cgroup: SessionCgroup | None = None
+        """The cgroup of the running sandbox (None: none could be made, or not started)."""
 
     @property
     def as_root(self) -> bool:
@@ -160,7 +175,7 @@ class BubblewrapSandbox(ChannelSandbox):
     @property
     def notices(self) -> list[str]:
         """What a person should know at the start of a run: which protections hold."""
-        notes = []
+        notes = [self._limits_notice] if self._limits_notice else []
         if self.as_root:
             notes.append(
                 "local sandbox: commands run as root on the host's side; files only root may "
@@ -197,10 +212,13 @@ class BubblewrapSandbox(ChannelSandbox):
         ]
         if self.options.network:
             args.append("--share-net")
-        args += ["--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]
-        args += ["--dir", HOME]
+        # Private tmpfs mounts are RAM: each is sized to the session's memory (their
+        # pages are charged to its cgroup too), not half the host's.
+        size = self._tmpfs_size()
+        args += ["--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
+        args += [*size, "--tmpfs", "/tmp", "--dir", HOME, *size, "--tmpfs", "/dev/shm"]
         if os.path.isdir("/run"):
-            args += ["--tmpfs", "/run"]
+            args += [*size, "--tmpfs", "/run"]
             if self.options.network and os.path.isdir("/run/systemd/resolve"):
                 # /etc/resolv.conf often points there.
                 args += ["--ro-bind", "/run/systemd/resolve", "/run/systemd/resolve"]
@@ -223,6 +241,10 @@ class BubblewrapSandbox(ChannelSandbox):
             args += ["--seccomp", str(seccomp_fd)]
         args += ["--chdir", ws]
         return args
+
+    def _tmpfs_size(self) -> list[str]:
+        memory = self.options.memory_bytes
+        return [] if memory is None else ["--size", str(memory)]
 
     def masked_paths(self) -> list[Mask]:
         """Credential locations and `hidden_paths` hidden from commands (see `hidden.py`).
@@ -275,6 +297,7 @@ class BubblewrapSandbox(ChannelSandbox):
 
     async def open_channel(self, tg: anyio.abc.TaskGroup, stack: AsyncExitStack) -> CommandChannel:
         """Start bubblewrap with the runner inside it, the filter read from a pipe."""
+        cgroup = self._session_cgroup(stack)
         program = self.seccomp_filter()
         seccomp_fd = None
         if program is not None:
@@ -286,8 +309,14 @@ class BubblewrapSandbox(ChannelSandbox):
         try:
             args = self.bwrap_args(seccomp_fd)
             hidden = [*HIDDEN_ROOTS, "/dev", "/proc", *(m.path for m in self.masked_paths())]
+
+            def argv_for(fd: int) -> list[str]:
+                argv = [*args, "--", *host_runner_argv(fd, hidden=hidden)]
+                # bubblewrap joins the cgroup before it forks anything.
+                return argv if cgroup is None else cgroup.join_argv(argv)
+
             return await spawn_runner(
-                lambda fd: [*args, "--", *host_runner_argv(fd, hidden=hidden)],
+                argv_for,
                 pass_fds=() if seccomp_fd is None else (seccomp_fd,),
                 env=runner_env(self.path_env()),
                 cwd=str(self.workspace),
@@ -298,6 +327,28 @@ class BubblewrapSandbox(ChannelSandbox):
         finally:
             if seccomp_fd is not None:
                 os.close(seccomp_fd)
+
+    def _session_cgroup(self, stack: AsyncExitStack) -> SessionCgroup | None:
+        """A new cgroup for this session's sandbox (removed when `stack` closes, after
+        the sandbox has stopped); None, with a notice saying so, where none can be made."""
+        o = self.options
+        limits = Limits(o.memory_bytes, o.max_processes, o.cpus)
+        if not limits.any():
+            self._limits_notice = "local sandbox: no memory, process or CPU limit was asked for"
+            return None
+        try:
+            cgroup = SessionCgroup.create(limits)
+        except CgroupUnavailable as e:
+            self._limits_notice = (
+                f"local sandbox: the memory, process and CPU limits are NOT in force: no "
+                f"cgroup could be made ({e}). Run as root, or in a delegated cgroup subtree, "
+                "or use --sandbox docker"
+            )
+            return None
+        stack.callback(cgroup.remove)
+        self.cgroup = cgroup
+        self._limits_notice = f"local sandbox limits: {cgroup.describe()}"
+        return cgroup
 
     def unavailable(self, detail: str) -> SandboxUnavailable:
         low = detail.lower()
