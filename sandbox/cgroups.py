@@ -4,12 +4,14 @@ Rlimits do not bound a session: RLIMIT_NPROC is per user and not enforced for
 root, and there is no rlimit for a process tree's memory. A cgroup is. Which
 one, the host decides:
 
-- cgroup v2, when the unified hierarchy has the controllers in our own
-  cgroup's `cgroup.controllers`: a child cgroup with `memory.max` (and
-  `memory.swap.max` 0), `pids.max`, `cpu.max`. Enabling the controllers for
-  the child (`cgroup.subtree_control`) fails when our own cgroup holds
-  processes and is not the root (the "no internal processes" rule): then v2
-  is unavailable and v1 is tried.
+- cgroup v2, when the unified hierarchy has the controllers: a child cgroup
+  with `memory.max` (and `memory.swap.max` 0), `pids.max`, `cpu.max`, made
+  in our own cgroup, or where that fails in the hierarchy's root. Enabling
+  the controllers for a child (`cgroup.subtree_control`) fails in a cgroup
+  that holds processes and is not the root (the "no internal processes"
+  rule; our own, as a rule). Where neither works, v1 is tried. (This path
+  is not exercised on the project's machines and CI, which have no v2
+  controllers.)
 - cgroup v1 (also hybrid mode: v1 controllers mounted under /sys/fs/cgroup,
   none in v2, as on this project's machines and CI): a child of our own
   cgroup in each of the memory, pids and cpu hierarchies, with
@@ -145,27 +147,21 @@ class SessionCgroup:
         mount = next((m for m in mounts if m.fstype == "cgroup2"), None)
         if mount is None or "" not in own:
             raise CgroupUnavailable("no cgroup v2 hierarchy")
-        parent = _in_mount(mount, own[""])
         wanted = _v2_controllers(limits)
-        try:
-            have = set((parent / "cgroup.controllers").read_text().split())
-        except OSError as e:
-            raise CgroupUnavailable(f"cgroup v2: {parent}: {e.strerror}") from None
-        missing = [c for c in wanted if c not in have]
-        if missing:
-            raise CgroupUnavailable(f"cgroup v2 has no {', '.join(missing)} controller here")
-        try:
-            enabled = set((parent / "cgroup.subtree_control").read_text().split())
-            todo = [c for c in wanted if c not in enabled]
-            if todo:
-                _write(parent / "cgroup.subtree_control", " ".join(f"+{c}" for c in todo))
-            child = parent / name
-            child.mkdir()
-        except OSError as e:
-            raise CgroupUnavailable(
-                f"cgroup v2: cannot make a child of {parent} ({e.strerror}: not root and no "
-                "delegated subtree, or our own cgroup holds processes)"
-            ) from None
+        # Our own cgroup first; then the hierarchy's root, which the "no internal
+        # processes" rule does not bind (our own usually holds us, as root under systemd).
+        candidates = [_in_mount(mount, own[""])]
+        if Path(mount.path) not in candidates:
+            candidates.append(Path(mount.path))
+        why = []
+        for parent in candidates:
+            try:
+                child = _v2_child(parent, name, wanted)
+                break
+            except CgroupUnavailable as e:
+                why.append(str(e))
+        else:
+            raise CgroupUnavailable("; ".join(why))
         cg = cls([child], 2, limits)
         try:
             if limits.memory_bytes is not None:
@@ -274,6 +270,30 @@ class SessionCgroup:
         if lim.cpus is not None:
             parts.append(f"{lim.cpus:g} CPUs")
         return f"{', '.join(parts)} (cgroup v{self.version})"
+
+
+def _v2_child(parent: Path, name: str, wanted: list[str]) -> Path:
+    """A new child of v2 cgroup `parent` with the `wanted` controllers enabled for it."""
+    try:
+        have = set((parent / "cgroup.controllers").read_text().split())
+    except OSError as e:
+        raise CgroupUnavailable(f"cgroup v2: {parent}: {e.strerror}") from None
+    missing = [c for c in wanted if c not in have]
+    if missing:
+        raise CgroupUnavailable(f"cgroup v2 has no {', '.join(missing)} controller in {parent}")
+    try:
+        enabled = set((parent / "cgroup.subtree_control").read_text().split())
+        todo = [c for c in wanted if c not in enabled]
+        if todo:
+            _write(parent / "cgroup.subtree_control", " ".join(f"+{c}" for c in todo))
+        child = parent / name
+        child.mkdir()
+    except OSError as e:
+        raise CgroupUnavailable(
+            f"cgroup v2: cannot make a child of {parent} ({e.strerror}: not root and no "
+            "delegated subtree, or that cgroup holds processes)"
+        ) from None
+    return child
 
 
 def _v1_controllers(limits: Limits) -> list[str]:
