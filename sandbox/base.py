@@ -116,6 +116,9 @@ class SandboxOptions:
     max_processes: int | None = 4096
     memory_bytes: int | None = 4 * 1024**3
     cpus: float | None = 2.0
+    max_workspace_bytes: int | None = None
+    """The workspace's total size (disk usage); `local` measures it and stops the
+    session's commands past it (`workspace_size.py`); None: unbounded."""
 
 
 @runtime_checkable

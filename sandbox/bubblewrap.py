@@ -44,7 +44,10 @@ removed when the session ends. The private tmpfs mounts (/tmp, /run,
 /dev/shm) are sized to `memory_bytes` (their pages count against it too).
 Where no cgroup can be made (not root, no delegated subtree) the session
 runs without those limits; `notices` says which limits hold, or that none
-do. The workspace's total size is not bounded.
+do. The workspace's total size (`max_workspace_bytes`) is measured, not
+bounded by the filesystem (`workspace_size.py`): a command is refused while
+the workspace is over it, and one that grows it past it is stopped (the
+sandbox is killed, and restarted for the next command) with a note.
 
 Run as root, commands are root on the host's side too (bubblewrap maps the
 caller's uid: they own every host file, read-only or not). What holds then
@@ -67,17 +70,20 @@ starting fails with `SandboxUnavailable` saying why and how to fix it.
 
 from __future__ import annotations
 
+import dataclasses
 import glob
 import os
 import shutil
 import sys
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Iterable, Mapping, Sequence
 from contextlib import AsyncExitStack
 from pathlib import Path
 
+import anyio
 import anyio.abc
 
-from .base import SandboxOptions, SandboxUnavailable
+from .base import CommandResult, SandboxError, SandboxOptions, SandboxUnavailable
 from .cgroups import CgroupUnavailable, Limits, SessionCgroup
 from .channel import CommandChannel
 from .channel_sandbox import ChannelSandbox
@@ -85,6 +91,7 @@ from .command import STANDARD_PATH
 from .hidden import Mask, inside, invoking_homes, masks
 from .runner_channel import host_runner_argv, runner_env, spawn_runner
 from .seccomp import UnsupportedArch, command_filter
+from .workspace_size import disk_usage, interval, shown
 
 HOME = "/tmp/home"
 HIDDEN_ROOTS = ("/tmp", "/run")
@@ -349,6 +356,89 @@ class BubblewrapSandbox(ChannelSandbox):
         self.cgroup = cgroup
         self._limits_notice = f"local sandbox limits: {cgroup.describe()}"
         return cgroup
+
+    # --- the workspace's size --------------------------------------------------
+
+    async def run(
+        self,
+        argv: Sequence[str] | None = None,
+        *,
+        script: str | None = None,
+        cwd: str = ".",
+        env: Mapping[str, str] | None = None,
+        timeout_s: float | None = None,
+        output_limit: int | None = None,
+        user: str | None = None,
+    ) -> CommandResult:
+        """`ChannelSandbox.run`, within `max_workspace_bytes` when it is set: refused while
+        the workspace is over it; stopped (the whole sandbox, restarted for the next
+        command) when it grows past it while the command runs."""
+        limit = self.options.max_workspace_bytes
+        if limit is None:
+            return await super().run(
+                argv,
+                script=script,
+                cwd=cwd,
+                env=env,
+                timeout_s=timeout_s,
+                output_limit=output_limit,
+                user=user,
+            )
+        size, walk_s = await self._measure()
+        if size > limit:
+            raise SandboxError(self._over_message(size, limit, "commands do not run"))
+        stopped: list[int] = []
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._watch, limit, walk_s, stopped)
+            try:
+                result = await super().run(
+                    argv,
+                    script=script,
+                    cwd=cwd,
+                    env=env,
+                    timeout_s=timeout_s,
+                    output_limit=output_limit,
+                    user=user,
+                )
+            finally:
+                tg.cancel_scope.cancel()
+        if not stopped:
+            size, _ = await self._measure()
+            if size <= limit:
+                return result
+            stopped.append(size)
+        note = self._over_message(
+            stopped[0], limit, "this command's sandbox was stopped" if len(stopped) > 1 else ""
+        )
+        err = result.stderr
+        err = f"{err}\n{note}" if err and not err.endswith("\n") else err + note
+        return dataclasses.replace(result, stderr=err)
+
+    async def _measure(self) -> tuple[int, float]:
+        started = time.monotonic()
+        size = await anyio.to_thread.run_sync(disk_usage, str(self.workspace))
+        return size, time.monotonic() - started
+
+    async def _watch(self, limit: int, walk_s: float, stopped: list[int]) -> None:
+        """Measure while the command runs; past `limit`, kill the sandbox (bubblewrap:
+        everything in it dies with it) and record the size (twice: it was stopped)."""
+        while True:
+            await anyio.sleep(interval(walk_s))
+            size, walk_s = await self._measure()
+            if size > limit:
+                stopped += [size, size]
+                process = getattr(self.channel, "process", None)
+                if process is not None and process.returncode is None:
+                    process.kill()
+                return
+
+    def _over_message(self, size: int, limit: int, what: str) -> str:
+        done = f": {what}" if what else ""
+        return (
+            f"itemloop: the workspace holds {shown(size)}, over its limit of {shown(limit)} "
+            f"(--max-workspace-size){done}. Remove files (apply_patch can delete them) to run "
+            "commands again."
+        )
 
     def unavailable(self, detail: str) -> SandboxUnavailable:
         low = detail.lower()
