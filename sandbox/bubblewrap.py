@@ -183,6 +183,11 @@ class BubblewrapSandbox(ChannelSandbox):
     def notices(self) -> list[str]:
         """What a person should know at the start of a run: which protections hold."""
         notes = [self._limits_notice] if self._limits_notice else []
+        if self.options.max_workspace_bytes is not None:
+            notes.append(
+                f"local sandbox: workspace limit {shown(self.options.max_workspace_bytes)} "
+                "(measured during commands, not reserved on disk)"
+            )
         if self.as_root:
             notes.append(
                 "local sandbox: commands run as root on the host's side; files only root may "
