@@ -126,21 +126,32 @@ def _add_sandbox_flags(
         type=int,
         default=None,
         metavar="N",
-        help="process limit (docker: PIDs limit; default: 4096)",
+        help="process limit of the sandbox (local: its cgroup's, as root; docker: the "
+        "container's PIDs limit; default: 4096)",
     )
     g.add_argument(
         "--memory",
         type=int,
         default=None,
         metavar="BYTES",
-        help="memory limit of the docker container (default: 4 GiB)",
+        help="memory limit of the sandbox, its tmpfs mounts included (local: its cgroup's, "
+        "as root; docker: the container's; default: 4 GiB)",
     )
     g.add_argument(
         "--cpus",
         type=float,
         default=None,
         metavar="N",
-        help="CPU limit of the docker container (default: 2)",
+        help="CPU limit of the sandbox (local: its cgroup's, as root; docker: the "
+        "container's; default: 2)",
+    )
+    g.add_argument(
+        "--max-workspace-size",
+        type=int,
+        default=None,
+        metavar="BYTES",
+        help="stop commands once the workspace grows past BYTES (local; measured during "
+        "commands, not reserved on disk; default: no limit)",
     )
 
 

@@ -179,6 +179,7 @@ def _sandbox_options(args: argparse.Namespace) -> SandboxOptions:
         "max_processes": args.max_procs,
         "memory_bytes": args.memory,
         "cpus": args.cpus,
+        "max_workspace_bytes": args.max_workspace_size,
     }
     return SandboxOptions(
         network=args.network,
@@ -401,6 +402,7 @@ FLAG_PATHS: dict[str, tuple[tuple[str, ...], ...]] = {
     "max_procs": ((*_OPTIONS, "max_processes"),),
     "memory": ((*_OPTIONS, "memory_bytes"),),
     "cpus": ((*_OPTIONS, "cpus"),),
+    "max_workspace_size": ((*_OPTIONS, "max_workspace_bytes"),),
 }
 
 

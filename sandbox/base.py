@@ -99,8 +99,10 @@ class SandboxOptions:
 
     Resource limits: `cpu_time_s`, `max_file_size` and `max_processes` are
     rlimits in the `local` and `host` sandboxes (RLIMIT_NPROC counts per user
-    and is not enforced by the kernel for root); in `docker`, `max_processes` is
-    the container's PIDs limit and `memory_bytes`/`cpus` its cgroup limits.
+    and is not enforced by the kernel for root); `max_processes`,
+    `memory_bytes` and `cpus` are also the limits of the session's cgroup in
+    `local` (where one can be made: `cgroups.py`) and of the container in
+    `docker` (its PIDs, memory and CPU limits); `host` has no cgroup.
     """
 
     network: bool = False
@@ -114,6 +116,9 @@ class SandboxOptions:
     max_processes: int | None = 4096
     memory_bytes: int | None = 4 * 1024**3
     cpus: float | None = 2.0
+    max_workspace_bytes: int | None = None
+    """The workspace's total size (disk usage); `local` measures it and stops the
+    session's commands past it (`workspace_size.py`); None: unbounded."""
 
 
 @runtime_checkable

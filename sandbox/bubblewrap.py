@@ -35,27 +35,63 @@ user's `hidden_paths` are hidden (`hidden.py`): an empty tmpfs over each
 directory, `/dev/null` over each file. The home is the `host_home` argument
 (default: $HOME and the user's home in the password database).
 
+Limits. Each session's sandbox runs in its own cgroup (`cgroups.py`: v2
+where the host has the controllers there, else v1, as in hybrid mode) with
+the memory, process and CPU limits of `SandboxOptions` (`memory_bytes`,
+`max_processes`, `cpus`: the same meaning as in `docker`); bubblewrap joins
+it through a shell before it forks (`SessionCgroup.join_argv`), and it is
+removed when the session ends. The private tmpfs mounts (/tmp, /run,
+/dev/shm) are sized to `memory_bytes` (their pages count against it too).
+Where no cgroup can be made (not root, no delegated subtree) the session
+runs without those limits; `notices` says which limits hold, or that none
+do. The workspace's total size (`max_workspace_bytes`) is measured, not
+bounded by the filesystem (`workspace_size.py`): a command is refused while
+the workspace is over it, and one that grows it past it is stopped (the
+sandbox is killed, and restarted for the next command) with a note.
+
+Run as root, commands are root on the host's side too (bubblewrap maps the
+caller's uid: they own every host file, read-only or not). What holds then
+is the fallback of issue 10 item 6, reported in `notices`: the files only
+root may read are hidden by path (`ROOT_ONLY_PATHS`: the password and group
+shadows, sudoers, SSH host keys, TLS private keys, keytabs, VPN and Wi-Fi
+secrets, Docker's and containerd's state, /root), and the seccomp filter
+refuses set-user-ID and set-group-ID modes (`seccomp.py`), so no setuid-root
+program is left in the workspace. Of /root, the workspace and writable paths
+inside it stay visible, and so does, read-only, each child of /root holding a
+directory of PATH or the runner's Python (a pyenv, a cargo: /root/.pyenv),
+its credential files hidden as in any home. Not covered: a root-only file
+elsewhere than those paths is readable (a mode check of the whole tree would
+be slow and racy); the thorough fix (commands under an unprivileged host uid,
+the workspace through an idmapped mount) is not done.
+
 There is no fallback: if bubblewrap is missing or cannot create namespaces,
 starting fails with `SandboxUnavailable` saying why and how to fix it.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import glob
 import os
 import shutil
-from collections.abc import Iterable, Sequence
+import sys
+import time
+from collections.abc import Iterable, Mapping, Sequence
 from contextlib import AsyncExitStack
 from pathlib import Path
 
+import anyio
 import anyio.abc
 
-from .base import SandboxOptions, SandboxUnavailable
+from .base import CommandResult, SandboxError, SandboxOptions, SandboxUnavailable
+from .cgroups import CgroupUnavailable, Limits, SessionCgroup
 from .channel import CommandChannel
 from .channel_sandbox import ChannelSandbox
 from .command import STANDARD_PATH
 from .hidden import Mask, inside, invoking_homes, masks
 from .runner_channel import host_runner_argv, runner_env, spawn_runner
 from .seccomp import UnsupportedArch, command_filter
+from .workspace_size import disk_usage, interval, shown
 
 HOME = "/tmp/home"
 HIDDEN_ROOTS = ("/tmp", "/run")
@@ -74,6 +110,36 @@ NAMESPACE_HINT = (
     "--security-opt seccomp=unconfined --security-opt apparmor=unconfined), or choose "
     "--sandbox docker --image IMAGE (or --sandbox host to run unconfined)"
 )
+
+
+ROOT_ONLY_PATHS = (
+    "/etc/shadow",
+    "/etc/shadow-",
+    "/etc/gshadow",
+    "/etc/gshadow-",
+    "/etc/security/opasswd",
+    "/etc/sudoers",
+    "/etc/sudoers.d",
+    "/etc/ssh/ssh_host_*_key",
+    "/etc/ssl/private",
+    "/etc/krb5.keytab",
+    "/etc/libvirt/secrets",
+    "/etc/NetworkManager/system-connections",
+    "/etc/wireguard",
+    "/etc/docker/key.json",
+    "/root",
+    "/var/lib/sudo",
+    "/var/lib/docker",
+    "/var/lib/containerd",
+    "/var/log/btmp",
+)
+"""Host paths (globs) only root may read, hidden when itemloop runs as root (see the
+module docstring); `/root` (the home of root) is hidden except for a workspace in it."""
+
+
+def root_only_paths() -> list[str]:
+    """The existing `ROOT_ONLY_PATHS`, globs expanded."""
+    return sorted({p for pattern in ROOT_ONLY_PATHS for p in glob.glob(pattern)})
 
 
 def bwrap_path() -> str | None:
@@ -104,6 +170,34 @@ class BubblewrapSandbox(ChannelSandbox):
             self.host_homes = [host_home]
         else:
             self.host_homes = list(host_home)
+        self._limits_notice: str | None = None
+        self.cgroup: SessionCgroup | None = None
+        """The cgroup of the running sandbox (None: none could be made, or not started)."""
+
+    @property
+    def as_root(self) -> bool:
+        """Commands run as the host's root (bubblewrap maps the caller's uid)."""
+        return os.geteuid() == 0
+
+    @property
+    def notices(self) -> list[str]:
+        """What a person should know at the start of a run: which protections hold."""
+        notes = [*super().notices]
+        if self._limits_notice:
+            notes.append(self._limits_notice)
+        if self.options.max_workspace_bytes is not None:
+            notes.append(
+                f"local sandbox: workspace limit {shown(self.options.max_workspace_bytes)} "
+                "(measured during commands, not reserved on disk)"
+            )
+        if self.as_root:
+            notes.append(
+                "local sandbox: commands run as root on the host's side; files only root may "
+                "read are hidden by path (/etc/shadow, /etc/gshadow, /root, SSH host keys, "
+                "sudoers, ...: bubblewrap.ROOT_ONLY_PATHS), and set-user-ID and set-group-ID "
+                "modes are refused (seccomp); other root-only files stay readable"
+            )
+        return notes
 
     def home(self) -> str:
         return HOME
@@ -132,10 +226,13 @@ class BubblewrapSandbox(ChannelSandbox):
         ]
         if self.options.network:
             args.append("--share-net")
-        args += ["--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]
-        args += ["--dir", HOME]
+        # Private tmpfs mounts are RAM: each is sized to the session's memory (their
+        # pages are charged to its cgroup too), not half the host's.
+        size = self._tmpfs_size()
+        args += ["--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
+        args += [*size, "--tmpfs", "/tmp", "--dir", HOME, *size, "--tmpfs", "/dev/shm"]
         if os.path.isdir("/run"):
-            args += ["--tmpfs", "/run"]
+            args += [*size, "--tmpfs", "/run"]
             if self.options.network and os.path.isdir("/run/systemd/resolve"):
                 # /etc/resolv.conf often points there.
                 args += ["--ro-bind", "/run/systemd/resolve", "/run/systemd/resolve"]
@@ -144,6 +241,8 @@ class BubblewrapSandbox(ChannelSandbox):
         # so they show through it; every other mask after the binds, so that one
         # inside the workspace (a workspace that is the home directory) applies.
         args += _mask_args(m for m in masked if m.holds_kept)
+        for tools in self.shown_tools():
+            args += ["--ro-bind", tools, tools]
         for extra in self.options.writable_paths:
             real = os.path.realpath(extra)
             if not os.path.isdir(real):
@@ -157,20 +256,45 @@ class BubblewrapSandbox(ChannelSandbox):
         args += ["--chdir", ws]
         return args
 
+    def _tmpfs_size(self) -> list[str]:
+        memory = self.options.memory_bytes
+        return [] if memory is None else ["--size", str(memory)]
+
     def masked_paths(self) -> list[Mask]:
         """Credential locations and `hidden_paths` hidden from commands (see `hidden.py`).
 
         Those commands could see: not under the sandbox's own /tmp and /run,
         unless inside the workspace or a writable path.
         """
-        keep = [str(self.workspace), *self.options.writable_paths]
+        keep = [str(self.workspace), *self.options.writable_paths, *self.shown_tools()]
         kept = [os.path.realpath(k) for k in keep]
+        hidden = [*self.options.hidden_paths]
+        if self.as_root:
+            hidden += root_only_paths()
         return [
             m
-            for m in masks(self.host_homes, self.options.hidden_paths, keep)
+            for m in masks(self.host_homes, hidden, keep)
             if any(inside(m.path, k) for k in kept)
             or not any(inside(m.path, h) for h in HIDDEN_ROOTS)
         ]
+
+    def shown_tools(self) -> list[str]:
+        """Directories kept visible (read-only) inside a hidden root-only directory: for
+        each directory of PATH and the runner's Python installation under one (a pyenv
+        or cargo in /root), the hidden directory's child that holds it (/root/.pyenv)."""
+        if not self.as_root:
+            return []
+        hidden = [p for p in root_only_paths() if os.path.isdir(p)]
+        wanted = [os.path.realpath(d) for d in self.path_env().split(":") if os.path.isabs(d)]
+        wanted.append(os.path.realpath(sys.base_prefix))
+        shown: list[str] = []
+        for d in wanted:
+            for h in hidden:
+                if d != h and inside(d, h):
+                    child = os.path.join(h, os.path.relpath(d, h).split("/")[0])
+                    if os.path.isdir(child) and child not in shown:
+                        shown.append(child)
+        return shown
 
     def seccomp_filter(self) -> bytes | None:
         """The compiled seccomp filter; None with the network on, on an unknown architecture."""
@@ -187,6 +311,7 @@ class BubblewrapSandbox(ChannelSandbox):
 
     async def open_channel(self, tg: anyio.abc.TaskGroup, stack: AsyncExitStack) -> CommandChannel:
         """Start bubblewrap with the runner inside it, the filter read from a pipe."""
+        cgroup = self._session_cgroup(stack)
         program = self.seccomp_filter()
         seccomp_fd = None
         if program is not None:
@@ -198,8 +323,14 @@ class BubblewrapSandbox(ChannelSandbox):
         try:
             args = self.bwrap_args(seccomp_fd)
             hidden = [*HIDDEN_ROOTS, "/dev", "/proc", *(m.path for m in self.masked_paths())]
+
+            def argv_for(fd: int) -> list[str]:
+                argv = [*args, "--", *host_runner_argv(fd, hidden=hidden)]
+                # bubblewrap joins the cgroup before it forks anything.
+                return argv if cgroup is None else cgroup.join_argv(argv)
+
             return await spawn_runner(
-                lambda fd: [*args, "--", *host_runner_argv(fd, hidden=hidden)],
+                argv_for,
                 pass_fds=() if seccomp_fd is None else (seccomp_fd,),
                 env=runner_env(self.path_env()),
                 cwd=str(self.workspace),
@@ -210,6 +341,111 @@ class BubblewrapSandbox(ChannelSandbox):
         finally:
             if seccomp_fd is not None:
                 os.close(seccomp_fd)
+
+    def _session_cgroup(self, stack: AsyncExitStack) -> SessionCgroup | None:
+        """A new cgroup for this session's sandbox (removed when `stack` closes, after
+        the sandbox has stopped); None, with a notice saying so, where none can be made."""
+        o = self.options
+        limits = Limits(o.memory_bytes, o.max_processes, o.cpus)
+        if not limits.any():
+            self._limits_notice = "local sandbox: no memory, process or CPU limit was asked for"
+            return None
+        try:
+            cgroup = SessionCgroup.create(limits)
+        except CgroupUnavailable as e:
+            self._limits_notice = (
+                f"local sandbox: the memory, process and CPU limits are NOT in force: no "
+                f"cgroup could be made ({e}). Run as root, or in a delegated cgroup subtree, "
+                "or use --sandbox docker"
+            )
+            return None
+        stack.callback(cgroup.remove)
+        self.cgroup = cgroup
+        self._limits_notice = f"local sandbox limits: {cgroup.describe()}"
+        return cgroup
+
+    # --- the workspace's size --------------------------------------------------
+
+    async def run(
+        self,
+        argv: Sequence[str] | None = None,
+        *,
+        script: str | None = None,
+        cwd: str = ".",
+        env: Mapping[str, str] | None = None,
+        timeout_s: float | None = None,
+        output_limit: int | None = None,
+        user: str | None = None,
+    ) -> CommandResult:
+        """`ChannelSandbox.run`, within `max_workspace_bytes` when it is set: refused while
+        the workspace is over it; stopped (the whole sandbox, restarted for the next
+        command) when it grows past it while the command runs."""
+        limit = self.options.max_workspace_bytes
+        if limit is None:
+            return await super().run(
+                argv,
+                script=script,
+                cwd=cwd,
+                env=env,
+                timeout_s=timeout_s,
+                output_limit=output_limit,
+                user=user,
+            )
+        size, walk_s = await self._measure()
+        if size > limit:
+            raise SandboxError(self._over_message(size, limit, "commands do not run"))
+        stopped: list[int] = []
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._watch, limit, walk_s, stopped)
+            try:
+                result = await super().run(
+                    argv,
+                    script=script,
+                    cwd=cwd,
+                    env=env,
+                    timeout_s=timeout_s,
+                    output_limit=output_limit,
+                    user=user,
+                )
+            finally:
+                tg.cancel_scope.cancel()
+        if not stopped:
+            size, _ = await self._measure()
+            if size <= limit:
+                return result
+            stopped.append(size)
+        note = self._over_message(
+            stopped[0], limit, "this command's sandbox was stopped" if len(stopped) > 1 else ""
+        )
+        err = result.stderr
+        err = f"{err}\n{note}" if err and not err.endswith("\n") else err + note
+        return dataclasses.replace(result, stderr=err)
+
+    async def _measure(self) -> tuple[int, float]:
+        started = time.monotonic()
+        size = await anyio.to_thread.run_sync(disk_usage, str(self.workspace))
+        return size, time.monotonic() - started
+
+    async def _watch(self, limit: int, walk_s: float, stopped: list[int]) -> None:
+        """Measure while the command runs; past `limit`, kill the sandbox (bubblewrap:
+        everything in it dies with it) and record the size (twice: it was stopped)."""
+        while True:
+            await anyio.sleep(interval(walk_s))
+            size, walk_s = await self._measure()
+            if size > limit:
+                stopped += [size, size]
+                process = getattr(self.channel, "process", None)
+                if process is not None and process.returncode is None:
+                    process.kill()
+                return
+
+    def _over_message(self, size: int, limit: int, what: str) -> str:
+        done = f": {what}" if what else ""
+        return (
+            f"itemloop: the workspace holds {shown(size)}, over its limit of {shown(limit)} "
+            f"(--max-workspace-size){done}. Remove files (apply_patch can delete them) to run "
+            "commands again."
+        )
 
     def unavailable(self, detail: str) -> SandboxUnavailable:
         low = detail.lower()

@@ -70,8 +70,7 @@ class ChannelSandbox(ABC):
         self._restart_lock: anyio.Lock | None = None
         self.shell = DEFAULT_SHELL
         """The shell of scripts (`run(script=...)`); a backend may bring its own at start."""
-        self.notices: list[str] = []
-        """One line each, for a person: what the backend chose at start and what it costs."""
+        self._notices: list[str] = []
 
     # --- what backends provide ------------------------------------------------
 
@@ -117,6 +116,12 @@ class ChannelSandbox(ABC):
         return None
 
     # --- lifecycle ---------------------------------------------------------------
+
+    @property
+    def notices(self) -> list[str]:
+        """One line each, for a person: what the backend chose at start, what it costs,
+        which protections hold. Backends append to it, or extend the property."""
+        return self._notices
 
     @property
     def channel(self) -> CommandChannel | None:

@@ -11,6 +11,21 @@ the runner and every command):
   children, and non-dumpability already keeps it off the runner and its
   keepers. 32-bit system calls (i386 on x86_64, arm on aarch64) get the same
   rule by their own numbers.
+- Always: no set-user-ID or set-group-ID file is made. `chmod`, `fchmod`,
+  `fchmodat`, `fchmodat2` with S_ISUID or S_ISGID in the mode fail with
+  EPERM, and so do `open`, `creat`, `openat`, `mknod`, `mknodat` (a file
+  created with such a mode keeps it; the filter does not look at O_CREAT:
+  a set-ID mode without it means nothing anyway). `openat2` (its mode is in a
+  struct the filter cannot read) and `io_uring_setup` (io_uring's open ops
+  bypass seccomp) fail with ENOSYS: programs fall back to the calls above.
+  Without this, a command of itemloop run as root could leave a setuid-root
+  program in the workspace (`chmod 4755` on a copy of /bin/sh). Other ways to
+  a privileged file are closed elsewhere: file capabilities need
+  CAP_SETFCAP (bubblewrap drops every capability), a hard link to a host
+  set-ID program crosses mounts (EXDEV), `chown` clears the bits. Set-ID bits
+  a file already had (the workspace came with one) are left alone. The rule
+  holds for every uid (a non-root user's setuid file grants nothing, and a
+  uniform filter is simpler to test).
 - With the network off: host Unix sockets are out of reach. A network
   namespace isolates abstract Unix sockets only, and read-only bind mounts do
   not stop `connect()` on a pathname socket: without this a command could talk
@@ -26,8 +41,8 @@ the runner and every command):
     cannot be re-connected or sent to an address) and fails with EACCES for
     datagram types, which can be `connect()`ed or `sendto()` any pathname
     datagram socket.
-  - `io_uring_setup` fails with ENOSYS: io_uring's socket and connect
-    operations are not seen by seccomp. Programs fall back to ordinary calls.
+  - `io_uring_setup` fails (see above): io_uring's socket and connect
+    operations are not seen by seccomp either.
   - A 32-bit system call kills the process (`socketcall` hides its arguments
     from seccomp): 32-bit programs do not run while the network is off.
 
@@ -73,6 +88,8 @@ OFF_ARCH = 4
 OFF_ARG0 = 16
 OFF_ARG1 = 24
 
+S_ISUID = 0o4000
+S_ISGID = 0o2000
 AF_UNIX = 1
 SOCK_TYPE_MASK = 0xF
 SOCK_STREAM = 1
@@ -90,6 +107,10 @@ class Compat:
     audit: int
     process_access: tuple[int, ...]
     """pidfd_getfd, process_vm_readv, process_vm_writev."""
+    mode_args: tuple[tuple[int, int], ...]
+    """(system call, index of its mode argument): the calls that set a file's mode."""
+    refused: tuple[int, ...]
+    """openat2 and io_uring_setup: calls whose mode the filter cannot see (ENOSYS)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +122,10 @@ class Arch:
     io_uring_setup: int
     process_access: tuple[int, ...]
     """pidfd_getfd, process_vm_readv, process_vm_writev (and x32's own numbers of the last two)."""
+    mode_args: tuple[tuple[int, int], ...]
+    """(system call, index of its mode argument): chmod, fchmod, fchmodat, fchmodat2, and
+    open, creat, openat, mknod, mknodat (a file created with a set-ID mode keeps it)."""
+    openat2: int
     x32: bool
     compat: Compat
 
@@ -113,8 +138,37 @@ ARCHES = {
         socketpair=53,
         io_uring_setup=425,
         process_access=(438, 310, 311, 539, 540),
+        # chmod, fchmod, fchmodat, fchmodat2, open, creat, openat, mknod, mknodat
+        mode_args=(
+            (90, 1),
+            (91, 1),
+            (268, 2),
+            (452, 2),
+            (2, 2),
+            (85, 1),
+            (257, 3),
+            (133, 1),
+            (259, 2),
+        ),
+        openat2=437,
         x32=True,
-        compat=Compat("i386", AUDIT_ARCH_I386, (438, 347, 348)),
+        compat=Compat(
+            "i386",
+            AUDIT_ARCH_I386,
+            (438, 347, 348),
+            mode_args=(
+                (15, 1),
+                (94, 1),
+                (306, 2),
+                (452, 2),
+                (5, 2),
+                (8, 1),
+                (295, 3),
+                (14, 1),
+                (297, 2),
+            ),
+            refused=(437, 425),
+        ),
     ),
     "aarch64": Arch(
         "aarch64",
@@ -123,8 +177,27 @@ ARCHES = {
         socketpair=199,
         io_uring_setup=425,
         process_access=(438, 270, 271),
+        # fchmod, fchmodat, fchmodat2, openat, mknodat
+        mode_args=((52, 1), (53, 2), (452, 2), (56, 3), (33, 2)),
+        openat2=437,
         x32=False,
-        compat=Compat("arm", AUDIT_ARCH_ARM, (438, 376, 377)),
+        compat=Compat(
+            "arm",
+            AUDIT_ARCH_ARM,
+            (438, 376, 377),
+            mode_args=(
+                (15, 1),
+                (94, 1),
+                (333, 2),
+                (452, 2),
+                (5, 2),
+                (8, 1),
+                (322, 3),
+                (14, 1),
+                (324, 2),
+            ),
+            refused=(437, 425),
+        ),
     ),
 }
 _ALIASES = {"amd64": "x86_64", "arm64": "aarch64"}
@@ -178,15 +251,22 @@ def command_filter(arch: Arch | None = None, *, network: bool) -> bytes:
         op(BPF_AND_K, 0xFFFFFFFF & ~X32_SYSCALL_BIT)
     for nr in a.process_access:
         op(BPF_JEQ_K, nr, "eperm", None)
+    for nr, arg in a.mode_args:
+        op(BPF_JEQ_K, nr, f"mode{arg}", None)
+    op(BPF_JEQ_K, a.openat2, "enosys", None)
+    op(BPF_JEQ_K, a.io_uring_setup, "enosys", None)
     if not network:
         op(BPF_JEQ_K, a.socket, "socket", None)
         op(BPF_JEQ_K, a.socketpair, "socketpair", None)
-        op(BPF_JEQ_K, a.io_uring_setup, "enosys", None)
     op(BPF_RET_K, SECCOMP_RET_ALLOW)
     if network:
         op(BPF_LD_W_ABS, OFF_NR, label="compat")
         for nr in a.compat.process_access:
             op(BPF_JEQ_K, nr, "eperm", None)
+        for nr, arg in a.compat.mode_args:
+            op(BPF_JEQ_K, nr, f"mode{arg}", None)
+        for nr in a.compat.refused:
+            op(BPF_JEQ_K, nr, "enosys", None)
         op(BPF_RET_K, SECCOMP_RET_ALLOW)
     else:
         op(BPF_LD_W_ABS, OFF_ARG0, label="socket")
@@ -197,6 +277,11 @@ def command_filter(arch: Arch | None = None, *, network: bool) -> bytes:
         op(BPF_AND_K, SOCK_TYPE_MASK)
         op(BPF_JEQ_K, SOCK_STREAM, "allow", None)
         op(BPF_JEQ_K, SOCK_SEQPACKET, "allow", "eacces")
+    for arg in sorted({arg for _nr, arg in (*a.mode_args, *a.compat.mode_args)}):
+        # The mode's low 32 bits are what the kernel reads (a mode_t / umode_t).
+        op(BPF_LD_W_ABS, OFF_ARG0 + 8 * arg, label=f"mode{arg}")
+        op(BPF_AND_K, S_ISUID | S_ISGID)
+        op(BPF_JEQ_K, 0, "allow", "eperm")
     op(BPF_RET_K, SECCOMP_RET_ALLOW, label="allow")
     op(BPF_RET_K, SECCOMP_RET_ERRNO | EACCES, label="eacces")
     op(BPF_RET_K, SECCOMP_RET_ERRNO | ENOSYS, label="enosys")

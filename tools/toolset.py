@@ -249,10 +249,10 @@ class Toolset:
 
     @property
     def notices(self) -> list[str]:
-        """What a person should know about the tools: MCP servers skipped at start, what
-        the sandbox chose (e.g. docker's exec path, and what it costs)."""
+        """What a person should know about the tools: MCP servers skipped at start, the
+        sandbox's own notices (which protections hold, docker's exec path and its cost)."""
         notes = list(self.mcp.warnings) if self.mcp is not None else []
-        return notes + list(getattr(self.sandbox, "notices", []))
+        return notes + list(getattr(self.sandbox, "notices", ()))
 
     # -- routing ---------------------------------------------------------------
 

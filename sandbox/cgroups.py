@@ -1,0 +1,322 @@
+"""One cgroup per `local` sandbox session: memory, process and CPU limits that hold as root.
+
+Rlimits do not bound a session: RLIMIT_NPROC is per user and not enforced for
+root, and there is no rlimit for a process tree's memory. A cgroup is. Which
+one, the host decides:
+
+- cgroup v2, when the unified hierarchy has the controllers: a child cgroup
+  with `memory.max` (and `memory.swap.max` 0), `pids.max`, `cpu.max`, made
+  in our own cgroup, or where that fails in the hierarchy's root. Enabling
+  the controllers for a child (`cgroup.subtree_control`) fails in a cgroup
+  that holds processes and is not the root (the "no internal processes"
+  rule; our own, as a rule). Where neither works, v1 is tried. (This path
+  is not exercised on the project's machines and CI, which have no v2
+  controllers.)
+- cgroup v1 (also hybrid mode: v1 controllers mounted under /sys/fs/cgroup,
+  none in v2, as on this project's machines and CI): a child of our own
+  cgroup in each of the memory, pids and cpu hierarchies, with
+  `memory.limit_in_bytes` (and `memory.memsw.limit_in_bytes` where swap is
+  accounted), `pids.max`, `cpu.cfs_quota_us`/`cpu.cfs_period_us`.
+
+A child is created only for a limit that is set (`None`: unlimited). A
+process joins by writing its pid to each `cgroup.procs`; what it forks from
+then on is inside, so it must join before it forks (`join_argv` starts a
+program through a shell that joins first, then execs it). Removing the
+cgroup kills what is left in it first.
+
+Not covered: creating a cgroup needs write access to the hierarchy (root, or
+a delegated subtree whose `cgroup.procs` the user owns); without one,
+`CgroupUnavailable` says why and the session runs without these limits (the
+caller reports it). Names are `itemloop-<pid>-<n>`: one left behind by a
+killed itemloop stays until removed by hand (it holds no process: the
+sandbox dies with itemloop).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import shlex
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+
+V1_CONTROLLERS = ("memory", "pids", "cpu")
+CPU_PERIOD_US = 100_000
+"""The CPU bandwidth period: `cpus` CPUs is `cpus * period` of run time per period."""
+_names = itertools.count(1)
+
+
+class CgroupUnavailable(Exception):
+    """No cgroup can hold the session here; the message says why, for a person."""
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    memory_bytes: int | None = None
+    max_processes: int | None = None
+    cpus: float | None = None
+
+    def any(self) -> bool:
+        return any(v is not None for v in (self.memory_bytes, self.max_processes, self.cpus))
+
+
+@dataclass(frozen=True, slots=True)
+class _Mount:
+    path: str
+    root: str
+    """The hierarchy's path mounted there (not `/` inside a cgroup namespace)."""
+    fstype: str
+    options: frozenset[str]
+
+
+def _mounts() -> list[_Mount]:
+    found = []
+    with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as f:
+        for line in f:
+            pre, _, post = line.partition(" - ")
+            fields, tail = pre.split(), post.split()
+            if len(fields) < 5 or len(tail) < 3 or tail[0] not in ("cgroup", "cgroup2"):
+                continue
+            found.append(
+                _Mount(
+                    _unescape(fields[4]),
+                    _unescape(fields[3]),
+                    tail[0],
+                    frozenset(tail[2].split(",")),
+                )
+            )
+    return found
+
+
+def _unescape(field: str) -> str:
+    return field.encode().decode("unicode_escape") if "\\" in field else field
+
+
+def _own_cgroups() -> dict[str, str]:
+    """Our cgroup per hierarchy: controller name (or "" for v2) -> path."""
+    own: dict[str, str] = {}
+    with open("/proc/self/cgroup", encoding="utf-8") as f:
+        for line in f:
+            _id, controllers, path = line.rstrip("\n").split(":", 2)
+            for c in controllers.split(",") if controllers else [""]:
+                own[c] = path
+    return own
+
+
+def _in_mount(mount: _Mount, path: str) -> Path:
+    rel = path
+    if mount.root != "/" and (path == mount.root or path.startswith(mount.root + "/")):
+        rel = path[len(mount.root) :]
+    return Path(mount.path) / rel.lstrip("/")
+
+
+def _write(path: Path, value: str) -> None:
+    with open(path, "w", encoding="ascii") as f:
+        f.write(value)
+
+
+class SessionCgroup:
+    """The cgroup(s) of one session; `create` makes them, `remove` takes them away."""
+
+    def __init__(self, dirs: list[Path], version: int, limits: Limits) -> None:
+        self.dirs = dirs
+        self.version = version
+        self.limits = limits
+
+    @classmethod
+    def create(cls, limits: Limits) -> SessionCgroup:
+        """A new cgroup with `limits`, v2 where the host has the controllers, else v1."""
+        name = f"itemloop-{os.getpid()}-{next(_names)}"
+        mounts, own = _mounts(), _own_cgroups()
+        why: list[str] = []
+        try:
+            return cls._create_v2(name, limits, mounts, own)
+        except CgroupUnavailable as e:
+            why.append(str(e))
+        try:
+            return cls._create_v1(name, limits, mounts, own)
+        except CgroupUnavailable as e:
+            why.append(str(e))
+        raise CgroupUnavailable("; ".join(why))
+
+    @classmethod
+    def _create_v2(
+        cls, name: str, limits: Limits, mounts: list[_Mount], own: dict[str, str]
+    ) -> SessionCgroup:
+        mount = next((m for m in mounts if m.fstype == "cgroup2"), None)
+        if mount is None or "" not in own:
+            raise CgroupUnavailable("no cgroup v2 hierarchy")
+        wanted = _v2_controllers(limits)
+        # Our own cgroup first; then the hierarchy's root, which the "no internal
+        # processes" rule does not bind (our own usually holds us, as root under systemd).
+        candidates = [_in_mount(mount, own[""])]
+        if Path(mount.path) not in candidates:
+            candidates.append(Path(mount.path))
+        why = []
+        for parent in candidates:
+            try:
+                child = _v2_child(parent, name, wanted)
+                break
+            except CgroupUnavailable as e:
+                why.append(str(e))
+        else:
+            raise CgroupUnavailable("; ".join(why))
+        cg = cls([child], 2, limits)
+        try:
+            if limits.memory_bytes is not None:
+                _write(child / "memory.max", str(limits.memory_bytes))
+                if (child / "memory.swap.max").exists():
+                    _write(child / "memory.swap.max", "0")
+            if limits.max_processes is not None:
+                _write(child / "pids.max", str(limits.max_processes))
+            if limits.cpus is not None:
+                _write(child / "cpu.max", f"{_quota(limits.cpus)} {CPU_PERIOD_US}")
+        except OSError as e:
+            cg.remove()
+            raise CgroupUnavailable(f"cgroup v2: cannot set limits: {e.strerror}") from None
+        return cg
+
+    @classmethod
+    def _create_v1(
+        cls, name: str, limits: Limits, mounts: list[_Mount], own: dict[str, str]
+    ) -> SessionCgroup:
+        wanted = _v1_controllers(limits)
+        parents: dict[str, Path] = {}
+        for c in wanted:
+            mount = next((m for m in mounts if m.fstype == "cgroup" and c in m.options), None)
+            if mount is None or c not in own:
+                raise CgroupUnavailable(f"no cgroup v1 {c} controller mounted")
+            parents[c] = _in_mount(mount, own[c])
+        cg = cls([], 1, limits)
+        try:
+            for parent in parents.values():
+                child = parent / name
+                if child not in cg.dirs:  # controllers mounted together share a directory
+                    child.mkdir()
+                    cg.dirs.append(child)
+            for c, parent in parents.items():
+                child = parent / name
+                if c == "memory" and limits.memory_bytes is not None:
+                    _write(child / "memory.limit_in_bytes", str(limits.memory_bytes))
+                    if (child / "memory.memsw.limit_in_bytes").exists():
+                        # Swap counted with memory: the limit binds memory and swap together.
+                        _write(child / "memory.memsw.limit_in_bytes", str(limits.memory_bytes))
+                if c == "pids" and limits.max_processes is not None:
+                    _write(child / "pids.max", str(limits.max_processes))
+                if c == "cpu" and limits.cpus is not None:
+                    _write(child / "cpu.cfs_period_us", str(CPU_PERIOD_US))
+                    _write(child / "cpu.cfs_quota_us", str(_quota(limits.cpus)))
+        except OSError as e:
+            cg.remove()
+            raise CgroupUnavailable(
+                f"cgroup v1: cannot make or set {e.filename} ({e.strerror}: not root and no "
+                "delegated subtree)"
+            ) from None
+        return cg
+
+    @property
+    def procs_files(self) -> list[str]:
+        return [str(d / "cgroup.procs") for d in self.dirs]
+
+    def join_argv(self, argv: list[str]) -> list[str]:
+        """`argv` started through a shell that first joins this cgroup (before anything forks)."""
+        joins = " && ".join(f"echo $$ > {shlex.quote(p)}" for p in self.procs_files)
+        return ["/bin/sh", "-c", f'{joins} && exec "$@"', "sh", *argv]
+
+    def pids(self) -> set[int]:
+        found: set[int] = set()
+        for p in self.procs_files:
+            try:
+                found |= {int(x) for x in Path(p).read_text().split()}
+            except OSError:
+                pass
+        return found
+
+    def remove(self) -> None:
+        """Kill what is left in the cgroup, then remove it (what cannot be removed stays)."""
+        for _ in range(100):  # a process forking while killed: a few rounds
+            left = self.pids()
+            if not left:
+                break
+            for pid in left:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except OSError:
+                    pass
+        for d in reversed(self.dirs):
+            for _ in range(1000):  # rmdir is EBUSY until the killed processes are reaped
+                try:
+                    d.rmdir()
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError:
+                    if not self.pids():
+                        try:
+                            d.rmdir()
+                        except OSError:
+                            pass
+                        break
+                    os.sched_yield()
+
+    def describe(self) -> str:
+        parts = []
+        lim = self.limits
+        if lim.memory_bytes is not None:
+            parts.append(f"memory {_size(lim.memory_bytes)}")
+        if lim.max_processes is not None:
+            parts.append(f"{lim.max_processes} processes")
+        if lim.cpus is not None:
+            parts.append(f"{lim.cpus:g} CPUs")
+        return f"{', '.join(parts)} (cgroup v{self.version})"
+
+
+def _v2_child(parent: Path, name: str, wanted: list[str]) -> Path:
+    """A new child of v2 cgroup `parent` with the `wanted` controllers enabled for it."""
+    try:
+        have = set((parent / "cgroup.controllers").read_text().split())
+    except OSError as e:
+        raise CgroupUnavailable(f"cgroup v2: {parent}: {e.strerror}") from None
+    missing = [c for c in wanted if c not in have]
+    if missing:
+        raise CgroupUnavailable(f"cgroup v2 has no {', '.join(missing)} controller in {parent}")
+    try:
+        enabled = set((parent / "cgroup.subtree_control").read_text().split())
+        todo = [c for c in wanted if c not in enabled]
+        if todo:
+            _write(parent / "cgroup.subtree_control", " ".join(f"+{c}" for c in todo))
+        child = parent / name
+        child.mkdir()
+    except OSError as e:
+        raise CgroupUnavailable(
+            f"cgroup v2: cannot make a child of {parent} ({e.strerror}: not root and no "
+            "delegated subtree, or that cgroup holds processes)"
+        ) from None
+    return child
+
+
+def _v1_controllers(limits: Limits) -> list[str]:
+    chosen = []
+    if limits.memory_bytes is not None:
+        chosen.append("memory")
+    if limits.max_processes is not None:
+        chosen.append("pids")
+    if limits.cpus is not None:
+        chosen.append("cpu")
+    return chosen
+
+
+def _v2_controllers(limits: Limits) -> list[str]:
+    return _v1_controllers(limits)
+
+
+def _quota(cpus: float) -> int:
+    return max(1000, int(cpus * CPU_PERIOD_US))
+
+
+def _size(n: int) -> str:
+    for unit, size in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
+        if n >= size:
+            return f"{n / size:g} {unit}"
+    return f"{n} bytes"

@@ -1,0 +1,87 @@
+"""`local`'s workspace size limit (issue 10, item 5), run for real on this ext4 (no quotas).
+
+A command that leaves the workspace over `max_workspace_bytes` gets an error
+note, and further commands are refused until files are removed; one that keeps
+writing is stopped while it runs, long before its timeout.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from itemloop.sandbox import SandboxError, SandboxOptions
+from itemloop.sandbox.bubblewrap import BubblewrapSandbox
+from itemloop.sandbox.channel_sandbox import ChannelSandbox
+from itemloop.sandbox.workspace_size import disk_usage
+
+pytestmark = [pytest.mark.anyio, pytest.mark.bwrap]
+
+Make = Callable[..., ChannelSandbox]
+MiB = 1024**2
+
+
+async def test_past_the_limit_commands_stop_until_files_are_removed(
+    make: Make, workspace: Path
+) -> None:
+    async with make("local", workspace, SandboxOptions(max_workspace_bytes=10 * MiB)) as sb:
+        assert isinstance(sb, BubblewrapSandbox)
+        assert any("workspace limit 10.0 MiB" in n for n in sb.notices), sb.notices
+        r = await sb.run(["sh", "-c", f"head -c {5 * MiB} /dev/zero > small"])
+        assert r.exit_code == 0 and r.stderr == "", r  # within the limit: nothing said
+        r = await sb.run(["sh", "-c", f"head -c {20 * MiB} /dev/zero > big; echo done"])
+        assert r.stdout == "done\n", r
+        assert "over its limit of 10.0 MiB" in r.stderr and "Remove files" in r.stderr, r
+        with pytest.raises(SandboxError, match=r"over its limit.*commands do not run"):
+            await sb.run(["true"])
+        await sb.delete_file("big")
+        r = await sb.run(["echo", "again"])
+        assert r.stdout == "again\n" and r.stderr == "", r
+
+
+async def test_a_command_that_keeps_writing_is_stopped(make: Make, workspace: Path) -> None:
+    grow = "while :; do head -c 1048576 /dev/zero >> grow; done"
+    async with make("local", workspace, SandboxOptions(max_workspace_bytes=10 * MiB)) as sb:
+        r = await sb.run(["sh", "-c", grow], timeout_s=300)
+        assert not r.timed_out, r
+        assert "this command's sandbox was stopped" in r.stderr, r
+        assert disk_usage(str(workspace)) > 10 * MiB
+        (workspace / "grow").unlink()
+        r = await sb.run(["echo", "restarted"])
+        assert r.stdout == "restarted\n", r
+
+
+@pytest.mark.bwrap
+def test_the_cli_flag_bounds_the_workspace(tmp_path: Path) -> None:
+    import json
+    import subprocess
+    import sys
+
+    workspace = tmp_path / "ws"
+    workspace.mkdir()
+    script = tmp_path / "t.jsonl"
+    grow = "head -c 3000000 /dev/zero > big.bin"
+    turns = [
+        [{"type": "shell_call", "call_id": "s1", "action": {"commands": [grow]}}],
+        [{"type": "shell_call", "call_id": "s2", "action": {"commands": ["echo next"]}}],
+        [
+            {
+                "type": "message",
+                "role": "assistant",
+                "content": [{"type": "output_text", "text": "ok"}],
+            }
+        ],
+    ]
+    script.write_text("".join(json.dumps(t) + "\n" for t in turns))
+    r = subprocess.run(
+        [sys.executable, "-m", "itemloop.runtime.cli", "run", "go", "--script", str(script),
+         "--tools", "shell", "--workspace", str(workspace), "--max-workspace-size", "1000000",
+         "--json"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    events = [json.loads(line) for line in r.stdout.splitlines()]
+    second = next(e for e in events if e["kind"] == "call_finished" and e["call_id"] == "s2")
+    assert "workspace" in second["output"]["output"][0]["stderr"]  # refused: over the limit
