@@ -218,3 +218,76 @@ def test_exec_with_a_session_pauses_and_answers_once_decided(tmp_path: Path) -> 
     assert set(outs) == {"c2", "c3"}  # c1 is not run or printed again
     assert (workspace / "made.txt").read_text() == "made\n"
     assert "denied by the user" in outs["c3"]["stderr"]
+
+
+MCP_SERVER = Path(__file__).parent / "mcp" / "servers" / "demo_server.py"
+TOOLS_FILE = Path(__file__).parent / "data" / "cli_tools.py"
+
+
+def test_every_kind_of_call_is_asked_at_the_terminal(tmp_path: Path) -> None:
+    """apply_patch, local_shell, a Python function and an MCP tool each ask under
+    on-request, show what will run, and do what the person answered."""
+    workspace = tmp_path / "ws"
+    workspace.mkdir()
+    patch = {
+        "type": "apply_patch_call",
+        "call_id": "p1",
+        "status": "completed",
+        "operation": {"type": "create_file", "path": "hello.txt", "diff": "+hello\n"},
+    }
+    local = {
+        "type": "local_shell_call",
+        "call_id": "l1",
+        "status": "completed",
+        "action": {"type": "exec", "command": ["touch", "touched"], "env": {}},
+    }
+    function = {
+        "type": "function_call",
+        "call_id": "f1",
+        "name": "multiply",
+        "arguments": json.dumps({"a": 6, "b": 7}),
+    }
+    mcp = {
+        "type": "function_call",
+        "call_id": "m1",
+        "name": "demo__add",
+        "arguments": json.dumps({"a": 1, "b": 2}),
+    }
+    script = write_script(
+        tmp_path / "t.jsonl", [patch], [local], [function], [mcp], [message("done")]
+    )
+    session = tmp_path / "s.jsonl"
+    term = Terminal(
+        "run", "go", "--script", str(script), "--tools", "apply_patch,local_shell",
+        "--functions", str(TOOLS_FILE), "--mcp-stdio", f"demo={sys.executable} {MCP_SERVER} stdio",
+        "--workspace", str(workspace), "--approval", "on-request", "--session", str(session),
+    )  # fmt: skip
+    term.expect("+hello")  # the patch, as a diff
+    term.expect("[y]es")
+    term.type("y")
+    term.expect("$ touch touched")
+    term.expect("[y]es")
+    term.type("n")
+    term.expect("reason for the model")
+    term.type("")
+    term.expect('multiply({"a": 6, "b": 7})')
+    term.expect("[y]es")
+    term.type("y")
+    term.expect('demo__add({"a": 1, "b": 2})')
+    term.expect("[y]es")
+    term.type("n")
+    term.expect("reason for the model")
+    term.type("not now")
+    assert term.finish() == 0
+    assert (workspace / "hello.txt").read_text() == "hello\n"
+    assert not (workspace / "touched").exists()
+    records = [json.loads(line) for line in session.read_text().splitlines()]
+    outputs = {
+        r["item"].get("call_id") or r["item"].get("id"): r["item"]
+        for r in records
+        if r.get("item", {}).get("type", "").endswith("_output")
+    }
+    assert outputs["p1"]["status"] == "completed"
+    assert "denied by the user" in json.loads(outputs["l1"]["output"])["stderr"]
+    assert outputs["f1"]["output"] == "42"
+    assert "denied by the user" in outputs["m1"]["output"] and "not now" in outputs["m1"]["output"]
