@@ -336,8 +336,14 @@ class RunnerChannel:
     async def aclose(self) -> None:
         was_lost = self._lost
         self._lose(CLOSED)
-        if was_lost is not None and self.process is not None and self.process.returncode is None:
-            self.process.kill()  # what a lost runner held goes now, not at the session's end
+        # A runner lost for a reason of its own (it broke the protocol, stopped
+        # answering) is killed now, not at the session's end. One merely closed (the
+        # read loop was cancelled with the sandbox) is not: seeing its socket close,
+        # it kills every process it holds and exits, which a SIGKILL would prevent
+        # (on `host` nothing else would kill them).
+        lost_itself = was_lost is not None and was_lost != CLOSED
+        if lost_itself and self.process is not None and self.process.returncode is None:
+            self.process.kill()
         # Shielded: closing runs while the sandbox exits, often in a cancelled scope;
         # a Cancelled raised here would be re-raised by the sandbox's task group and
         # chained to itself by the exit stack (CPython gh-102201), hanging anyio.

@@ -127,15 +127,34 @@ async def test_a_sandbox_cancelled_from_outside_mid_command_exits(
     import anyio
 
     started = anyio.Event()
+    marker = f"{os.getpid()}{id(started) % 1000}"  # a sleep of its own, to find it
+    fifo = workspace / "started.fifo"
+    os.mkfifo(fifo)
+
+    def command_runs() -> str:
+        with open(fifo) as f:  # the command opened it: it runs (no polling)
+            return f.read()
+
     with anyio.fail_after(60):  # a hang guard: the command would run 1,000 s
         async with anyio.create_task_group() as tg:
 
             async def go() -> None:
                 async with make(kind, workspace) as sb:
                     started.set()
-                    await sb.run(["sleep", "1000"])
+                    await sb.run(script=f"echo > started.fifo; exec sleep 1000.{marker}")
 
             tg.start_soon(go)
             await started.wait()
-            await anyio.wait_all_tasks_blocked()
+            await anyio.to_thread.run_sync(command_runs)
             tg.cancel_scope.cancel()
+    # Everything the session started died with it (a SIGKILLed host runner left it).
+    left = [p for p in os.listdir("/proc") if p.isdigit() and _cmdline(p).endswith(marker)]
+    assert left == []
+
+
+def _cmdline(pid: str) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+        return ""
