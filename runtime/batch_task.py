@@ -39,16 +39,15 @@ import hashlib
 import logging
 import re
 import shutil
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from types import TracebackType
-from typing import Literal, Self
+from typing import Literal
 
 import anyio
 import pydantic
 
-from itemloop.sandbox.base import CommandResult, FileStat, Sandbox, SandboxError
+from itemloop.sandbox.base import CommandResult, Sandbox, SandboxError
 from itemloop.tools.items import Item, output_text, unanswered_calls, user_message
 
 from .batch_defaults import (
@@ -439,12 +438,14 @@ class _TaskRun:
         store.close()
         left = max(0, config.max_turns - self.state.turns)
         # The tools work in the task's sandbox, where setup ran and check will run.
-        sandbox = _Borrowed(self._sandbox) if self._sandbox and config.tools.needs_sandbox else None
+        sandbox = self._sandbox if config.tools.needs_sandbox else None
         model = _Metered(self.model or build_model(config), self._count)
         rt = build_runtime(
             config.model_copy(update={"max_turns": left}),
             model=model,
-            toolset=Toolset(config.tools, sandbox=sandbox, model_name=config.model),
+            toolset=Toolset(
+                config.tools, sandbox=sandbox, sandbox_started=True, model_name=config.model
+            ),
             session=self.session,
         )
         await rt.__aenter__()
@@ -594,60 +595,3 @@ class _Metered:
 
     async def aclose(self) -> None:
         await self._model.aclose()
-
-
-class _Borrowed:
-    """The task's sandbox, lent to the agent's toolset: entering and leaving it
-    do nothing (the task opened it before setup and closes it after check)."""
-
-    def __init__(self, sandbox: Sandbox) -> None:
-        self._s = sandbox
-        self.name = sandbox.name
-
-    @property
-    def workspace_mount(self) -> str:
-        return self._s.workspace_mount
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        pass
-
-    async def run(
-        self,
-        argv: Sequence[str] | None = None,
-        *,
-        script: str | None = None,
-        cwd: str = ".",
-        env: Mapping[str, str] | None = None,
-        timeout_s: float | None = None,
-        output_limit: int | None = None,
-        user: str | None = None,
-    ) -> CommandResult:
-        return await self._s.run(
-            argv,
-            script=script,
-            cwd=cwd,
-            env=env,
-            timeout_s=timeout_s,
-            output_limit=output_limit,
-            user=user,
-        )
-
-    async def read_file(self, path: str, *, max_bytes: int | None = None) -> bytes:
-        return await self._s.read_file(path, max_bytes=max_bytes)
-
-    async def write_file(self, path: str, data: bytes, *, mode: int | None = None) -> None:
-        await self._s.write_file(path, data, mode=mode)
-
-    async def delete_file(self, path: str) -> None:
-        await self._s.delete_file(path)
-
-    async def stat(self, path: str) -> FileStat | None:
-        return await self._s.stat(path)
-
-    async def list_dir(self, path: str = ".") -> list[FileStat]:
-        return await self._s.list_dir(path)

@@ -64,13 +64,15 @@ class Toolset:
         executors: Sequence[Executor] = (),
         hosted: Sequence[Item] = (),
         sandbox: Sandbox | None = None,
+        sandbox_started: bool = False,
         computer: Computer | None = None,
         model_name: str = "",
         describe_only: bool = False,
     ) -> None:
         """`function_groups` maps a namespace name to (its description, its functions).
         `sandbox` and `computer`, when given, replace the ones the config
-        describes; `hosted` tool definitions (web search, hosted MCP, ...) are
+        describes (and are started and closed here, unless `sandbox_started`
+        says the caller already started the sandbox and closes it itself); `hosted` tool definitions (web search, hosted MCP, ...) are
         sent as they are; `model_name` picks the computer tool type on `auto`.
         Without a `config`, the toolset holds only what is given: no built-ins
         and no sandbox unless `sandbox` is.
@@ -84,6 +86,7 @@ class Toolset:
         self._extra = list(executors)
         self.hosted = list(hosted)
         self._given_sandbox = sandbox
+        self._sandbox_started = sandbox_started
         self._given_computer = computer
         self.model_name = model_name
         self.describe_only = describe_only
@@ -164,7 +167,9 @@ class Toolset:
             executors.append(self.mcp)
         if self._custom:
             executors.append(CustomExecutor(self._custom, default_timeout_s=c.tool_timeout_s))
-        if c.needs_sandbox or self._given_sandbox is not None:
+        if self._given_sandbox is not None and self._sandbox_started:
+            self.sandbox = self._given_sandbox  # the caller's to close
+        elif c.needs_sandbox or self._given_sandbox is not None:
             self.sandbox = await self._start_it(stack, self._sandbox())
         for name in c.builtins:
             if name == "computer":
