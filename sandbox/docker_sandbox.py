@@ -82,6 +82,7 @@ from .docker_exec import PIDS_DIR, DockerExecChannel, close_stream
 from .hidden import inside, invoking_homes, masks
 from .runner_bundle import BundleUnavailable, RunnerBundle, engine_problem, runner_bundle
 from .runner_channel import READY_TIMEOUT_S, RunnerChannel
+from .seccomp import UnsupportedArch, container_filter, native_arch
 
 WORKSPACE = "/workspace"
 CTL_DIR = "/run/itemloop"
@@ -98,6 +99,11 @@ NO_ENGINE_HINT = (
     "another sandbox: --sandbox local (bubblewrap) or --sandbox host"
 )
 EXEC_PATH_COST = "each command is a `docker exec` (~50 ms) instead of a runner message (~1 ms)"
+SETID_REFUSED = "docker sandbox: set-user-ID and set-group-ID modes are refused (seccomp)"
+SETID_NOT_REFUSED = (
+    "docker sandbox: set-user-ID and set-group-ID modes are not refused ({why}): a command "
+    "can leave a set-ID program, owned by uid {uid}, in the workspace"
+)
 
 
 def remote_engine_problem(docker_host: str | None) -> str | None:
@@ -213,11 +219,36 @@ class DockerSandbox(ChannelSandbox):
         if self.bundle is not None:
             runner = await self._start_runner(tg)
             if runner is not None:
+                if runner.seccomp == "installed":
+                    if os.getuid() == 0:
+                        self._notice(SETID_REFUSED)
+                else:
+                    why = runner.seccomp or "the runner did not say it installed its filter"
+                    self._notice(SETID_NOT_REFUSED.format(why=why, uid=os.getuid()))
                 await self._choose_shell(runner, self.bundle)
                 return runner
             why_not = await self._runner_failure(self.bundle)
-        self.notices.append(f"docker sandbox: not the fast path ({why_not}); {EXEC_PATH_COST}")
+        self._notice(f"docker sandbox: not the fast path ({why_not}); {EXEC_PATH_COST}")
+        self._notice(
+            SETID_NOT_REFUSED.format(
+                why="on the exec path: `docker exec` runs commands outside the runner's filter",
+                uid=os.getuid(),
+            )
+        )
         return DockerExecChannel(self.container, pids)
+
+    def _notice(self, text: str) -> None:
+        """Add `text` to the notices once (a restarted sandbox says the same again)."""
+        if text not in self.notices:
+            self.notices.append(text)
+
+    def seccomp_program(self) -> bytes:
+        """The seccomp filter the runner installs (`seccomp.container_filter`) for this
+        host's architecture, which is the engine's on the fast path (`engine_problem`).
+
+        Raises `UnsupportedArch`.
+        """
+        return container_filter(native_arch())
 
     async def lost_reason(
         self, channel: CommandChannel, outcome: SandboxError | CommandResult
@@ -442,12 +473,17 @@ class DockerSandbox(ChannelSandbox):
         assert self.ctl_dir is not None and self.bundle is not None
         bundle = self.bundle
         sock_path = str(self.ctl_dir / "ctl.sock")
+        try:
+            program: bytes | None = self.seccomp_program()
+            unfiltered = None
+        except UnsupportedArch as e:
+            program, unfiltered = None, str(e)
         listener = await anyio.create_unix_listener(sock_path)
         async with listener:
             os.chmod(sock_path, 0o600)
             await anyio.to_thread.run_sync(
                 lambda: self.container.exec_run(
-                    bundle.runner_argv(f"{CTL_DIR}/ctl.sock"),
+                    bundle.runner_argv(f"{CTL_DIR}/ctl.sock", program),
                     detach=True,
                     environment={"PATH": STANDARD_PATH, "LANG": "C.UTF-8"},
                 )
@@ -477,6 +513,8 @@ class DockerSandbox(ChannelSandbox):
         except BaseException:
             await channel.aclose()
             raise
+        if unfiltered is not None:
+            channel.seccomp = unfiltered
         return channel
 
 
