@@ -8,7 +8,8 @@ host-side file operations need it); the workspace bind-mounted at
 filesystem with a private tmpfs at `/tmp` (HOME); network `none` unless
 `network=True`; memory, CPU and PIDs limits; every capability dropped and
 no-new-privileges; commands run as the runtime's own uid:gid, so workspace
-files keep their owner; Docker's init as PID 1, so orphans are reaped. It is
+files keep their owner (root's when the runtime runs as root: see set-ID
+below); Docker's init as PID 1, so orphans are reaped. It is
 labelled `itemloop.sandbox`, with the owner's host name and PID, and removed
 when the session closes.
 
@@ -45,11 +46,26 @@ The channel its commands go through, chosen at start (`mode` says which):
   each; the image needs `/bin/sh`); another user is passed on to Docker. Why
   it was taken is in `notices`.
 
+Set-ID files. A command owns the workspace files it makes, so as root it
+could `chmod 4755` one and leave a setuid-root program on the host. On the
+fast path the runner is handed `seccomp.container_filter` (built here for
+the host's architecture, which the fast path requires the engine to share)
+and installs it on itself before it connects, so it binds every command:
+set-ID modes in chmod/fchmod/fchmodat/fchmodat2 and open/creat/openat/
+mknod(at) fail with EPERM, openat2 and io_uring_setup with ENOSYS. Its
+`ready` says whether it took; the notices say set-ID modes are refused (as
+root), or are not and why (no filter for this architecture, the kernel
+refused it). The exec path is not covered (`docker exec` processes are not
+the runner's children, and a custom Docker seccomp profile would have to
+restate Docker's default one, which the engine does not expose and Debian's
+docker.io does not ship): its notice says set-ID modes are not refused.
+Set-ID bits a file already had are left alone.
+
 Commands run as the runner's uid without capabilities: they cannot reach its
 memory or socket (it is non-dumpable, see `_runner.py`; Docker's seccomp
-profile refuses `pidfd_getfd` too), but they can kill every process of the
-container (`kill -9 -1`), the runner and the process that keeps the container
-running among them. The container then stops; the next command finds its
+profile and the runner's filter refuse `pidfd_getfd` too), but they can
+kill every process of the container (`kill -9 -1`), the runner and the
+process that keeps the container running among them. The container then stops; the next command finds its
 channel lost and the sandbox restarts (`channel_sandbox`): this container is
 removed (`discard_channel`) and a new one started, and the command is told.
 """
