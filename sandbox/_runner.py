@@ -18,7 +18,8 @@ Protocol, over one Unix stream socket, one JSON object per line:
                      other ends itself; output never passes through here.
                      A line is at most `MAX_LINE` bytes.
   runtime -> runner  {"op": "kill", "id": N}
-  runner -> runtime  {"ev": "ready", "pid": P}
+  runner -> runtime  {"ev": "ready", "pid": P}, with "seccomp": "installed" or
+                     why not, when started with `--seccomp HEX`
                      {"ev": "exit", "id": N, "code": C, "killed": bool}
                      {"ev": "error", "id": N, "message": "..."}
                      Every text sent back is cut to `MAX_TEXT` characters, so a
@@ -59,6 +60,12 @@ What a command can do to them. Commands run as the runner's uid, so:
   killed before it could, by where its PID must lie (`Runner.find_command`),
   answers for it when it exits, and kills it on `kill` (its descendants and
   its session, as far as they are found).
+- In Docker the runner is started with `--seccomp HEX`: a seccomp filter
+  (`seccomp.container_filter`, built by the runtime for the engine's
+  architecture) that it installs on itself before it connects, so it binds
+  every keeper and command: no set-ID file is made in the workspace, and
+  pidfd_getfd / process_vm_* are refused. One that cannot be installed does
+  not stop the runner: its `ready` says why, and the runtime tells the user.
 - The runner itself can be killed by a command unless it is PID 1 of its PID
   namespace, which the local sandbox makes it (the kernel drops signals from
   inside the namespace that PID 1 does not handle). In Docker it is not, and
@@ -82,7 +89,11 @@ import time
 from typing import Any
 
 PR_SET_DUMPABLE = 4
+PR_SET_SECCOMP = 22
 PR_SET_CHILD_SUBREAPER = 36
+PR_SET_NO_NEW_PRIVS = 38
+SECCOMP_MODE_FILTER = 2
+BPF_INSN_BYTES = 8
 SI_USER = 0
 MAX_LINE = 16 * 1024 * 1024
 """The longest request line the runner takes (the runtime refuses to send a longer one)."""
@@ -106,12 +117,34 @@ class StartError(Exception):
     pass
 
 
-def prctl(option: int, value: int) -> None:
+def prctl(option: int, *args: Any) -> None:
+    """prctl(option, *args), unused arguments 0; each an int or a ctypes pointer."""
     if not _LIBC:
         _LIBC.append(ctypes.CDLL(None, use_errno=True))
-    if _LIBC[0].prctl(option, value, 0, 0, 0) != 0:
+    full = [a if not isinstance(a, int) else ctypes.c_ulong(a) for a in args]
+    full += [ctypes.c_ulong(0)] * (4 - len(full))
+    if _LIBC[0].prctl(ctypes.c_int(option), *full) != 0:
         err = ctypes.get_errno()
         raise OSError(err, os.strerror(err))
+
+
+class SockFprog(ctypes.Structure):
+    """struct sock_fprog: a classic BPF program's length (instructions) and address."""
+
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+
+def install_filter(program: bytes) -> None:
+    """Install the seccomp filter `program` (an array of struct sock_filter) on this
+    process; every process it forks or spawns from now on inherits it, for good."""
+    count = len(program) // BPF_INSN_BYTES
+    if not program or len(program) % BPF_INSN_BYTES or count > 0xFFFF:
+        raise ValueError(f"not a BPF program: {len(program)} bytes")
+    buf = ctypes.create_string_buffer(program, len(program))
+    fprog = SockFprog(count, ctypes.cast(buf, ctypes.c_void_p))
+    # Docker's no-new-privileges set it already; without it the kernel asks for CAP_SYS_ADMIN.
+    prctl(PR_SET_NO_NEW_PRIVS, 1)
+    prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(fprog))
 
 
 def set_subreaper() -> None:
@@ -496,8 +529,9 @@ class Keeper:
 
 
 class Runner:
-    def __init__(self, ctl: socket.socket) -> None:
+    def __init__(self, ctl: socket.socket, ready: dict[str, Any] | None = None) -> None:
         self.ctl = ctl
+        self.ready = dict(ready or {})  # more to say in the `ready` event
         self.sel = selectors.DefaultSelector()
         self.keepers: dict[int, Keeper] = {}  # keeper pid -> keeper, until reaped
         self.idle: list[int] = []  # keeper pids ready for a command
@@ -736,7 +770,7 @@ class Runner:
         self.sel.register(self.ctl, selectors.EVENT_READ, "ctl")
         self.sel.register(wake_r, selectors.EVENT_READ, "wake")
         self.fork_keeper()
-        send(self.ctl, {"ev": "ready", "pid": os.getpid()})
+        send(self.ctl, {"ev": "ready", "pid": os.getpid(), **self.ready})
         while True:
             events = self.sel.select()
             # Keepers' "free" first, so a request that follows can reuse them.
@@ -785,13 +819,21 @@ def main() -> int:
         sys.stderr.write(f"itemloop runner: cannot make itself non-dumpable: {e}\n")
         return 2
     args = sys.argv[1:]
+    ready: dict[str, Any] = {}
+    if args[2:3] == ["--seccomp"] and len(args) > 3:
+        # Before the first command, and before anything the runtime says is read.
+        try:
+            install_filter(bytes.fromhex(args[3]))
+            ready["seccomp"] = "installed"
+        except Exception as e:  # the runtime says so in its notices; commands still run
+            ready["seccomp"] = f"cannot install the seccomp filter: {e}"
     if args[:1] == ["--fd"]:
         ctl = socket.socket(fileno=int(args[1]))
     elif args[:1] == ["--connect"]:
         ctl = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         ctl.connect(args[1])
     else:
-        sys.stderr.write("usage: _runner.py --fd N | --connect PATH\n")
+        sys.stderr.write("usage: _runner.py (--fd N | --connect PATH) [--seccomp HEX]\n")
         return 2
     ctl.set_inheritable(False)
     set_subreaper()
@@ -800,7 +842,7 @@ def main() -> int:
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, signal.SIG_IGN)
     try:
-        return Runner(ctl).loop()
+        return Runner(ctl, ready).loop()
     finally:
         kill_tree()
 

@@ -8,7 +8,8 @@ host-side file operations need it); the workspace bind-mounted at
 filesystem with a private tmpfs at `/tmp` (HOME); network `none` unless
 `network=True`; memory, CPU and PIDs limits; every capability dropped and
 no-new-privileges; commands run as the runtime's own uid:gid, so workspace
-files keep their owner; Docker's init as PID 1, so orphans are reaped. It is
+files keep their owner (root's when the runtime runs as root: see set-ID
+below); Docker's init as PID 1, so orphans are reaped. It is
 labelled `itemloop.sandbox`, with the owner's host name and PID, and removed
 when the session closes.
 
@@ -45,11 +46,26 @@ The channel its commands go through, chosen at start (`mode` says which):
   each; the image needs `/bin/sh`); another user is passed on to Docker. Why
   it was taken is in `notices`.
 
+Set-ID files. A command owns the workspace files it makes, so as root it
+could `chmod 4755` one and leave a setuid-root program on the host. On the
+fast path the runner is handed `seccomp.container_filter` (built here for
+the host's architecture, which the fast path requires the engine to share)
+and installs it on itself before it connects, so it binds every command:
+set-ID modes in chmod/fchmod/fchmodat/fchmodat2 and open/creat/openat/
+mknod(at) fail with EPERM, openat2 and io_uring_setup with ENOSYS. Its
+`ready` says whether it took; the notices say set-ID modes are refused (as
+root), or are not and why (no filter for this architecture, the kernel
+refused it). The exec path is not covered (`docker exec` processes are not
+the runner's children, and a custom Docker seccomp profile would have to
+restate Docker's default one, which the engine does not expose and Debian's
+docker.io does not ship): its notice says set-ID modes are not refused.
+Set-ID bits a file already had are left alone.
+
 Commands run as the runner's uid without capabilities: they cannot reach its
 memory or socket (it is non-dumpable, see `_runner.py`; Docker's seccomp
-profile refuses `pidfd_getfd` too), but they can kill every process of the
-container (`kill -9 -1`), the runner and the process that keeps the container
-running among them. The container then stops; the next command finds its
+profile and the runner's filter refuse `pidfd_getfd` too), but they can
+kill every process of the container (`kill -9 -1`), the runner and the
+process that keeps the container running among them. The container then stops; the next command finds its
 channel lost and the sandbox restarts (`channel_sandbox`): this container is
 removed (`discard_channel`) and a new one started, and the command is told.
 """
@@ -82,6 +98,7 @@ from .docker_exec import PIDS_DIR, DockerExecChannel, close_stream
 from .hidden import inside, invoking_homes, masks
 from .runner_bundle import BundleUnavailable, RunnerBundle, engine_problem, runner_bundle
 from .runner_channel import READY_TIMEOUT_S, RunnerChannel
+from .seccomp import UnsupportedArch, container_filter, native_arch
 
 WORKSPACE = "/workspace"
 CTL_DIR = "/run/itemloop"
@@ -98,6 +115,11 @@ NO_ENGINE_HINT = (
     "another sandbox: --sandbox local (bubblewrap) or --sandbox host"
 )
 EXEC_PATH_COST = "each command is a `docker exec` (~50 ms) instead of a runner message (~1 ms)"
+SETID_REFUSED = "docker sandbox: set-user-ID and set-group-ID modes are refused (seccomp)"
+SETID_NOT_REFUSED = (
+    "docker sandbox: set-user-ID and set-group-ID modes are not refused ({why}): a command "
+    "can leave a set-ID program, owned by uid {uid}, in the workspace"
+)
 
 
 def remote_engine_problem(docker_host: str | None) -> str | None:
@@ -213,11 +235,36 @@ class DockerSandbox(ChannelSandbox):
         if self.bundle is not None:
             runner = await self._start_runner(tg)
             if runner is not None:
+                if runner.seccomp == "installed":
+                    if os.getuid() == 0:
+                        self._notice(SETID_REFUSED)
+                else:
+                    why = runner.seccomp or "the runner did not say it installed its filter"
+                    self._notice(SETID_NOT_REFUSED.format(why=why, uid=os.getuid()))
                 await self._choose_shell(runner, self.bundle)
                 return runner
             why_not = await self._runner_failure(self.bundle)
-        self.notices.append(f"docker sandbox: not the fast path ({why_not}); {EXEC_PATH_COST}")
+        self._notice(f"docker sandbox: not the fast path ({why_not}); {EXEC_PATH_COST}")
+        self._notice(
+            SETID_NOT_REFUSED.format(
+                why="on the exec path: `docker exec` runs commands outside the runner's filter",
+                uid=os.getuid(),
+            )
+        )
         return DockerExecChannel(self.container, pids)
+
+    def _notice(self, text: str) -> None:
+        """Add `text` to the notices once (a restarted sandbox says the same again)."""
+        if text not in self.notices:
+            self.notices.append(text)
+
+    def seccomp_program(self) -> bytes:
+        """The seccomp filter the runner installs (`seccomp.container_filter`) for this
+        host's architecture, which is the engine's on the fast path (`engine_problem`).
+
+        Raises `UnsupportedArch`.
+        """
+        return container_filter(native_arch())
 
     async def lost_reason(
         self, channel: CommandChannel, outcome: SandboxError | CommandResult
@@ -442,12 +489,17 @@ class DockerSandbox(ChannelSandbox):
         assert self.ctl_dir is not None and self.bundle is not None
         bundle = self.bundle
         sock_path = str(self.ctl_dir / "ctl.sock")
+        try:
+            program: bytes | None = self.seccomp_program()
+            unfiltered = None
+        except UnsupportedArch as e:
+            program, unfiltered = None, str(e)
         listener = await anyio.create_unix_listener(sock_path)
         async with listener:
             os.chmod(sock_path, 0o600)
             await anyio.to_thread.run_sync(
                 lambda: self.container.exec_run(
-                    bundle.runner_argv(f"{CTL_DIR}/ctl.sock"),
+                    bundle.runner_argv(f"{CTL_DIR}/ctl.sock", program),
                     detach=True,
                     environment={"PATH": STANDARD_PATH, "LANG": "C.UTF-8"},
                 )
@@ -477,6 +529,8 @@ class DockerSandbox(ChannelSandbox):
         except BaseException:
             await channel.aclose()
             raise
+        if unfiltered is not None:
+            channel.seccomp = unfiltered
         return channel
 
 

@@ -183,9 +183,11 @@ class RunnerBundle:
             *args,
         ]
 
-    def runner_argv(self, socket_path: str) -> list[str]:
-        """Start the runner in the container; it connects back to `socket_path`."""
-        return self.python_argv(f"{self.mount}/runner.py", "--connect", socket_path)
+    def runner_argv(self, socket_path: str, seccomp: bytes | None = None) -> list[str]:
+        """Start the runner in the container; it connects back to `socket_path`, having
+        installed the seccomp filter `seccomp` (compiled BPF) on itself, if given."""
+        extra = ["--seccomp", seccomp.hex()] if seccomp is not None else []
+        return self.python_argv(f"{self.mount}/runner.py", "--connect", socket_path, *extra)
 
     def loader_env(self) -> dict[str, str]:
         """Variables that would reach the bundled loader from the image's ENV, emptied:

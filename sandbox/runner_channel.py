@@ -232,6 +232,9 @@ class RunnerChannel:
         self._lost: str | None = None
         self._lost_event = anyio.Event()
         self.runner_pid: int | None = None
+        self.seccomp: str | None = None
+        """What the runner's `ready` said of the seccomp filter it was asked to install:
+        "installed", or why not (quoted, cut short); None when it said nothing."""
         self.process: anyio.abc.Process | None = None
 
     @property
@@ -251,6 +254,9 @@ class RunnerChannel:
         if msg.get("ev") != "ready" or type(pid) is not int:
             raise _ProtocolError(f"a first message that is not `ready`: {_shown(repr(msg))}")
         self.runner_pid = pid
+        seccomp = msg.get("seccomp")
+        if seccomp is not None:
+            self.seccomp = _shown(str(seccomp))
         self._tg.start_soon(self._read_loop)
 
     async def _receive(self) -> dict[str, Any]:

@@ -1,7 +1,21 @@
-"""The seccomp filter of the `local` sandbox: a classic BPF program, built by hand.
+"""The seccomp filters of the `local` and `docker` sandboxes: classic BPF, built by hand.
 
-Two jobs, one program (handed to bubblewrap with `--seccomp FD`, so it binds
-the runner and every command):
+`command_filter` is the `local` sandbox's: handed to bubblewrap with
+`--seccomp FD`, so it binds the runner and every command. `container_filter`
+is the `docker` sandbox's fast path: the runner installs it on itself
+(`_runner.install_filter`, prctl PR_SET_SECCOMP; the container has
+no-new-privileges, so no capability is needed) before it takes any command,
+stacked on Docker's own profile (the kernel runs both; the stricter answer
+wins). It is `command_filter` with the network on: the same rules but the
+Unix-socket ones (the container's network namespace and filesystem are its
+own; the rules below keep it from leaving set-ID files in the bind-mounted
+workspace, which Docker's profile allows). Built here, on the host, for the
+host's architecture: the docker sandbox takes the fast path only when the
+engine runs on that same architecture (`runner_bundle.engine_problem`), and
+a local engine shares the host's kernel. `docker exec` processes (the exec
+path) are not the runner's children and are not covered.
+
+The rules:
 
 - Always: `pidfd_getfd`, `process_vm_readv` and `process_vm_writev` fail with
   EPERM. They are how a process takes another's file descriptors or reads and
@@ -21,8 +35,9 @@ the runner and every command):
   Without this, a command of itemloop run as root could leave a setuid-root
   program in the workspace (`chmod 4755` on a copy of /bin/sh). Other ways to
   a privileged file are closed elsewhere: file capabilities need
-  CAP_SETFCAP (bubblewrap drops every capability), a hard link to a host
-  set-ID program crosses mounts (EXDEV), `chown` clears the bits. Set-ID bits
+  CAP_SETFCAP (bubblewrap and Docker drop every capability), a hard link to a
+  host's or an image's set-ID program crosses mounts (EXDEV), `chown` clears
+  the bits. Set-ID bits
   a file already had (the workspace came with one) are left alone. The rule
   holds for every uid (a non-root user's setuid file grants nothing, and a
   uniform filter is simpler to test).
@@ -50,7 +65,8 @@ On x86_64 the x32 ABI (syscall number | 0x40000000) gets the native rules. Any
 other ABI kills the process. Only x86_64 and aarch64 are known: on any other
 architecture the local sandbox refuses to start with the network off (rather
 than start unfiltered), and starts without this filter with the network on
-(the runner's non-dumpability still holds).
+(the runner's non-dumpability still holds); the docker sandbox's runner runs
+without `container_filter`, and its notices say set-ID modes are not refused.
 
 Why by hand: Debian's libseccomp binding is built for the system interpreter,
 not a virtual environment, and the PyPI bindings are unmaintained; the program
@@ -297,3 +313,10 @@ def command_filter(arch: Arch | None = None, *, network: bool) -> bytes:
         assert 0 <= t < 256 and 0 <= f < 256
         out.append(_insn(code, k, t, f))
     return b"".join(out)
+
+
+def container_filter(arch: Arch | None = None) -> bytes:
+    """The filter the docker sandbox's runner installs in its container (see the module):
+    process access and set-ID modes refused, openat2 and io_uring_setup ENOSYS, 32-bit
+    programs filtered by their own numbers; Unix sockets left to the container."""
+    return command_filter(arch, network=True)
