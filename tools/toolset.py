@@ -204,7 +204,13 @@ class Toolset:
             else:
                 from itemloop.sandbox.browser_computer import BrowserComputer
 
-                computer = BrowserComputer(c.display_width, c.display_height, start_url=c.start_url)
+                computer = BrowserComputer(
+                    c.display_width,
+                    c.display_height,
+                    start_url=c.start_url,
+                    workspace=self.config.sandbox.workspace.resolve(),
+                    policy=c.browser_policy,
+                )
         self.computer = await self._start_it(stack, computer)
         return ComputerExecutor(
             self.computer,
