@@ -309,3 +309,29 @@ async def test_a_file_chooser_picks_a_workspace_file(tmp_path: Path) -> None:
 
 
 pytestmark.append(pytest.mark.timeout(180))
+
+
+async def test_the_toolset_gives_the_browser_its_policy_and_workspace(tmp_path: Path) -> None:
+    from itemloop.tools.config import ComputerConfig, SandboxConfig, ToolsetConfig
+    from itemloop.tools.toolset import Toolset
+
+    pages = {
+        "/": html("<a href='/f' style='display:block;width:600px;height:400px'>dl</a>"),
+        "/f": ("text/plain", b"via toolset", {"Content-Disposition": "attachment; filename=t.txt"}),
+    }
+    with serve(pages) as site:
+        config = ToolsetConfig(
+            builtins=("computer",),
+            sandbox=SandboxConfig(workspace=tmp_path),
+            computer=ComputerConfig(
+                start_url=site.url, browser_network="all", browser_deny=("evil.test",)
+            ),
+        )
+        async with Toolset(config) as tools:
+            assert any("any address" in n and "except evil.test" in n for n in tools.notices)
+            b = tools.computer
+            assert isinstance(b, BrowserComputer)
+            await b.click(300, 200)
+            saved = tmp_path / "downloads"
+            await until(lambda: anyio.to_thread.run_sync(_listing, saved), bool)
+    assert (saved / "t.txt").read_bytes() == b"via toolset"
