@@ -60,6 +60,14 @@ CHROMIUM_ARGS = (
     "--disable-sync",
 )
 MAX_NOTES = 8
+CHROMIUM_SERVICE_HOSTS = (
+    "update.googleapis.com",
+    "clients2.google.com",
+    "clients2.googleusercontent.com",
+    "*.gvt1.com",
+)
+"""Chromium's own component-update traffic (it asks even with --disable-component-update):
+refused by the proxy under every policy, without a note for the model."""
 
 _PLAYWRIGHT_KEYS = {"Space": " ", "PrintScreen": "PrintScreen", "ContextMenu": "ContextMenu"}
 _MOUSE: dict[Button, Literal["left", "middle", "right"]] = {
@@ -178,6 +186,7 @@ class BrowserComputer:
                 self.policy,
                 rules=ResolverRules.from_args(self.extra_args),
                 on_refusal=self._on_refusal,
+                quiet_deny=CHROMIUM_SERVICE_HOSTS,
             )
 
             async def serve() -> None:

@@ -22,6 +22,8 @@ only to a checked address. A refusal answers 403 with an HTML page naming
 the host, the address and the rule (Chromium shows it for plain HTTP; for a
 tunnel it shows its own ERR_TUNNEL_CONNECTION_FAILED page) and is reported
 through `on_refusal`, which the browser turns into a note for the model.
+Hosts matching `quiet_deny` (the browser's own update and telemetry
+services) are refused without a report.
 
 Limits: a request head over 64 KiB is refused; connecting times out after
 `connect_timeout_s`. Not covered: what a reachable server does with the
@@ -103,8 +105,10 @@ class PolicyProxy:
         rules: ResolverRules | None = None,
         on_refusal: Callable[[Refusal], None] = lambda r: None,
         connect_timeout_s: float = 15.0,
+        quiet_deny: Sequence[str] = (),
     ) -> None:
         self.policy = policy
+        self.quiet_deny = tuple(quiet_deny)
         self.rules = rules or ResolverRules()
         self.on_refusal = on_refusal
         self.connect_timeout_s = connect_timeout_s
@@ -140,6 +144,9 @@ class PolicyProxy:
                 await _send(client, 400, "Bad request", "The proxy takes absolute http URLs only.")
                 return
             host, port = url.hostname, url.port or 80
+        if any(fnmatch.fnmatchcase(host.lower().rstrip("."), p) for p in self.quiet_deny):
+            await _send(client, 403, "Blocked by itemloop", f"{host}: the browser's own traffic")
+            return
         try:
             upstream = await self._connect(host, port)
         except ProxyRefused as e:

@@ -33,6 +33,8 @@ def serve(pages: dict[str, Page], host: str = "127.0.0.1", port: int = 0) -> Ite
     site: Site
 
     class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive: a proxy must not reuse the connection
+
         def do_GET(self) -> None:
             site.hits.append(self.path)
             page = pages.get(self.path.split("?")[0])
