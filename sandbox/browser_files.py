@@ -8,7 +8,9 @@ separators replaced, no leading dot, at most `MAX_NAME_BYTES`), created with
 O_EXCL (an existing file is never overwritten: `name (1).ext`, ...), and
 every path component is opened with O_NOFOLLOW beneath the workspace
 directory, so a symlink a command planted (`downloads` -> /etc, or the file
-name itself) is refused rather than followed out of the workspace.
+name itself) is refused rather than followed out of the workspace. The
+staged file itself is opened with O_NOFOLLOW and must be a plain file with
+one link: the staging directory belongs to the browser's uid.
 
 `read_workspace_file` reads a file the model picked for a file chooser, by a
 workspace-relative path, the same way (no `..`, no symlinks, a regular file
@@ -27,6 +29,7 @@ import stat
 import unicodedata
 from contextlib import suppress
 from pathlib import PurePosixPath
+from typing import BinaryIO
 
 DOWNLOADS_DIR = "downloads"
 MAX_NAME_BYTES = 200
@@ -82,8 +85,29 @@ def _workspace_fd(workspace: str) -> int:
     return os.open(workspace, os.O_PATH | os.O_DIRECTORY)
 
 
+def _open_source(source: str) -> int:
+    """The staged download, opened without following a symlink: the staging directory
+    belongs to the browser's uid, so a compromised browser could plant one there pointing
+    at a file only itemloop's user may read (or a FIFO, to hang the copy)."""
+    try:
+        fd = os.open(source, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as e:
+        raise WorkspaceFileError(f"the browser's download is unreadable: {_why(e)}") from None
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
+        os.close(fd)
+        raise WorkspaceFileError("the browser's download is not a plain file; not copied")
+    return fd
+
+
 def save_download(workspace: str, source: str, suggested: str) -> str:
     """Copy the finished download at `source` into the workspace; its workspace-relative path."""
+    src_fd = _open_source(source)
+    with open(src_fd, "rb") as src:
+        return _save(workspace, src, suggested)
+
+
+def _save(workspace: str, src: BinaryIO, suggested: str) -> str:
     root = _workspace_fd(workspace)
     try:
         try:
@@ -106,7 +130,7 @@ def save_download(workspace: str, source: str, suggested: str) -> str:
                     continue
             else:
                 raise WorkspaceFileError(f"too many downloads named {stem}{dot}{ext}")
-            with open(out, "wb") as dst, open(source, "rb") as src:
+            with open(out, "wb") as dst:
                 while chunk := src.read(_CHUNK):
                     dst.write(chunk)
             return f"{DOWNLOADS_DIR}/{name}"

@@ -335,3 +335,21 @@ async def test_the_toolset_gives_the_browser_its_policy_and_workspace(tmp_path: 
             saved = tmp_path / "downloads"
             await until(lambda: anyio.to_thread.run_sync(_listing, saved), bool)
     assert (saved / "t.txt").read_bytes() == b"via toolset"
+
+
+def test_a_planted_symlink_in_the_staging_dir_is_not_copied(tmp_path: Path) -> None:
+    from itemloop.sandbox.browser_files import WorkspaceFileError, save_download
+
+    secret = tmp_path / "secret"
+    secret.write_text("root only")
+    staged = tmp_path / "staged"
+    staged.symlink_to(secret)
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    with pytest.raises(WorkspaceFileError, match="unreadable"):
+        save_download(str(ws), str(staged), "x.txt")
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    with pytest.raises(WorkspaceFileError, match="not a plain file"):
+        save_download(str(ws), str(fifo), "x.txt")
+    assert _listing(ws / "downloads") == []
