@@ -14,7 +14,7 @@
 # dependencies in .venv.
 set -euo pipefail
 
-packages=(xvfb xdotool chromium)
+packages=(xvfb xdotool chromium bubblewrap python3-minimal iproute2)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -28,6 +28,6 @@ if [ ${#missing[@]} -gt 0 ]; then
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
-for b in Xvfb xdotool chromium; do
+for b in Xvfb xdotool chromium bwrap python3 ip; do
     command -v "$b" >/dev/null || { echo "setup-computer.sh: $b is not on PATH" >&2; exit 1; }
 done

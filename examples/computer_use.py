@@ -146,7 +146,10 @@ async def main(save: Path | None) -> None:
         config = ToolsetConfig(
             builtins=("computer",),
             computer=ComputerConfig(
-                start_url=url, tool="computer_use_preview" if preview else "computer"
+                start_url=url,
+                tool="computer_use_preview" if preview else "computer",
+                # The page is served on 127.0.0.1, which the default policy (public) refuses.
+                browser_network="all",
             ),
         )
         # The toolset starts the browser and closes it when the run's Runtime closes.

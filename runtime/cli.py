@@ -185,6 +185,29 @@ def _add_computer_flags(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--start-url", default="about:blank", help="the browser's first page")
     g.add_argument(
+        "--browser-network",
+        choices=("none", "public", "all"),
+        default="public",
+        help="what browser pages may reach: nothing, public addresses only (default: not "
+        "loopback, link-local/metadata, private, CGNAT), or any address",
+    )
+    g.add_argument(
+        "--browser-allow",
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="HOST",
+        help="only these hosts (globs: *.example.com) for browser pages; addresses still checked",
+    )
+    g.add_argument(
+        "--browser-deny",
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="HOST",
+        help="never these hosts (globs) for browser pages",
+    )
+    g.add_argument(
         "--display-size", default="1024x768", metavar="WxH", help="screen size (default: 1024x768)"
     )
     g.add_argument(

@@ -214,6 +214,9 @@ def _computer_config(args: argparse.Namespace) -> ComputerConfig:
     return ComputerConfig(
         backend=args.computer,
         start_url=args.start_url,
+        browser_network=args.browser_network,
+        browser_allow=tuple(args.browser_allow),
+        browser_deny=tuple(args.browser_deny),
         display_width=int(width),
         display_height=int(height),
         tool=args.computer_tool,
@@ -382,6 +385,9 @@ FLAG_PATHS: dict[str, tuple[tuple[str, ...], ...]] = {
     "tool_timeout": (("tools", "tool_timeout_s"),),
     "computer": (("tools", "computer", "backend"),),
     "start_url": (("tools", "computer", "start_url"),),
+    "browser_network": (("tools", "computer", "browser_network"),),
+    "browser_allow": (("tools", "computer", "browser_allow"),),
+    "browser_deny": (("tools", "computer", "browser_deny"),),
     "display_size": (
         ("tools", "computer", "display_width"),
         ("tools", "computer", "display_height"),

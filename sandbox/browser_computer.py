@@ -1,31 +1,57 @@
-"""`BrowserComputer`: headless Debian Chromium, driven through Playwright.
+"""`BrowserComputer`: headless Debian Chromium in a sandbox of its own, driven through Playwright.
 
 The `playwright` Python package brings its driver (a bundled binary in the
-wheel) but no browser: this backend launches the system's Chromium through
-`executable_path` (default /usr/bin/chromium) and never runs `playwright
-install`. The screen is the viewport of one page (the newest tab, when the page
-opens another), starting at `start_url`. On exit the browser and the driver
-are closed.
+wheel) but no browser: this backend runs the system's Chromium (default
+/usr/bin/chromium) and never runs `playwright install`. The screen is the
+viewport of one page (the newest tab, when the page opens another), starting
+at `start_url`. On exit the browser, its sandbox and the driver are closed.
+
+Containment (`browser_jail.py`): Chromium runs in a bubblewrap sandbox, as an
+unprivileged host user when itemloop is root, in its own user, PID, IPC and
+(empty) network namespaces, with a private profile and HOME, the host
+read-only, and Chromium's own sandbox on where a nested user namespace can be
+made (else `--no-sandbox`, said in `notices`). Playwright drives it over the
+DevTools pipe from outside, through a launcher given as `executable_path`.
+
+Network (`browser_proxy.py`, `net_policy.py`): the sandbox's only way out is
+the filtering proxy, served here on the host side, which holds every
+connection to `policy` (default: public addresses only). Each refusal becomes
+a note (`take_notes`) the computer tool shows the model on the screenshot.
+
+Files (`browser_files.py`): with a `workspace`, downloads are saved into its
+`downloads/` directory, and a file chooser the page opens is answered from
+the workspace: the note says a chooser is open; the next `type` is taken as
+workspace-relative path(s) (one a line) and Enter gives them to the page,
+Escape cancels. Without a workspace, downloads are refused and choosers
+cancelled, each with a note.
 """
 
 from __future__ import annotations
 
+import asyncio
+import mimetypes
+import os
 import shutil
-from collections.abc import AsyncIterator, Sequence
+import socket
+from collections.abc import AsyncIterator, Coroutine, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from types import TracebackType
-from typing import TYPE_CHECKING, Literal, Self
+from typing import TYPE_CHECKING, Any, Literal, Self
 
 import anyio
 
+from .base import SandboxUnavailable
+from .browser_files import WorkspaceFileError, read_workspace_file, save_download
+from .browser_jail import BrowserJail, Handoff, launch_args
+from .browser_proxy import PolicyProxy, ResolverRules
 from .computer import Button, ComputerError, ComputerUnavailable, Environment, Point, canonical_key
+from .net_policy import DEFAULT_POLICY, NetworkPolicy, Refusal
 
 if TYPE_CHECKING:
-    from playwright.async_api import Browser, BrowserContext, Page
+    from playwright.async_api import Browser, BrowserContext, Download, FileChooser, Page
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = (
-    "--no-sandbox",
     "--disable-gpu",
     "--disable-quic",
     "--no-first-run",
@@ -33,6 +59,15 @@ CHROMIUM_ARGS = (
     "--disable-component-update",
     "--disable-sync",
 )
+MAX_NOTES = 8
+CHROMIUM_SERVICE_HOSTS = (
+    "update.googleapis.com",
+    "clients2.google.com",
+    "clients2.googleusercontent.com",
+    "*.gvt1.com",
+)
+"""Chromium's own component-update traffic (it asks even with --disable-component-update):
+refused by the proxy under every policy, without a note for the model."""
 
 _PLAYWRIGHT_KEYS = {"Space": " ", "PrintScreen": "PrintScreen", "ContextMenu": "ContextMenu"}
 _MOUSE: dict[Button, Literal["left", "middle", "right"]] = {
@@ -49,7 +84,7 @@ def playwright_key(name: str) -> str:
 
 
 class BrowserComputer:
-    """A `Computer` that is one page of a headless Chromium (environment "browser")."""
+    """A `Computer` that is one page of a contained headless Chromium (environment "browser")."""
 
     def __init__(
         self,
@@ -57,6 +92,8 @@ class BrowserComputer:
         height: int = 768,
         *,
         start_url: str = "about:blank",
+        workspace: str | os.PathLike[str] | None = None,
+        policy: NetworkPolicy = DEFAULT_POLICY,
         executable_path: str = CHROMIUM,
         extra_args: Sequence[str] = (),
         headless: bool = True,
@@ -68,14 +105,24 @@ class BrowserComputer:
         self._width = width
         self._height = height
         self.start_url = start_url
+        self.workspace = os.fspath(workspace) if workspace is not None else None
+        self.policy = policy
         self.executable_path = executable_path
         self.extra_args = list(extra_args)
         self.headless = headless
         self.action_timeout_s = action_timeout_s
         self.start_timeout_s = start_timeout_s
+        self.notices: list[str] = []
+        """What holds and what does not, for the person (Chromium's own sandbox, the policy)."""
+        self.sandbox_pid: int | None = None
+        """bubblewrap's pid on the host while the browser runs (its descendants are the browser)."""
         self._stack: AsyncExitStack | None = None
         self._context: BrowserContext | None = None
         self._page: Page | None = None
+        self._notes: list[str] = []
+        self._chooser: FileChooser | None = None
+        self._chooser_text = ""
+        self._tasks: set[asyncio.Task[None]] = set()
 
     @property
     def display_width(self) -> int:
@@ -96,6 +143,17 @@ class BrowserComputer:
             raise ComputerError("the browser is not open: use `async with BrowserComputer() as b:`")
         return self._page
 
+    def take_notes(self) -> list[str]:
+        """What happened since the last call that the model should be told (refused
+        connections, downloads, a file chooser), oldest first; clears them."""
+        notes, self._notes = self._notes, []
+        return notes
+
+    def _note(self, text: str) -> None:
+        if text not in self._notes:
+            self._notes.append(text)
+        del self._notes[:-MAX_NOTES]
+
     # -- lifecycle -------------------------------------------------------------
 
     async def __aenter__(self) -> Self:
@@ -114,22 +172,59 @@ class BrowserComputer:
         stack = AsyncExitStack()
         self._stack = stack
         try:
+            try:
+                jail = BrowserJail(self.executable_path)
+            except SandboxUnavailable as e:
+                raise ComputerUnavailable(str(e)) from None
+            stack.callback(jail.cleanup)
+            stack.push_async_callback(self._settle_tasks)
+            control = await jail.listen()
+            stack.push_async_callback(control.aclose)
+            handed = anyio.Event()
+            box: list[Handoff] = []
+            proxy = PolicyProxy(
+                self.policy,
+                rules=ResolverRules.from_args(self.extra_args),
+                on_refusal=self._on_refusal,
+                quiet_deny=CHROMIUM_SERVICE_HOSTS,
+            )
+
+            async def serve() -> None:
+                box.append(await jail.accept(control))
+                handed.set()
+                await proxy.serve(await _listener(box[0]))
+
+            # An asyncio task, not a task group: the browser outlives __aenter__'s scopes, and
+            # Playwright ties this backend to asyncio anyway.
+            self._spawn(serve())
             with anyio.fail_after(self.start_timeout_s):
                 pw = await stack.enter_async_context(async_playwright())
                 browser: Browser = await pw.chromium.launch(
-                    executable_path=self.executable_path,
+                    executable_path=jail.launcher,
                     headless=self.headless,
-                    args=[*CHROMIUM_ARGS, *self.extra_args],
+                    chromium_sandbox=True,
+                    downloads_path=jail.downloads,
+                    args=launch_args([*CHROMIUM_ARGS, *self.extra_args]),
                     timeout=self.start_timeout_s * 1000,
                 )
                 stack.push_async_callback(browser.close)
+                await handed.wait()
+                self.sandbox_pid = box[0].sandbox_pid
+                self.notices.append(self.policy.describe())
+                if not box[0].chromium_sandbox:
+                    self.notices.append(
+                        "chromium's own sandbox is off (--no-sandbox): this kernel refuses "
+                        "a user namespace inside bubblewrap; the bubblewrap sandbox still holds"
+                    )
                 context = await browser.new_context(
-                    viewport={"width": self._width, "height": self._height}
+                    viewport={"width": self._width, "height": self._height},
+                    accept_downloads=self.workspace is not None,
                 )
                 context.set_default_timeout(self.action_timeout_s * 1000)
                 context.on("page", self._on_new_page)
                 self._context = context
                 self._page = await context.new_page()
+                self._watch(self._page)
                 if self.start_url and self.start_url != "about:blank":
                     await self._page.goto(self.start_url)
         except BaseException as e:
@@ -154,12 +249,88 @@ class BrowserComputer:
         stack, self._stack = self._stack, None
         self._page = None
         self._context = None
+        self._chooser = None
+        self.sandbox_pid = None
         if stack is not None:
             with anyio.move_on_after(self.start_timeout_s):
                 await stack.aclose()
 
+    async def _settle_tasks(self) -> None:
+        for t in list(self._tasks):
+            t.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
     def _on_new_page(self, page: Page) -> None:
         self._page = page  # a link or script opened a tab: the screen follows it
+        self._watch(page)
+
+    def _watch(self, page: Page) -> None:
+        if getattr(page, "_itemloop_watched", False):
+            return
+        page._itemloop_watched = True  # type: ignore[attr-defined]
+        page.on("download", self._on_download)
+        page.on("filechooser", self._on_file_chooser)
+
+    def _on_refusal(self, refusal: Refusal) -> None:
+        self._note(f"Blocked: {refusal.describe()}.")
+
+    def _on_download(self, download: Download) -> None:
+        self._spawn(self._save(download))
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _save(self, download: Download) -> None:
+        name = download.suggested_filename
+        if self.workspace is None:
+            self._note(f"The download {name!r} was refused: this browser has no workspace.")
+            await download.cancel()
+            return
+        try:
+            source = await download.path()
+            where = await anyio.to_thread.run_sync(save_download, self.workspace, str(source), name)
+        except WorkspaceFileError as e:
+            self._note(f"The download {name!r} was not saved: {e}")
+        except Exception as e:  # the download failed or was cancelled in the browser
+            self._note(f"The download {name!r} failed: {e}")
+        else:
+            self._note(f"Downloaded {name!r} to {where} in the workspace.")
+
+    def _on_file_chooser(self, chooser: FileChooser) -> None:
+        if self.workspace is None:
+            self._note("The page opened a file chooser; it was cancelled (no workspace).")
+            return
+        self._chooser = chooser
+        self._chooser_text = ""
+        many = " (several files: one path a line)" if chooser.is_multiple() else ""
+        self._note(
+            "The page opened a file chooser: type a workspace-relative path"
+            f"{many}, then press Enter to choose it, or Escape to cancel."
+        )
+
+    async def _choose(self) -> None:
+        chooser, text = self._chooser, self._chooser_text
+        assert chooser is not None and self.workspace is not None
+        paths = [p for p in text.splitlines() if p.strip()]
+        if not paths:
+            raise ComputerError("type a workspace-relative path for the file chooser first")
+        if len(paths) > 1 and not chooser.is_multiple():
+            raise ComputerError("this file chooser takes one file; type one path")
+        files = []
+        for p in paths:
+            try:
+                name, data = await anyio.to_thread.run_sync(read_workspace_file, self.workspace, p)
+            except WorkspaceFileError as e:
+                self._chooser_text = ""
+                raise ComputerError(f"file chooser: {e}") from None
+            files.append({"name": name, "mimeType": _mime(name), "buffer": data})
+        self._chooser = None
+        self._chooser_text = ""
+        await chooser.set_files(files)  # type: ignore[arg-type]
+        self._note("Chose " + ", ".join(paths) + " in the file chooser.")
 
     async def goto(self, url: str) -> None:
         """Load `url` in the page on screen (for the embedding program)."""
@@ -197,11 +368,23 @@ class BrowserComputer:
             await self.page.mouse.wheel(scroll_x, scroll_y)
 
     async def type(self, text: str) -> None:
+        if self._chooser is not None:
+            self._chooser_text += text  # a path for the open file chooser, not for the page
+            return
         async with self._action("type"):
             await self.page.keyboard.type(text)
 
     async def keypress(self, keys: Sequence[str]) -> None:
         names = [playwright_key(k) for k in keys]
+        if self._chooser is not None and names in (["Enter"], ["Escape"]):
+            if names == ["Escape"]:
+                self._chooser = None
+                self._chooser_text = ""
+                self._note("The file chooser was cancelled.")
+                return
+            async with self._action("file chooser"):
+                await self._choose()
+            return
         async with self._action("keypress"):
             keyboard = self.page.keyboard
             pressed: list[str] = []
@@ -267,3 +450,13 @@ class BrowserComputer:
         finally:
             for k in reversed(pressed):
                 await keyboard.up(k)
+
+
+async def _listener(handoff: Handoff) -> anyio.abc.SocketListener:
+    sock: socket.socket = handoff.listener
+    sock.setblocking(False)
+    return await anyio.abc.SocketListener.from_socket(sock)
+
+
+def _mime(name: str) -> str:
+    return mimetypes.guess_type(name)[0] or "application/octet-stream"

@@ -27,13 +27,20 @@ across the top of the screenshot, and the person through `ExecResult.summary`.
 The banner can be turned off with `annotate_errors=False`. Exactly one output
 is returned whatever happens; when even the screenshot fails, the image is a
 blank screen of the display's size carrying the banner.
+
+Notes. A computer that has something to tell the model about what happened
+meanwhile (`Noting.take_notes`: the contained browser's refused connections,
+downloads saved to the workspace, an open file chooser) has it drawn in the
+same banner and sent as a developer message right after the output
+(`ExecResult.notes`), and added to the summary. Notes arriving after the
+screenshot (a connection the page opens later) come with the next call.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import anyio
 
@@ -68,6 +75,15 @@ def acknowledge_all(call: Item, checks: list[Item]) -> bool:
 def acknowledge_codes(codes: set[str]) -> SafetyCheckPolicy:
     """A policy that acknowledges a call when every pending check's `code` is in `codes`."""
     return lambda call, checks: all(str(c.get("code")) in codes for c in checks)
+
+
+@runtime_checkable
+class Noting(Protocol):
+    """A computer with notes for the model (see the module docstring)."""
+
+    def take_notes(self) -> list[str]:
+        """What the model should be told since the last call; clears them."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,10 +156,10 @@ class ComputerExecutor:
             png = None
             problem = f"{problem} " if problem else ""
             problem += f"The screenshot failed: {e}"
-        if png is None or (problem and self.annotate_errors):
-            png = annotate(
-                png, problem or "", self.computer.display_width, self.computer.display_height
-            )
+        notes = self.computer.take_notes() if isinstance(self.computer, Noting) else []
+        banner = " ".join(filter(None, [problem, *notes]))
+        if png is None or (banner and self.annotate_errors):
+            png = annotate(png, banner, self.computer.display_width, self.computer.display_height)
         output: Item = {
             "type": "computer_call_output",
             "call_id": call_id_of(call),
@@ -152,7 +168,10 @@ class ComputerExecutor:
         if acknowledged:
             output["acknowledged_safety_checks"] = acknowledged
         summary = problem or ", ".join(s.describe for s in steps) or "screenshot"
-        return ExecResult(output, ok=problem is None, summary=summary)
+        if notes:
+            summary += " | " + " ".join(notes)
+        said = (_note_message(call, " ".join(notes)),) if notes else ()
+        return ExecResult(output, ok=problem is None, summary=summary, notes=said)
 
     # -- checking --------------------------------------------------------------
 
@@ -268,6 +287,14 @@ class ComputerExecutor:
             ran = f" Actions 1-{i} ran; the rest were not run." if i else ""
             return f"{where} ({steps[i].describe}) failed: {why}.{ran}"
         return None
+
+
+def _note_message(call: Item, text: str) -> Item:
+    return {
+        "type": "message",
+        "role": "developer",
+        "content": [{"type": "input_text", "text": f"[computer {call_id_of(call)}] {text}"}],
+    }
 
 
 async def _nothing(computer: Computer) -> None:

@@ -21,6 +21,7 @@ from typing import Final, Literal
 import pydantic
 
 from itemloop.sandbox.base import SandboxOptions
+from itemloop.sandbox.net_policy import DEFAULT_NETWORK_MODE, NetworkMode, NetworkPolicy
 
 from .defaults import (
     DEFAULT_BUILTINS,
@@ -58,12 +59,27 @@ class ComputerConfig(_Data):
     backend: Literal["browser", "xvfb"] = "browser"
     start_url: str = "about:blank"
     """The browser's first page."""
+    browser_network: NetworkMode = DEFAULT_NETWORK_MODE
+    """What browser pages may reach (`sandbox/net_policy.py`): none, public addresses, all."""
+    browser_allow: tuple[str, ...] = ()
+    """Only these hosts (globs) for pages; empty: any the network mode lets through."""
+    browser_deny: tuple[str, ...] = ()
+    """Never these hosts (globs) for pages."""
     display_width: int = pydantic.Field(default=1024, gt=0)
     display_height: int = pydantic.Field(default=768, gt=0)
     tool: Literal["auto", "computer", "computer_use_preview"] = "auto"
     """The tool type offered; `auto` picks by the model's name."""
     ack_safety_checks: bool = False
     """Acknowledge the model's pending safety checks; off: such calls are not run."""
+
+    @pydantic.model_validator(mode="after")
+    def _valid_policy(self) -> ComputerConfig:
+        _ = self.browser_policy  # refuses a malformed host pattern here
+        return self
+
+    @property
+    def browser_policy(self) -> NetworkPolicy:
+        return NetworkPolicy.of(self.browser_network, self.browser_allow, self.browser_deny)
 
 
 class ToolsetConfig(_Data):

@@ -204,7 +204,13 @@ class Toolset:
             else:
                 from itemloop.sandbox.browser_computer import BrowserComputer
 
-                computer = BrowserComputer(c.display_width, c.display_height, start_url=c.start_url)
+                computer = BrowserComputer(
+                    c.display_width,
+                    c.display_height,
+                    start_url=c.start_url,
+                    workspace=self.config.sandbox.workspace.resolve(),
+                    policy=c.browser_policy,
+                )
         self.computer = await self._start_it(stack, computer)
         return ComputerExecutor(
             self.computer,
@@ -255,9 +261,11 @@ class Toolset:
     @property
     def notices(self) -> list[str]:
         """What a person should know about the tools: MCP servers skipped at start, the
-        sandbox's own notices (which protections hold, docker's exec path and its cost)."""
+        sandbox's and the computer's own notices (which protections hold, docker's exec
+        path and its cost, what browser pages may reach)."""
         notes = list(self.mcp.warnings) if self.mcp is not None else []
-        return notes + list(getattr(self.sandbox, "notices", ()))
+        notes += getattr(self.sandbox, "notices", ())
+        return notes + list(getattr(self.computer, "notices", ()))
 
     # -- routing ---------------------------------------------------------------
 

@@ -20,9 +20,12 @@ import pytest
 from computer_probe import H, W
 
 from itemloop.sandbox.browser_computer import BrowserComputer
+from itemloop.sandbox.net_policy import NetworkPolicy
 
 HERE = Path(__file__).parent
 CHROMIUM = "/usr/bin/chromium"
+LOCAL = NetworkPolicy.of("all")
+"""The test pages are served from 127.0.0.1, which the default policy refuses."""
 
 
 def require(*, binaries: tuple[str, ...] = (), modules: tuple[str, ...] = ()) -> None:
@@ -113,7 +116,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 @pytest.fixture(scope="module")
 async def shared_browser(site: str) -> AsyncIterator[BrowserComputer]:
     require(binaries=(CHROMIUM,), modules=("playwright", "PIL"))
-    async with BrowserComputer(W, H, start_url=site) as b:
+    async with BrowserComputer(W, H, start_url=site, policy=LOCAL) as b:
         yield b
 
 

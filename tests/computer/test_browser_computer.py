@@ -8,6 +8,7 @@ from typing import Any
 import anyio
 import pytest
 from computer_probe import DEADLINE_S, H, W, pixel, png_size
+from conftest import LOCAL
 
 from itemloop.sandbox.browser_computer import BrowserComputer, playwright_key
 from itemloop.sandbox.computer import NAMED_KEYS, ComputerError, ComputerUnavailable
@@ -86,7 +87,7 @@ async def test_back_and_forward_buttons_navigate(browser: BrowserComputer, site:
 
 
 async def test_a_new_tab_becomes_the_screen(need_browser: None, site: str) -> None:
-    async with BrowserComputer(W, H, start_url=site) as browser:
+    async with BrowserComputer(W, H, start_url=site, policy=LOCAL) as browser:
         await browser.page.evaluate(f"window.open({site + '?second'!r})")
         # The screen follows the new tab; its button exists once it has loaded.
         await until(
@@ -103,7 +104,7 @@ async def test_missing_browser_is_unavailable() -> None:
 
 
 async def test_closed_browser_refuses_actions(site: str) -> None:
-    async with BrowserComputer(320, 240, start_url=site) as b:
+    async with BrowserComputer(320, 240, start_url=site, policy=LOCAL) as b:
         assert png_size(await b.screenshot()) == (320, 240)
     with pytest.raises(ComputerError, match="not open"):
         await b.screenshot()

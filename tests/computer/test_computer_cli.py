@@ -34,6 +34,8 @@ def test_exec_clicks_in_the_browser_and_returns_the_screenshot(site: str) -> Non
             "computer",
             "--start-url",
             site,
+            "--browser-network",
+            "all",  # the site is on 127.0.0.1
             "--display-size",
             "800x600",
         ],

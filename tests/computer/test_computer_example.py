@@ -35,3 +35,22 @@ def test_computer_use_example(need_browser: None, tmp_path: Path) -> None:
 
 
 pytestmark = pytest.mark.timeout(240)
+
+
+POLICY_EXAMPLE = Path(__file__).parent.parent.parent / "examples" / "browser_policy.py"
+
+
+def test_browser_policy_example(need_browser: None) -> None:
+    r = subprocess.run(
+        [sys.executable, str(POLICY_EXAMPLE)], capture_output=True, text=True, timeout=180
+    )
+    assert r.returncode == 0, r.stderr
+    runs = r.stdout.split("== ")[1:]
+    assert len(runs) == 3
+    default, allow, everything = runs
+    assert "served: nothing" in default and "loopback addresses are not public" in default
+    assert "note: Blocked: docs.example.test (127.0.0.1)" in default
+    assert "served: docs.example.test\n" in allow
+    assert "intranet.example.test is blocked" in allow and "not in --browser-allow" in allow
+    assert "page: Intranet: payroll" in everything
+    assert "served: docs.example.test, intranet.example.test" in everything

@@ -1,0 +1,279 @@
+"""The browser's only way out: an HTTP proxy that holds every connection to the network policy.
+
+The contained browser (`browser_jail.py`) lives in an empty network namespace
+whose one open door is a listening socket on 127.0.0.1 inside it, made there
+and handed to itemloop; `PolicyProxy.serve` accepts on it on the host side.
+Each connection carries one request, parsed with h11:
+
+- `CONNECT host:port` (HTTPS, WSS, any tunnel): checked, then a byte tunnel.
+- An absolute-form request (`GET http://host:port/path`): checked, then sent
+  on as origin-form with `Connection: close`, its body (Content-Length or
+  chunked) re-framed by h11, and the answer piped back until the server
+  closes. One request per client connection: a second request on the same
+  connection can never ride an earlier, checked upstream.
+- Anything else (an origin-form request sent straight to the proxy's port
+  by a page) is refused with 400.
+
+Checking: the name against the policy (`NetworkPolicy.check_name`), then the
+name is resolved here (after Chromium's `--host-resolver-rules`, which
+Chromium does not apply to proxied names, are applied by `ResolverRules`)
+and every resolved address is checked (`check_address`); the connection goes
+only to a checked address. A refusal answers 403 with an HTML page naming
+the host, the address and the rule (Chromium shows it for plain HTTP; for a
+tunnel it shows its own ERR_TUNNEL_CONNECTION_FAILED page) and is reported
+through `on_refusal`, which the browser turns into a note for the model.
+Hosts matching `quiet_deny` (the browser's own update and telemetry
+services) are refused without a report.
+
+Limits: a request head over 64 KiB is refused; connecting times out after
+`connect_timeout_s`. Not covered: what a reachable server does with the
+connection; HTTP/1.0 keep-alive tricks are moot (one request per connection).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import html
+import ipaddress
+import socket
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import anyio
+import anyio.abc
+import h11
+
+from .net_policy import IPAddress, NetworkPolicy, Refusal
+
+MAX_HEAD_BYTES = 64 * 1024
+_HOP_HEADERS = {b"connection", b"keep-alive", b"proxy-connection", b"proxy-authorization", b"te"}
+_HOP_HEADERS |= {b"upgrade", b"trailer"}
+
+
+@dataclass(frozen=True, slots=True)
+class ResolverRules:
+    """Chromium's `--host-resolver-rules` (MAP and EXCLUDE), applied by the proxy.
+
+    Chromium sends proxied names to the proxy unresolved, so rules the embedding
+    program gives the browser (tests map names to local listeners) are applied
+    here. `MAP pattern replacement[:port]`, `EXCLUDE pattern`; first match wins.
+    """
+
+    rules: tuple[tuple[str, str, str], ...] = ()
+
+    @classmethod
+    def from_args(cls, args: Sequence[str]) -> ResolverRules:
+        rules: list[tuple[str, str, str]] = []
+        for a in args:
+            if not a.startswith("--host-resolver-rules="):
+                continue
+            for rule in a.partition("=")[2].split(","):
+                words = rule.split()
+                if len(words) == 3 and words[0].upper() == "MAP":
+                    rules.append(("MAP", words[1].lower(), words[2]))
+                elif len(words) == 2 and words[0].upper() == "EXCLUDE":
+                    rules.append(("EXCLUDE", words[1].lower(), ""))
+        return cls(tuple(rules))
+
+    def map(self, host: str, port: int) -> tuple[str, int]:
+        for kind, pattern, replacement in self.rules:
+            if not fnmatch.fnmatchcase(host.lower(), pattern):
+                continue
+            if kind == "EXCLUDE":
+                break
+            rhost, sep, rport = replacement.rpartition(":")
+            if sep and rport.isdigit() and not rhost.endswith(":"):
+                return rhost.strip("[]"), int(rport)
+            return replacement.strip("[]"), port
+        return host, port
+
+
+class ProxyRefused(Exception):
+    def __init__(self, refusal: Refusal) -> None:
+        super().__init__(refusal.describe())
+        self.refusal = refusal
+
+
+class PolicyProxy:
+    """Serves the browser's proxy connections under `policy` (see the module docstring)."""
+
+    def __init__(
+        self,
+        policy: NetworkPolicy,
+        *,
+        rules: ResolverRules | None = None,
+        on_refusal: Callable[[Refusal], None] = lambda r: None,
+        connect_timeout_s: float = 15.0,
+        quiet_deny: Sequence[str] = (),
+    ) -> None:
+        self.policy = policy
+        self.quiet_deny = tuple(quiet_deny)
+        self.rules = rules or ResolverRules()
+        self.on_refusal = on_refusal
+        self.connect_timeout_s = connect_timeout_s
+
+    async def serve(self, listener: anyio.abc.Listener[anyio.abc.SocketStream]) -> None:
+        """Accept and serve connections until cancelled."""
+        async with listener:
+            await listener.serve(self._handle)
+
+    # -- one connection --------------------------------------------------------
+
+    async def _handle(self, client: anyio.abc.SocketStream) -> None:
+        async with client:
+            try:
+                await self._one_request(client)
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+                pass
+            except h11.ProtocolError:
+                await _send(client, 400, "Bad request", "The proxy could not parse the request.")
+
+    async def _one_request(self, client: anyio.abc.SocketStream) -> None:
+        conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD_BYTES)
+        request = await _next_event(conn, client)
+        if not isinstance(request, h11.Request):
+            return
+        method = request.method.decode("ascii", "replace")
+        target = request.target.decode("ascii", "replace")
+        if method == "CONNECT":
+            host, port = _host_port(target, 443)
+        else:
+            url = urlsplit(target)
+            if url.scheme != "http" or not url.hostname:
+                await _send(client, 400, "Bad request", "The proxy takes absolute http URLs only.")
+                return
+            host, port = url.hostname, url.port or 80
+        if any(fnmatch.fnmatchcase(host.lower().rstrip("."), p) for p in self.quiet_deny):
+            await _send(client, 403, "Blocked by itemloop", f"{host}: the browser's own traffic")
+            return
+        try:
+            upstream = await self._connect(host, port)
+        except ProxyRefused as e:
+            self.on_refusal(e.refusal)
+            await _send(client, 403, "Blocked by itemloop", _refusal_text(e.refusal))
+            return
+        except OSError as e:
+            await _send(client, 502, "Unreachable", f"{host}:{port} could not be reached: {e}")
+            return
+        async with upstream:
+            if method == "CONNECT":
+                await client.send(b"HTTP/1.1 200 Connection Established\r\n\r\n")
+                leftover = conn.trailing_data[0]
+                if leftover:
+                    await upstream.send(leftover)
+                await _splice(client, upstream)
+            else:
+                await self._forward(conn, request, client, upstream)
+
+    async def _forward(
+        self,
+        conn: h11.Connection,
+        request: h11.Request,
+        client: anyio.abc.SocketStream,
+        upstream: anyio.abc.SocketStream,
+    ) -> None:
+        url = urlsplit(request.target.decode("ascii", "replace"))
+        path = (url.path or "/") + (f"?{url.query}" if url.query else "")
+        headers = [(k, v) for k, v in request.headers if k.lower() not in _HOP_HEADERS]
+        headers.append((b"connection", b"close"))
+        out = h11.Connection(h11.CLIENT)
+        head = h11.Request(method=request.method, target=path.encode(), headers=headers)
+        await upstream.send(out.send(head) or b"")
+        while True:
+            event = await _next_event(conn, client)
+            if isinstance(event, h11.Data):
+                await upstream.send(out.send(event) or b"")
+            elif isinstance(event, h11.EndOfMessage | h11.ConnectionClosed):
+                await upstream.send(out.send(h11.EndOfMessage()) or b"")
+                break
+        async for chunk in upstream:
+            await client.send(chunk)
+
+    async def _connect(self, host: str, port: int) -> anyio.abc.SocketStream:
+        """A connection to `host`, every address checked; ProxyRefused or OSError."""
+        refused = self.policy.check_name(host)
+        if refused:
+            raise ProxyRefused(refused)
+        target, port = self.rules.map(host, port)
+        addresses: list[IPAddress] = []
+        try:
+            addresses = [ipaddress.ip_address(target)]
+        except ValueError:
+            with anyio.fail_after(self.connect_timeout_s):
+                infos = await anyio.getaddrinfo(target, port, type=socket.SOCK_STREAM)
+            for info in infos:
+                ip = ipaddress.ip_address(str(info[4][0]).partition("%")[0])
+                if ip not in addresses:
+                    addresses.append(ip)
+        for ip in addresses:
+            refused = self.policy.check_address(host, ip)
+            if refused:
+                raise ProxyRefused(refused)
+        last: OSError = OSError(f"{host} has no address")
+        for ip in addresses:
+            try:
+                with anyio.fail_after(self.connect_timeout_s):
+                    return await anyio.connect_tcp(str(ip), port)
+            except TimeoutError:
+                last = OSError(f"connecting to {ip} timed out")
+            except OSError as e:
+                last = e
+        raise last
+
+
+async def _next_event(conn: h11.Connection, stream: anyio.abc.SocketStream) -> object:
+    while True:
+        event = conn.next_event()
+        if event is not h11.NEED_DATA:
+            return event
+        try:
+            data = await stream.receive()
+        except anyio.EndOfStream:
+            data = b""
+        conn.receive_data(data)
+
+
+async def _splice(a: anyio.abc.SocketStream, b: anyio.abc.SocketStream) -> None:
+    async def pump(src: anyio.abc.SocketStream, dst: anyio.abc.SocketStream) -> None:
+        try:
+            async for chunk in src:
+                await dst.send(chunk)
+            await dst.send_eof()
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+            tg.cancel_scope.cancel()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(pump, a, b)
+        tg.start_soon(pump, b, a)
+
+
+def _host_port(authority: str, default: int) -> tuple[str, int]:
+    host, sep, port = authority.rpartition(":")
+    if not sep or not port.isdigit() or (host.count(":") and not host.endswith("]")):
+        return authority.strip("[]"), default
+    return host.strip("[]"), int(port)
+
+
+def _refusal_text(r: Refusal) -> str:
+    return r.describe()
+
+
+async def _send(client: anyio.abc.SocketStream, status: int, title: str, text: str) -> None:
+    body = (
+        "<!doctype html><html><head><meta charset='utf-8'><title>"
+        f"{html.escape(title)}</title></head><body style='font:18px sans-serif;margin:40px'>"
+        f"<h1 style='color:#a00'>{html.escape(title)}</h1><p id='itemloop-proxy'>"
+        f"{html.escape(text)}</p></body></html>"
+    ).encode()
+    head = (
+        f"HTTP/1.1 {status} {title}\r\nContent-Type: text/html; charset=utf-8\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\nCache-Control: no-store\r\n\r\n"
+    )
+    try:
+        await client.send(head.encode() + body)
+    except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+        pass
+
+
+__all__ = ["PolicyProxy", "ProxyRefused", "ResolverRules"]

@@ -1,0 +1,154 @@
+"""The network policy for browser pages: which host names and addresses a page may reach.
+
+`NetworkPolicy` is data (`mode`, `allow`, `deny`) with two checks, used by the
+browser's filtering proxy (`browser_proxy.py`) for every connection a page asks for:
+
+- `check_name(host)` before resolving: `mode="none"` refuses everything; a
+  name matching a `deny` pattern is refused; with an `allow` list, a name
+  matching none of its patterns is refused. Patterns are shell globs on the
+  lower-cased name without a trailing dot (`*.example.com` matches
+  `a.example.com`, not `example.com`; list both for both). An IP literal is
+  matched as written.
+- `check_address(ip)` on EVERY address the name resolved to (the proxy
+  refuses the connection if any is refused, and connects only to a checked
+  address, so DNS rebinding or a name pointing at 127.0.0.1 gains nothing):
+  with `mode="public"` (the default) only globally routable unicast
+  addresses pass: not loopback, link-local (169.254/16, which holds cloud
+  metadata endpoints, and fe80::/10), private (10/8, 172.16/12,
+  192.168/16, fc00::/7), shared CGNAT space (100.64/10), multicast,
+  unspecified or otherwise reserved. An IPv4-mapped IPv6 address is judged
+  as its IPv4 address. `mode="all"` checks names only.
+
+Allow and deny lists only narrow: an allowed name still has its addresses
+checked (use `mode="all"` for an allow list of local hosts). Unix sockets are
+never reachable through the proxy (it only opens TCP connections).
+
+Not covered: addresses embedded in IPv6 transition prefixes (6to4, Teredo,
+NAT64) are judged as IPv6 addresses, which `ipaddress` mostly calls
+non-global; what a reachable public host forwards to is its own business.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import ipaddress
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Final, Literal
+
+NetworkMode = Literal["none", "public", "all"]
+NETWORK_MODES: Final[tuple[NetworkMode, ...]] = ("none", "public", "all")
+DEFAULT_NETWORK_MODE: Final[NetworkMode] = "public"
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """Why a connection was refused: the rule, for the page and the model."""
+
+    host: str
+    rule: str
+    address: str | None = None
+
+    def describe(self) -> str:
+        at = f" ({self.address})" if self.address else ""
+        return f"{self.host}{at} is blocked by the browser's network policy: {self.rule}"
+
+
+def _name(host: str) -> str:
+    return host.strip().rstrip(".").lower().removeprefix("[").removesuffix("]")
+
+
+def address_class(ip: IPAddress) -> str | None:
+    """The non-public class `ip` falls in ("loopback", "private", ...), or None if public."""
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return address_class(ip.ipv4_mapped)
+    if ip.is_unspecified:
+        return "unspecified"
+    if ip.is_loopback:
+        return "loopback"
+    if ip.is_link_local:
+        return "link-local"
+    if ip.is_multicast:
+        return "multicast"
+    if isinstance(ip, ipaddress.IPv4Address) and ip in _CGNAT:
+        return "shared address space (CGNAT)"
+    if ip.is_private:
+        return "private"
+    if not ip.is_global or ip.is_reserved:
+        return "reserved"
+    return None
+
+
+_CGNAT = ipaddress.IPv4Network("100.64.0.0/10")
+
+
+@dataclass(frozen=True, slots=True)
+class NetworkPolicy:
+    """What pages may reach (see the module docstring)."""
+
+    mode: NetworkMode = DEFAULT_NETWORK_MODE
+    allow: tuple[str, ...] = ()
+    deny: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.mode not in NETWORK_MODES:
+            raise ValueError(f"network mode must be one of {NETWORK_MODES}, got {self.mode!r}")
+        for p in (*self.allow, *self.deny):
+            if not p.strip() or any(c.isspace() for c in p.strip()):
+                raise ValueError(f"host pattern {p!r} must be one host name or glob")
+
+    @classmethod
+    def of(
+        cls, mode: NetworkMode, allow: Sequence[str] = (), deny: Sequence[str] = ()
+    ) -> NetworkPolicy:
+        return cls(mode, tuple(_name(p) for p in allow), tuple(_name(p) for p in deny))
+
+    def check_name(self, host: str) -> Refusal | None:
+        name = _name(host)
+        if self.mode == "none":
+            return Refusal(name, "--browser-network none (no network for pages)")
+        for p in self.deny:
+            if fnmatch.fnmatchcase(name, p):
+                return Refusal(name, f"--browser-deny {p}")
+        if self.allow and not any(fnmatch.fnmatchcase(name, p) for p in self.allow):
+            return Refusal(name, "not in --browser-allow " + " ".join(self.allow))
+        return None
+
+    def check_address(self, host: str, ip: IPAddress) -> Refusal | None:
+        if self.mode != "public":
+            return None
+        kind = address_class(ip)
+        if kind is None:
+            return None
+        return Refusal(
+            _name(host), f"{kind} addresses are not public (--browser-network public)", str(ip)
+        )
+
+    def describe(self) -> str:
+        """One line for notices: what pages may reach."""
+        what = {
+            "none": "nothing",
+            "public": "public addresses only",
+            "all": "any address, the host's own included",
+        }[self.mode]
+        parts = [f"browser network: {what}"]
+        if self.mode != "none" and self.allow:
+            parts.append("hosts " + " ".join(self.allow))
+        if self.mode != "none" and self.deny:
+            parts.append("except " + " ".join(self.deny))
+        return "; ".join(parts)
+
+
+DEFAULT_POLICY: Final = NetworkPolicy()
+"""Public addresses only, no host lists: what pages get unless told otherwise."""
+
+__all__ = [
+    "DEFAULT_NETWORK_MODE",
+    "DEFAULT_POLICY",
+    "NETWORK_MODES",
+    "NetworkMode",
+    "NetworkPolicy",
+    "Refusal",
+    "address_class",
+]

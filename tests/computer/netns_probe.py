@@ -1,0 +1,44 @@
+"""Run by test_browser_containment under `unshare --net` with 1.2.3.4, 10.7.7.7 and
+169.254.7.7 on its loopback: a page on the public-range address fetches the private
+and link-local listeners, then the browser navigates to each; prints JSON results."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import anyio
+from web_probe import html, serve
+
+from itemloop.sandbox.browser_computer import BrowserComputer
+
+PUBLIC, PRIVATE, LINK_LOCAL = "1.2.3.4", "10.7.7.7", "169.254.7.7"
+PAGE = f"""<p id="t">public page</p><script>
+window.results = {{}};
+window.done = Promise.all(["{PRIVATE}", "{LINK_LOCAL}"].map(h =>
+  fetch("http://" + h + ":8080/data").then(r => r.text()).catch(e => "error")
+    .then(v => {{ window.results[h] = v; }})));
+</script>"""
+
+
+async def main() -> None:
+    pages = {"/": html(PAGE), "/data": ("text/plain", b"secret", {})}
+    with serve(pages, PUBLIC, 8080) as pub, serve(pages, PRIVATE, 8080) as priv:
+        with serve(pages, LINK_LOCAL, 8080) as ll:
+            async with BrowserComputer(640, 480) as b:
+                await b.goto(f"http://{PUBLIC}:8080/")
+                await b.page.evaluate("window.done")
+                fetched = await b.page.evaluate("window.results")
+                texts = {}
+                for host in (PRIVATE, LINK_LOCAL):
+                    try:
+                        await b.goto(f"http://{host}:8080/data")
+                    except Exception as e:
+                        texts[host] = f"goto failed: {e}"
+                    texts[host] = await b.page.evaluate("document.body.innerText")
+                notes = b.take_notes()
+            hits = {"public": pub.hits, "private": priv.hits, "link_local": ll.hits}
+    json.dump({"fetched": fetched, "texts": texts, "notes": notes, "hits": hits}, sys.stdout)
+
+
+anyio.run(main)

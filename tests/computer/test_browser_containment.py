@@ -1,0 +1,355 @@
+"""The contained browser: its own namespaces as an unprivileged user, the network policy
+for pages (held by the proxy below the page), downloads into and uploads from the workspace.
+
+All network stays on this machine: 127.0.0.1, and addresses the netns test adds inside a
+network namespace of its own (`unshare --net`, as root)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from computer_probe import DEADLINE_S, HERE, pixel
+from conftest import CHROMIUM, LOCAL, require
+from web_probe import html, serve
+
+from itemloop.sandbox.browser_computer import BrowserComputer
+from itemloop.sandbox.browser_files import sanitise_name
+from itemloop.sandbox.net_policy import NetworkPolicy
+from itemloop.tools.computer import ComputerExecutor
+
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("need_browser")]
+
+BANNER_RED = (170, 0, 0)
+
+
+async def until(get: Callable[[], Any], ok: Callable[[Any], bool]) -> Any:
+    with anyio.fail_after(DEADLINE_S):
+        while True:
+            value = await get()
+            if ok(value):
+                return value
+            await anyio.sleep(0.05)
+
+
+async def text(b: BrowserComputer) -> str:
+    return str(await b.page.evaluate("document.body ? document.body.innerText : ''"))
+
+
+def descendants(pid: int) -> list[int]:
+    parents: dict[int, int] = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/stat") as f:
+                    parents[int(d)] = int(f.read().rpartition(")")[2].split()[1])
+            except OSError:
+                continue
+    found, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        kids = [c for c, pp in parents.items() if pp == p]
+        found += kids
+        todo += kids
+    return found
+
+
+# -- the sandbox -------------------------------------------------------------------
+
+
+def chromium_processes(sandbox_pid: int) -> list[int]:
+    return [
+        p
+        for p in descendants(sandbox_pid)
+        if os.path.realpath(f"/proc/{p}/exe").startswith("/usr/lib/chromium/")
+    ]
+
+
+def check_contained(pids: list[int]) -> None:
+    """Each process is an unprivileged uid in namespaces other than ours, with a private HOME."""
+    for p in pids:
+        status = Path(f"/proc/{p}/status").read_text().splitlines()
+        uids = next(line for line in status if line.startswith("Uid:")).split()[1:]
+        assert all(u != "0" for u in uids), uids
+        if os.geteuid() == 0:
+            assert uids == ["65534"] * 4
+        for ns in ("user", "pid", "ipc", "net", "uts"):
+            assert os.readlink(f"/proc/{p}/ns/{ns}") != os.readlink(f"/proc/self/ns/{ns}"), ns
+    env = Path(f"/proc/{pids[0]}/environ").read_bytes().split(b"\0")
+    assert b"HOME=/tmp/home" in env
+    assert not any(e.startswith(b"OPENAI_") for e in env)
+    # the profile is in the sandbox's private /tmp: the host's copy stays empty
+    cmd = Path(f"/proc/{pids[0]}/cmdline").read_bytes().split(b"\0")
+    profile = os.fsdecode(next(a for a in cmd if a.startswith(b"--user-data-dir=")))
+    profile = profile.partition("=")[2]
+    assert not os.path.exists(profile) or not os.listdir(profile)
+    assert b"--no-sandbox" not in cmd  # this kernel allows Chromium's own sandbox
+
+
+def _listing(d: Path) -> list[str]:
+    return sorted(os.listdir(d)) if d.is_dir() else []
+
+
+async def test_chromium_runs_unprivileged_in_namespaces_of_its_own() -> None:
+    async with BrowserComputer(320, 240) as b:
+        assert b.sandbox_pid is not None
+        chromium = chromium_processes(b.sandbox_pid)
+        assert len(chromium) >= 2  # the browser and at least one helper
+        check_contained(chromium)
+    assert not await anyio.Path(f"/proc/{chromium[0]}").exists()
+
+
+# -- the network policy ---------------------------------------------------------------
+
+
+async def test_a_server_on_host_loopback_gets_nothing() -> None:
+    with serve({"/": html("<p>host loopback</p>")}) as site:
+        async with BrowserComputer(640, 480, start_url="data:text/html,<p>start</p>") as b:
+            status = await b.page.evaluate(
+                f"fetch({site.url!r}).then(r => r.status).catch(e => 'error')"
+            )
+            await b.goto(site.url)
+            shown = await text(b)
+            notes = b.take_notes()
+        assert status in ("error", 403)
+        assert site.hits == []
+        assert "Blocked by itemloop" in shown and "loopback" in shown
+        assert any("127.0.0.1" in n and "loopback" in n for n in notes)
+
+
+async def test_network_none_reaches_nothing() -> None:
+    with serve({"/": html("<p>reached</p>")}) as site:
+        async with BrowserComputer(640, 480, policy=NetworkPolicy.of("none")) as b:
+            await b.goto(site.url)
+            shown = await text(b)
+        assert site.hits == []
+        assert "--browser-network none" in shown
+    with serve({"/": html("<p>reached</p>")}) as site:  # the same page under 'all' loads
+        async with BrowserComputer(640, 480, policy=LOCAL) as b:
+            await b.goto(site.url)
+            assert "reached" in await text(b)
+
+
+async def test_allow_list_by_host_name() -> None:
+    with serve({"/": html("<p>the allowed site</p>")}) as site:
+        rules = f"--host-resolver-rules=MAP *.test 127.0.0.1:{site.port}"
+        policy = NetworkPolicy.of("all", allow=["allowed.test"])
+        async with BrowserComputer(640, 480, policy=policy, extra_args=[rules]) as b:
+            await b.goto("http://allowed.test/")
+            assert "the allowed site" in await text(b)
+            assert site.hits.count("/") == 1
+            await b.goto("http://other.test/")
+            shown = await text(b)
+        assert "other.test" in shown and "not in --browser-allow allowed.test" in shown
+        assert site.hits.count("/") == 1
+        deny = NetworkPolicy.of("all", deny=["*.test"])
+        async with BrowserComputer(640, 480, policy=deny, extra_args=[rules]) as b:
+            await b.goto("http://allowed.test/")
+            assert "--browser-deny *.test" in await text(b)
+        assert site.hits.count("/") == 1
+
+
+def test_private_and_link_local_refused_public_reached_in_a_netns() -> None:
+    require(binaries=(CHROMIUM, "unshare", "ip"), modules=("playwright",))
+    if os.geteuid() != 0:
+        pytest.skip("creating a network namespace with addresses needs root")
+    setup = " && ".join(
+        ["ip link set lo up"]
+        + [f"ip addr add {a}/32 dev lo" for a in ("1.2.3.4", "10.7.7.7", "169.254.7.7")]
+        + [f"exec {sys.executable} {HERE / 'netns_probe.py'}"]
+    )
+    r = subprocess.run(
+        ["unshare", "--net", "sh", "-c", setup],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=HERE,
+        env={**os.environ, "PYTHONPATH": str(HERE)},
+    )
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["hits"]["public"][0] == "/"  # the public-range listener IS reached
+    assert out["hits"]["private"] == [] and out["hits"]["link_local"] == []
+    assert out["fetched"] == {"10.7.7.7": "error", "169.254.7.7": "error"}
+    assert "private addresses are not public" in out["texts"]["10.7.7.7"]
+    assert "link-local addresses are not public" in out["texts"]["169.254.7.7"]
+    assert any("169.254.7.7" in n for n in out["notes"])
+
+
+async def test_blocked_navigation_reaches_the_model_on_screenshot_and_in_output() -> None:
+    with serve({"/": html("<p>secret</p>")}) as site:
+        link = f"<a href='{site.url}' style='display:block;width:640px;height:480px'>go</a>"
+        start = "data:text/html;base64," + base64.b64encode(link.encode()).decode()
+        async with BrowserComputer(640, 480, start_url=start) as b:
+            ex = ComputerExecutor(b)
+            click = {"type": "click", "button": "left", "x": 300, "y": 300}
+            r = await ex.execute({"type": "computer_call", "call_id": "c1", "action": click})
+            shot = {"type": "screenshot"}
+
+            async def notes() -> Any:
+                nonlocal r
+                if not r.notes:
+                    r = await ex.execute({"type": "computer_call", "call_id": "c2", "action": shot})
+                return r
+
+            r = await until(notes, lambda res: bool(res.notes))
+            page_text = await until(lambda: text(b), lambda t: "Blocked by itemloop" in t)
+        assert site.hits == []
+        said = r.notes[0]["content"][0]["text"]
+        assert "127.0.0.1" in said and "loopback" in said and "127.0.0.1" in r.summary
+        png = base64.b64decode(r.output["output"]["image_url"].split(",", 1)[1])
+        assert pixel(png, 2, 2) == BANNER_RED
+        assert "loopback addresses are not public" in page_text
+
+
+# -- files --------------------------------------------------------------------------
+
+
+async def test_a_download_lands_in_the_workspace(tmp_path: Path) -> None:
+    attachment = {"Content-Disposition": 'attachment; filename="report.txt"'}
+    pages = {
+        "/": html("<a id=d href='/file' style='display:block;width:600px;height:400px'>dl</a>"),
+        "/file": ("text/plain", b"quarterly numbers\n", attachment),
+    }
+    with serve(pages) as site:
+        async with BrowserComputer(
+            640, 480, start_url=site.url, workspace=tmp_path, policy=LOCAL
+        ) as b:
+            saved = tmp_path / "downloads"
+
+            async def names() -> list[str]:
+                return await anyio.to_thread.run_sync(_listing, saved)
+
+            await b.click(300, 200)
+            await until(names, lambda n: len(n) == 1)
+            await b.click(300, 200)
+            got = await until(names, lambda n: len(n) == 2)
+            notes = b.take_notes()
+    assert got == ["report (1).txt", "report.txt"]
+    assert (saved / "report.txt").read_bytes() == b"quarterly numbers\n"
+    assert any("downloads/report.txt" in n for n in notes)
+
+
+async def test_a_download_never_follows_a_symlinked_downloads_dir(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    (ws / "downloads").symlink_to(outside)
+    pages = {
+        "/": html("<a href='/f' style='display:block;width:600px;height:400px'>dl</a>"),
+        "/f": ("text/plain", b"x", {"Content-Disposition": "attachment; filename=x.txt"}),
+    }
+    with serve(pages) as site:
+        async with BrowserComputer(640, 480, start_url=site.url, workspace=ws, policy=LOCAL) as b:
+            await b.click(300, 200)
+            notes = await until(lambda: _notes(b), bool)
+    assert os.listdir(outside) == []
+    assert "not saved" in notes[0] and "downloads/" in notes[0]
+
+
+async def _notes(b: BrowserComputer) -> list[str]:
+    return b.take_notes()
+
+
+def test_download_names_are_sanitised() -> None:
+    assert sanitise_name("../../etc/passwd") == "passwd"
+    assert sanitise_name(".bashrc") == "_bashrc"
+    assert sanitise_name("a\x00b\nc.txt") == "a_b_c.txt"
+    assert sanitise_name("") == "download"
+    assert len(sanitise_name("x" * 500 + ".pdf").encode()) <= 200
+
+
+CHOOSER_PAGE = """<input type=file id=f style='position:absolute;left:20px;top:20px;
+width:300px;height:60px'><pre id=out></pre><script>
+document.getElementById('f').addEventListener('change', async e => {
+  const f = e.target.files[0];
+  document.getElementById('out').textContent = f.name + ':' + await f.text();
+});</script>"""
+
+
+async def test_a_file_chooser_picks_a_workspace_file(tmp_path: Path) -> None:
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "hello.txt").write_text("hello from the workspace")
+    (tmp_path / "link.txt").symlink_to("/etc/hostname")
+    start = "data:text/html;base64," + base64.b64encode(CHOOSER_PAGE.encode()).decode()
+    async with BrowserComputer(640, 480, start_url=start, workspace=tmp_path) as b:
+        ex = ComputerExecutor(b)
+        click = {"type": "click", "button": "left", "x": 100, "y": 50}
+        r = await ex.execute({"type": "computer_call", "call_id": "c1", "action": click})
+        seen = [" ".join(n["content"][0]["text"] for n in r.notes)]
+
+        async def chooser_noted() -> bool:
+            seen.append(" ".join(b.take_notes()))
+            return "file chooser" in " ".join(seen)
+
+        await until(chooser_noted, bool)
+        for bad in ("../etc/passwd", "/etc/passwd", "link.txt"):
+            acts = [{"type": "type", "text": bad}, {"type": "keypress", "keys": ["ENTER"]}]
+            r = await ex.execute({"type": "computer_call", "call_id": "c2", "actions": acts})
+            assert not r.ok and "file chooser" in r.summary, bad
+        acts = [
+            {"type": "type", "text": "notes/hello.txt"},
+            {"type": "keypress", "keys": ["ENTER"]},
+        ]
+        r = await ex.execute({"type": "computer_call", "call_id": "c3", "actions": acts})
+        assert r.ok, r.summary
+        shown = await until(
+            lambda: b.page.evaluate("document.getElementById('out').textContent"), bool
+        )
+    assert shown == "hello.txt:hello from the workspace"
+
+
+pytestmark.append(pytest.mark.timeout(180))
+
+
+async def test_the_toolset_gives_the_browser_its_policy_and_workspace(tmp_path: Path) -> None:
+    from itemloop.tools.config import ComputerConfig, SandboxConfig, ToolsetConfig
+    from itemloop.tools.toolset import Toolset
+
+    pages = {
+        "/": html("<a href='/f' style='display:block;width:600px;height:400px'>dl</a>"),
+        "/f": ("text/plain", b"via toolset", {"Content-Disposition": "attachment; filename=t.txt"}),
+    }
+    with serve(pages) as site:
+        config = ToolsetConfig(
+            builtins=("computer",),
+            sandbox=SandboxConfig(workspace=tmp_path),
+            computer=ComputerConfig(
+                start_url=site.url, browser_network="all", browser_deny=("evil.test",)
+            ),
+        )
+        async with Toolset(config) as tools:
+            assert any("any address" in n and "except evil.test" in n for n in tools.notices)
+            b = tools.computer
+            assert isinstance(b, BrowserComputer)
+            await b.click(300, 200)
+            saved = tmp_path / "downloads"
+            await until(lambda: anyio.to_thread.run_sync(_listing, saved), bool)
+    assert (saved / "t.txt").read_bytes() == b"via toolset"
+
+
+def test_a_planted_symlink_in_the_staging_dir_is_not_copied(tmp_path: Path) -> None:
+    from itemloop.sandbox.browser_files import WorkspaceFileError, save_download
+
+    secret = tmp_path / "secret"
+    secret.write_text("root only")
+    staged = tmp_path / "staged"
+    staged.symlink_to(secret)
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    with pytest.raises(WorkspaceFileError, match="unreadable"):
+        save_download(str(ws), str(staged), "x.txt")
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    with pytest.raises(WorkspaceFileError, match="not a plain file"):
+        save_download(str(ws), str(fifo), "x.txt")
+    assert _listing(ws / "downloads") == []

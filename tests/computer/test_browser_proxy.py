@@ -1,0 +1,89 @@
+"""PolicyProxy over real sockets on 127.0.0.1: what a hostile client of the proxy gets."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+import anyio
+import anyio.abc
+import pytest
+from web_probe import html, serve
+
+from itemloop.sandbox.browser_proxy import PolicyProxy, ResolverRules
+from itemloop.sandbox.net_policy import NetworkPolicy, Refusal
+
+pytestmark = pytest.mark.anyio
+
+
+@asynccontextmanager
+async def proxy(
+    policy: NetworkPolicy, refused: list[Refusal], **kw: object
+) -> AsyncIterator[Callable[[bytes], object]]:
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
+    port = listener.extra(anyio.abc.SocketAttribute.local_port)
+    p = PolicyProxy(policy, on_refusal=refused.append, **kw)  # type: ignore[arg-type]
+
+    async def ask(request: bytes) -> bytes:
+        async with await anyio.connect_tcp("127.0.0.1", port) as s:
+            await s.send(request)
+            out = b""
+            with anyio.fail_after(15):
+                async for chunk in s:
+                    out += chunk
+            return out
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(p.serve, listener)
+        yield ask
+        tg.cancel_scope.cancel()
+
+
+async def test_names_resolving_to_loopback_are_refused_by_address() -> None:
+    refused: list[Refusal] = []
+    with serve({"/": html("secret")}) as site:
+        async with proxy(NetworkPolicy(), refused) as ask:
+            req = f"GET http://localhost:{site.port}/ HTTP/1.1\r\nHost: x\r\n\r\n".encode()
+            out = await ask(req)
+    assert out.startswith(b"HTTP/1.1 403") and b"loopback" in out  # type: ignore[attr-defined]
+    assert site.hits == [] and refused[0].address in ("127.0.0.1", "::1")
+
+
+async def test_connect_refused_and_origin_form_refused() -> None:
+    refused: list[Refusal] = []
+    with serve({"/": html("secret")}) as site:
+        async with proxy(NetworkPolicy(), refused) as ask:
+            out = await ask(f"CONNECT 127.0.0.1:{site.port} HTTP/1.1\r\nHost: h\r\n\r\n".encode())
+            assert out.startswith(b"HTTP/1.1 403")  # type: ignore[attr-defined]
+            out = await ask(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            assert out.startswith(b"HTTP/1.1 400")  # type: ignore[attr-defined]
+            out = await ask(b"\x00\xff garbage\r\n\r\n")
+            assert out.startswith(b"HTTP/1.1 400")  # type: ignore[attr-defined]
+    assert site.hits == []
+
+
+async def test_one_request_per_connection_a_second_never_rides_the_first() -> None:
+    refused: list[Refusal] = []
+    with serve({"/": html("ok")}) as site:
+        async with proxy(NetworkPolicy.of("all", deny=["evil.test"]), refused) as ask:
+            two = (
+                f"GET http://127.0.0.1:{site.port}/ HTTP/1.1\r\nHost: a\r\n\r\n"
+                f"GET http://evil.test:{site.port}/other HTTP/1.1\r\nHost: evil.test\r\n\r\n"
+            ).encode()
+            out = await ask(two)
+    assert out.split(b"\r\n")[0].endswith(b" 200 OK")  # type: ignore[attr-defined]
+    assert site.hits == ["/"]
+
+
+async def test_resolver_rules_map_names_and_quiet_hosts_are_not_reported() -> None:
+    refused: list[Refusal] = []
+    with serve({"/": html("mapped")}) as site:
+        rules = ResolverRules.from_args([f"--host-resolver-rules=MAP *.test 127.0.0.1:{site.port}"])
+        async with proxy(
+            NetworkPolicy.of("all"), refused, rules=rules, quiet_deny=["update.test"]
+        ) as ask:
+            out = await ask(b"GET http://docs.test/ HTTP/1.1\r\nHost: docs.test\r\n\r\n")
+            assert b"mapped" in out  # type: ignore[operator]
+            out = await ask(b"GET http://update.test/ HTTP/1.1\r\nHost: update.test\r\n\r\n")
+            assert out.startswith(b"HTTP/1.1 403")  # type: ignore[attr-defined]
+    assert site.hits == ["/"] and refused == []
