@@ -23,9 +23,11 @@ Allow and deny lists only narrow: an allowed name still has its addresses
 checked (use `mode="all"` for an allow list of local hosts). Unix sockets are
 never reachable through the proxy (it only opens TCP connections).
 
-Not covered: addresses embedded in IPv6 transition prefixes (6to4, Teredo,
-NAT64) are judged as IPv6 addresses, which `ipaddress` mostly calls
-non-global; what a reachable public host forwards to is its own business.
+An IPv4 address embedded in an IPv6 transition prefix (6to4 2002::/16,
+Teredo 2001::/32's client, NAT64 64:ff9b::/96) is judged as that IPv4
+address too, so a gateway on the way cannot carry a page to 127.0.0.1 or
+10.0.0.1. Not covered: what a reachable public host forwards to is its own
+business.
 """
 
 from __future__ import annotations
@@ -61,8 +63,12 @@ def _name(host: str) -> str:
 
 def address_class(ip: IPAddress) -> str | None:
     """The non-public class `ip` falls in ("loopback", "private", ...), or None if public."""
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        return address_class(ip.ipv4_mapped)
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return address_class(ip.ipv4_mapped)
+        embedded = _embedded_ipv4(ip)
+        if embedded is not None and (kind := address_class(embedded)) is not None:
+            return f"{kind} (embedded in {ip})"
     if ip.is_unspecified:
         return "unspecified"
     if ip.is_loopback:
@@ -81,6 +87,18 @@ def address_class(ip: IPAddress) -> str | None:
 
 
 _CGNAT = ipaddress.IPv4Network("100.64.0.0/10")
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+
+
+def _embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address a 6to4, Teredo (its client) or NAT64 address carries, if any."""
+    if ip.sixtofour is not None:
+        return ip.sixtofour
+    if ip.teredo is not None:
+        return ip.teredo[1]
+    if ip in _NAT64:
+        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    return None
 
 
 @dataclass(frozen=True, slots=True)
