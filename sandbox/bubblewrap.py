@@ -425,7 +425,8 @@ class BubblewrapSandbox(ChannelSandbox):
         """What the launcher stages for bubblewrap: the workspace and the writable paths,
         idmapped from their owners to `COMMAND_ID`; the shown tool directories, plain."""
         rw = [str(self.workspace), *(os.path.realpath(p) for p in self.options.writable_paths)]
-        mounts = [StagedMount(p, f"w{i}", owner(p)) for i, p in enumerate(dict.fromkeys(rw))]
+        rw = [p for p in dict.fromkeys(rw) if os.path.isdir(p)]  # bwrap_args refuses the rest
+        mounts = [StagedMount(p, f"w{i}", owner(p)) for i, p in enumerate(rw)]
         mounts += [StagedMount(t, f"t{i}", None) for i, t in enumerate(self.shown_tools())]
         return mounts
 

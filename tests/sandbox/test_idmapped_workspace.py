@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from itemloop.sandbox import SandboxOptions
+from itemloop.sandbox import SandboxOptions, SandboxUnavailable
 from itemloop.sandbox.bubblewrap import BubblewrapSandbox
 from itemloop.sandbox.channel_sandbox import ChannelSandbox
 from itemloop.sandbox.idmap import COMMAND_ID
@@ -242,3 +242,12 @@ async def test_without_idmapped_mounts_the_fallback_holds_and_says_why(
         assert r.stdout == "0\n", r
         r = await sb.run(["cat", "/etc/shadow"])
         assert r.stdout == "", r  # hidden by path
+
+
+async def test_a_writable_path_that_is_no_directory_is_refused_clearly(
+    make: Make, workspace: Path, tmp_path: Path
+) -> None:
+    sb = local(make, workspace, writable_paths=[str(tmp_path / "missing")])
+    with pytest.raises(SandboxUnavailable, match="is not a directory"):
+        async with sb:
+            pass
