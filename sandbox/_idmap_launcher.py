@@ -1,11 +1,15 @@
 """Start bubblewrap as an unprivileged uid, the workspace writable through idmapped mounts.
 
-Run as a script by the host's Python, as root (`python3 -I -S _idmap_launcher.py
-SPEC -- BWRAP ARGV...`), from `idmap.launcher_argv`; standard library only.
-SPEC is a JSON object:
+Run as a script by the host's Python, as root, from `idmap.launcher_argv`:
 
-  {"procs": [cgroup.procs files], "uid": U, "gid": G, "stage": "/tmp",
-   "mounts": [{"source": "/abs", "name": "w0", "owner": [uid, gid] | null}]}
+  python3 -I -S _idmap_launcher.py U G STAGE [--procs PATH]...
+      [--mount NAME OWNER SOURCE]... -- BWRAP ARGV...
+
+`--procs`: a `cgroup.procs` file of the session's cgroup; `--mount`: a source
+to stage at STAGE/NAME, idmapped from OWNER (`uid:gid`) to U and G, or a
+read-only plain clone when OWNER is `-`. Standard library only, and as little
+of it as will do: it runs at every start of a sandbox (json, platform and
+signal would double its start-up time).
 
 In order: join the session's cgroup (before anything forks), take a clone of
 each source (`open_tree(OPEN_TREE_CLONE | AT_RECURSIVE)`, detached), make the
@@ -28,10 +32,7 @@ to running as root (see `bubblewrap.py`).
 from __future__ import annotations
 
 import ctypes
-import json
 import os
-import platform
-import signal
 import struct
 import sys
 
@@ -55,6 +56,7 @@ MOVE_MOUNT_F_EMPTY_PATH = 0x4
 MOUNT_ATTR_RDONLY, MOUNT_ATTR_NOSUID, MOUNT_ATTR_NODEV = 0x1, 0x2, 0x4
 MOUNT_ATTR_IDMAP = 0x00100000
 PR_SET_PDEATHSIG = 1
+SIGKILL = 9
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.syscall.restype = ctypes.c_long
@@ -151,25 +153,44 @@ def mount(source: bytes | None, target: str, fstype: bytes | None, flags: int, d
     )
 
 
-def prepare(spec: dict[str, object]) -> None:
+class Spec:
+    """The command line before `--` (see the module docstring)."""
+
+    def __init__(self, args: list[str]) -> None:
+        self.uid, self.gid, self.stage = int(args[0]), int(args[1]), args[2]
+        self.procs: list[str] = []
+        self.mounts: list[tuple[str, tuple[int, int] | None, str]] = []
+        i = 3
+        while i < len(args):
+            if args[i] == "--procs":
+                self.procs.append(args[i + 1])
+                i += 2
+            elif args[i] == "--mount":
+                name, owner, source = args[i + 1 : i + 4]
+                ids = None if owner == "-" else owner.split(":")
+                self.mounts.append(
+                    (name, None if ids is None else (int(ids[0]), int(ids[1])), source)
+                )
+                i += 4
+            else:
+                raise ValueError(f"unknown option {args[i]!r}")
+
+
+def prepare(spec: Spec) -> None:
     """Everything before the exec (see the module docstring); raises `Failed`."""
-    if platform.machine() not in MACHINES:
-        raise Failed(f"the mount API's system call numbers are not known on {platform.machine()}")
-    uid, gid = int(spec["uid"]), int(spec["gid"])  # type: ignore[call-overload]
-    procs = spec["procs"]
-    assert isinstance(procs, list)
-    for path in procs:
+    machine = os.uname().machine
+    if machine not in MACHINES:
+        raise Failed(f"the mount API's system call numbers are not known on {machine}")
+    uid, gid = spec.uid, spec.gid
+    for path in spec.procs:
         try:
-            with open(str(path), "w", encoding="ascii") as f:
+            with open(path, "w", encoding="ascii") as f:
                 f.write(str(os.getpid()))
         except OSError as e:
             raise Failed(f"cannot join the session's cgroup ({path}): {e.strerror}") from None
-    mounts = spec["mounts"]
-    assert isinstance(mounts, list)
     userns: dict[tuple[int, int], int] = {}
     trees: list[tuple[int, str]] = []
-    for m in mounts:
-        source, name, owner = str(m["source"]), str(m["name"]), m["owner"]
+    for name, owner, source in spec.mounts:
         try:
             tree = clone_tree(source)
         except Failed as e:
@@ -177,7 +198,7 @@ def prepare(spec: dict[str, object]) -> None:
         if owner is None:
             set_attrs(tree, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV)
         else:
-            key = (int(owner[0]), int(owner[1]))
+            key = owner
             if key not in userns:
                 userns[key] = idmap_userns(key, uid, gid)
             try:
@@ -189,7 +210,7 @@ def prepare(spec: dict[str, object]) -> None:
         trees.append((tree, name))
     unshare(CLONE_NEWNS, "a private mount namespace")
     mount(None, "/", None, MS_REC | MS_PRIVATE, None, "making / private")
-    stage = str(spec["stage"])
+    stage = spec.stage
     mount(b"tmpfs", stage, b"tmpfs", MS_NOSUID | MS_NODEV, b"mode=0755,size=64k", "stage")
     for tree, name in trees:
         target = os.path.join(stage, name)
@@ -207,24 +228,26 @@ def prepare(spec: dict[str, object]) -> None:
         raise Failed("the uid switch did not hold")
     # A change of uid clears the parent-death signal: ask for it again, then make
     # sure the parent did not die before (bubblewrap's --die-with-parent takes over).
-    _check(_libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "prctl")
+    _check(_libc.prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0), "prctl")
     if os.getppid() != parent:
         raise Failed("itemloop exited")
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) < 3 or argv[1] != "--":
-        print(f"{FAILED} usage: _idmap_launcher.py SPEC -- BWRAP ARGV...", file=sys.stderr)
-        return 2
+    if "--" not in argv or argv.index("--") + 1 >= len(argv):
+        print(f"{FAILED} usage: _idmap_launcher.py U G STAGE ... -- BWRAP ARGV...", file=sys.stderr)
+        return EXIT_FAILED
+    split = argv.index("--")
+    command = argv[split + 1 :]
     try:
-        prepare(json.loads(argv[0]))
-    except (Failed, OSError, ValueError, KeyError, TypeError) as e:
+        prepare(Spec(argv[:split]))
+    except (Failed, OSError, ValueError, IndexError) as e:
         print(f"{FAILED} {e}", file=sys.stderr, flush=True)
         return EXIT_FAILED
     try:
-        os.execv(argv[2], argv[2:])
+        os.execv(command[0], command)
     except OSError as e:
-        print(f"{FAILED} cannot execute {argv[2]}: {e.strerror}", file=sys.stderr, flush=True)
+        print(f"{FAILED} cannot execute {command[0]}: {e.strerror}", file=sys.stderr, flush=True)
     return EXIT_FAILED
 
 

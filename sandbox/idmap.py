@@ -39,9 +39,7 @@ are root's, and so `nobody`'s inside.
 from __future__ import annotations
 
 import grp
-import json
 import os
-import platform
 import pwd
 import stat
 from collections.abc import Sequence
@@ -75,8 +73,8 @@ def unavailable_reason() -> str | None:
     """Why commands cannot run under `COMMAND_ID` here; None when they can be tried."""
     if os.geteuid() != 0:
         return "itemloop is not running as root"
-    if platform.machine() not in MACHINES:
-        return f"the mount API is not known to itemloop on {platform.machine()}"
+    if os.uname().machine not in MACHINES:
+        return f"the mount API is not known to itemloop on {os.uname().machine}"
     for lookup, what in ((pwd.getpwuid, "/etc/passwd"), (grp.getgrgid, "/etc/group")):
         try:
             lookup(COMMAND_ID)
@@ -146,13 +144,10 @@ def launcher_argv(
 ) -> list[str]:
     """The argv that runs `bwrap_argv` under `COMMAND_ID` with `mounts` staged, after
     joining the cgroup of `procs` (its `cgroup.procs` files)."""
-    spec = {
-        "procs": list(procs),
-        "uid": COMMAND_ID,
-        "gid": COMMAND_ID,
-        "stage": STAGE_DIR,
-        "mounts": [
-            {"source": m.source, "name": m.name, "owner": m.owner and list(m.owner)} for m in mounts
-        ],
-    }
-    return [python, "-I", "-S", launcher_path(), json.dumps(spec), "--", *bwrap_argv]
+    args = [str(COMMAND_ID), str(COMMAND_ID), STAGE_DIR]
+    for p in procs:
+        args += ["--procs", p]
+    for m in mounts:
+        owner = "-" if m.owner is None else f"{m.owner[0]}:{m.owner[1]}"
+        args += ["--mount", m.name, owner, m.source]
+    return [python, "-I", "-S", launcher_path(), *args, "--", *bwrap_argv]
