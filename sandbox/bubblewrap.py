@@ -39,8 +39,9 @@ Limits. Each session's sandbox runs in its own cgroup (`cgroups.py`: v2
 where the host has the controllers there, else v1, as in hybrid mode) with
 the memory, process and CPU limits of `SandboxOptions` (`memory_bytes`,
 `max_processes`, `cpus`: the same meaning as in `docker`); bubblewrap joins
-it through a shell before it forks (`SessionCgroup.join_argv`), and it is
-removed when the session ends. The private tmpfs mounts (/tmp, /run,
+it through a shell before it forks (`SessionCgroup.join_argv`; as root, the
+launcher joins it, before it drops its uid), and it is removed when the
+session ends. The private tmpfs mounts (/tmp, /run,
 /dev/shm) are sized to `memory_bytes` (their pages count against it too).
 Where no cgroup can be made (not root, no delegated subtree) the session
 runs without those limits; `notices` says which limits hold, or that none

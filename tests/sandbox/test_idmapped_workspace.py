@@ -7,12 +7,14 @@ path hiding turned off, files a command creates stored as the workspace's
 owner (a workspace and a writable path given to other uids than root, so the
 ownership shows which uid wrote), a file of the owner writable and one of
 root not, the set-ID attack on the idmapped workspace, the host's mount table
-unchanged during and after a session (and after a SIGKILL of its owner), and
-the fallback, with its reason, when an idmapped mount cannot be made.
+unchanged during and after a session (and after a SIGKILL of its owner), a
+`--hide` path in a directory that uid cannot enter, and the fallback, with
+its reason, when an idmapped mount cannot be made (a workspace on ramfs).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -225,23 +227,62 @@ async def test_a_sigkilled_owner_leaves_no_mount_and_no_process(
     assert mountinfo() == before
 
 
-async def test_without_idmapped_mounts_the_fallback_holds_and_says_why(
+FALLBACK_SESSION = """
+import json, sys, anyio
+from pathlib import Path
+from itemloop.sandbox.bubblewrap import BubblewrapSandbox
+
+async def main():
+    sb = BubblewrapSandbox(Path(sys.argv[1]))
+    before = sb.thorough
+    async with sb:
+        uid = (await sb.run(["id", "-u"])).stdout
+        shadow = (await sb.run(["cat", "/etc/shadow"])).stdout
+        made = (await sb.run(["sh", "-c", "echo x > made && echo ok"])).stdout
+        print(json.dumps(dict(before=before, after=sb.thorough, why=sb.thorough_unavailable(),
+                              notices=sb.notices, uid=uid, shadow=shadow, made=made)))
+
+anyio.run(main)
+"""
+
+
+def test_without_idmapped_mounts_the_fallback_holds_and_says_why(
     make: Make, workspace: Path
 ) -> None:
-    """A writable path on a filesystem without idmapped mounts (devpts)."""
-    if not os.path.isdir("/dev/pts"):  # noqa: ASYNC240
-        pytest.skip("no /dev/pts here")
-    sb = local(make, workspace, writable_paths=["/dev/pts"])
-    async with sb:
-        assert not sb.thorough
-        why = sb.thorough_unavailable()
-        assert why is not None and "idmapped mount of /dev/pts" in why, why
-        notice = next(n for n in sb.notices if "commands run as root" in n)
-        assert why in notice and "/etc/shadow" in notice and "set-user-ID" in notice, notice
-        r = await sb.run(["id", "-u"])
-        assert r.stdout == "0\n", r
-        r = await sb.run(["cat", "/etc/shadow"])
-        assert r.stdout == "", r  # hidden by path
+    """A workspace on ramfs, which has no idmapped mounts: mounted in a mount namespace
+    of the test's own (unshare), so the host never sees it."""
+    unshare = shutil.which("unshare")
+    if unshare is None:
+        pytest.skip("no unshare (util-linux) here")
+    make("local", workspace)  # skips where the local sandbox cannot run
+    script = 'mount -t ramfs -o mode=0755 none "$1" && shift && exec "$@"'
+    r = subprocess.run(
+        [
+            unshare,
+            "--mount",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            script,
+            "sh",
+            str(workspace),
+            sys.executable,
+            "-c",
+            FALLBACK_SESSION,
+            str(workspace),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert r.returncode == 0, r.stderr
+    got = json.loads(r.stdout)
+    assert got["before"] is True and got["after"] is False, got
+    assert "idmapped mount of" in got["why"] and "mount_setattr" in got["why"], got
+    notice = next(n for n in got["notices"] if "commands run as root" in n)
+    assert got["why"] in notice and "/etc/shadow" in notice and "set-user-ID" in notice
+    assert got["uid"] == "0\n" and got["shadow"] == "" and got["made"] == "ok\n", got
 
 
 async def test_a_writable_path_that_is_no_directory_is_refused_clearly(
@@ -251,3 +292,27 @@ async def test_a_writable_path_that_is_no_directory_is_refused_clearly(
     with pytest.raises(SandboxUnavailable, match="is not a directory"):
         async with sb:
             pass
+
+
+@pytest.fixture
+def closed_dir() -> Iterator[Path]:
+    """A host directory of mode 0700 (outside /tmp, which the sandbox replaces)."""
+    d = Path("/var/tmp") / f"itemloop-test-{os.getpid()}-{id(object())}"
+    d.mkdir(mode=0o700)
+    try:
+        (d / "secret").write_text("s3cret\n")
+        yield d
+    finally:
+        shutil.rmtree(d)
+
+
+async def test_a_hidden_path_the_uid_cannot_reach_does_not_stop_the_mode(
+    make: Make, workspace: Path, closed_dir: Path
+) -> None:
+    """bubblewrap, as the commands' uid, cannot mount over a path in a directory it
+    cannot enter: such a `--hide` is left out (the uid cannot read it anyway)."""
+    async with local(make, workspace, hidden_paths=[str(closed_dir / "secret")]) as sb:
+        assert sb.thorough, sb.thorough_unavailable()
+        r = await sb.run(["cat", str(closed_dir / "secret")])
+        assert r.exit_code != 0 and "s3cret" not in r.stdout, r
+        assert "Permission denied" in r.stderr, r
