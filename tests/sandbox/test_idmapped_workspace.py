@@ -28,7 +28,7 @@ import pytest
 from itemloop.sandbox import SandboxOptions, SandboxUnavailable
 from itemloop.sandbox.bubblewrap import BubblewrapSandbox
 from itemloop.sandbox.channel_sandbox import ChannelSandbox
-from itemloop.sandbox.idmap import COMMAND_ID
+from itemloop.sandbox.idmap import COMMAND_ID, STAGE_DIR
 
 pytestmark = [pytest.mark.anyio, pytest.mark.bwrap]
 
@@ -57,9 +57,20 @@ def owned_workspace(workspace: Path) -> Path:
 
 
 def mountinfo() -> list[str]:
-    """The host's mount table (ours), without the per-mount ids that change on remount."""
+    """The host's mounts (ours) where the launcher's could show: on the stage (/tmp,
+    which holds the workspaces of these tests), over /root, or idmapped anywhere.
+    (Other programs on a shared machine mount elsewhere meanwhile: Docker's overlays.)"""
+    found = []
     with open("/proc/self/mountinfo", encoding="utf-8") as f:
-        return sorted(line.split(" ", 2)[2] for line in f)
+        for line in f:
+            fields = line.split(" ")
+            point = fields[4]
+            if (
+                any(point == p or point.startswith(p + "/") for p in (STAGE_DIR, "/root"))
+                or "idmapped" in line
+            ):
+                found.append(" ".join(fields[2:]))
+    return sorted(found)
 
 
 def uids(pid: int) -> list[int]:
