@@ -327,3 +327,22 @@ async def test_a_hidden_path_the_uid_cannot_reach_does_not_stop_the_mode(
         r = await sb.run(["cat", str(closed_dir / "secret")])
         assert r.exit_code != 0 and "s3cret" not in r.stdout, r
         assert "Permission denied" in r.stderr, r
+
+
+def test_an_interpreter_the_uid_cannot_read_means_the_fallback(
+    make: Make, workspace: Path, closed_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The runner's Python two closed directories deep (the first one's child is shown
+    to commands, the second stays closed): the fallback, and the notice says why."""
+    inner = closed_dir / "inner"
+    inner.mkdir(mode=0o700)
+    python = inner / "python3"
+    shutil.copy(sys.executable, python)
+    sb = local(make, workspace)
+    monkeypatch.setattr("itemloop.sandbox.bubblewrap.runner_python", lambda: str(python))
+    assert not sb.thorough
+    why = sb.thorough_unavailable()
+    assert why == f"uid {COMMAND_ID} cannot read the runner's Python ({python})", why
+    assert any("commands run as root" in n and why in n for n in sb.notices), sb.notices
+    os.chmod(inner, 0o755)  # now the shown child leads to it
+    assert sb.thorough, sb.thorough_unavailable()
