@@ -378,9 +378,10 @@ class BubblewrapSandbox(ChannelSandbox):
         return blocked_ancestor(m.path) is None
 
     def shown_tools(self) -> list[str]:
-        """Directories kept visible (read-only) inside a hidden root-only directory: for
-        each directory of PATH and the runner's Python installation under one (a pyenv
-        or cargo in /root), the hidden directory's child that holds it (/root/.pyenv)."""
+        """Directories kept visible (read-only) inside a hidden root-only directory, or,
+        under `COMMAND_ID`, one that uid cannot traverse: for each directory of PATH and
+        the runner's Python installation under one (a pyenv or cargo in /root), the
+        hidden directory's child that holds it (/root/.pyenv)."""
         if not self.as_root:
             return []
         wanted = [os.path.realpath(d) for d in self.path_env().split(":") if os.path.isabs(d)]
