@@ -39,8 +39,9 @@ Limits. Each session's sandbox runs in its own cgroup (`cgroups.py`: v2
 where the host has the controllers there, else v1, as in hybrid mode) with
 the memory, process and CPU limits of `SandboxOptions` (`memory_bytes`,
 `max_processes`, `cpus`: the same meaning as in `docker`); bubblewrap joins
-it through a shell before it forks (`SessionCgroup.join_argv`), and it is
-removed when the session ends. The private tmpfs mounts (/tmp, /run,
+it through a shell before it forks (`SessionCgroup.join_argv`; as root, the
+launcher joins it, before it drops its uid), and it is removed when the
+session ends. The private tmpfs mounts (/tmp, /run,
 /dev/shm) are sized to `memory_bytes` (their pages count against it too).
 Where no cgroup can be made (not root, no delegated subtree) the session
 runs without those limits; `notices` says which limits hold, or that none
@@ -49,20 +50,41 @@ bounded by the filesystem (`workspace_size.py`): a command is refused while
 the workspace is over it, and one that grows it past it is stopped (the
 sandbox is killed, and restarted for the next command) with a note.
 
-Run as root, commands are root on the host's side too (bubblewrap maps the
-caller's uid: they own every host file, read-only or not). What holds then
-is the fallback of issue 10 item 6, reported in `notices`: the files only
-root may read are hidden by path (`ROOT_ONLY_PATHS`: the password and group
-shadows, sudoers, SSH host keys, TLS private keys, keytabs, VPN and Wi-Fi
-secrets, Docker's and containerd's state, /root), and the seccomp filter
-refuses set-user-ID and set-group-ID modes (`seccomp.py`), so no setuid-root
-program is left in the workspace. Of /root, the workspace and writable paths
-inside it stay visible, and so does, read-only, each child of /root holding a
-directory of PATH or the runner's Python (a pyenv, a cargo: /root/.pyenv),
-its credential files hidden as in any home. Not covered: a root-only file
-elsewhere than those paths is readable (a mode check of the whole tree would
-be slow and racy); the thorough fix (commands under an unprivileged host uid,
-the workspace through an idmapped mount) is not done.
+Run as root, bubblewrap alone would make commands root on the host's side
+too (it maps the caller's uid: they would own every host file, read-only or
+not). So as root, commands run under an unprivileged host uid instead,
+`idmap.COMMAND_ID` (2000000000, unallocated; see `idmap.py`): bubblewrap is
+started by a launcher (`_idmap_launcher.py`, run as root) that joins the
+session's cgroup, stages the workspace and the writable paths as idmapped
+mounts (their owner's files show as the command's; what commands create is
+stored as the owner's, never chowned) and the tool directories the uid could
+not reach otherwise, all in a private mount namespace of its own (nothing is
+ever mounted on the host, even after a SIGKILL), then drops to that uid and
+execs bubblewrap. Commands then have only the "other" permissions of every
+host file: /etc/shadow, /root and any other root-only file are unreadable,
+whatever its path. A directory that uid cannot traverse and that holds the
+workspace, a writable path or a tool directory (/root holding a pyenv, a
+home of mode 0750) is an empty tmpfs inside, with those bound into it. Two
+walls stay as well: the seccomp filter refuses set-user-ID and set-group-ID
+modes (`seccomp.py`; a file the command makes 4755 in the idmapped workspace
+would be a setuid file of the owner's on disk), and the root-only paths are
+still hidden by path (`ROOT_ONLY_PATHS`, below), as defence in depth.
+
+Where that cannot be done, the fallback of issue 10 item 6 holds, and the
+notice at the start of a run says so and why: itemloop is not root (commands
+run as the user, who owns nothing more), the uid cannot read the runner's
+Python, or the launcher failed (no idmapped mounts on the workspace's
+filesystem, an old kernel: the session falls back when it starts and stays
+so). Commands are then root on the host's side; the files only root may read
+are hidden by path (`ROOT_ONLY_PATHS`: the password and group shadows,
+sudoers, SSH host keys, TLS private keys, keytabs, VPN and Wi-Fi secrets,
+Docker's and containerd's state, /root), and the seccomp filter refuses
+set-ID modes, so no setuid-root program is left in the workspace. Of /root,
+the workspace and writable paths inside it stay visible, and so does,
+read-only, each child of /root holding a directory of PATH or the runner's
+Python (a pyenv, a cargo: /root/.pyenv), its credential files hidden as in
+any home. Not covered by the fallback: a root-only file elsewhere than those
+paths is readable (a mode check of the whole tree would be slow and racy).
 
 There is no fallback: if bubblewrap is missing or cannot create namespaces,
 starting fails with `SandboxUnavailable` saying why and how to fix it.
@@ -89,7 +111,16 @@ from .channel import CommandChannel
 from .channel_sandbox import ChannelSandbox
 from .command import STANDARD_PATH
 from .hidden import Mask, inside, invoking_homes, masks
-from .runner_channel import host_runner_argv, runner_env, spawn_runner
+from .idmap import (
+    COMMAND_ID,
+    StagedMount,
+    blocked_ancestor,
+    launcher_argv,
+    owner,
+    reachable,
+    unavailable_reason,
+)
+from .runner_channel import host_runner_argv, runner_env, runner_path, runner_python, spawn_runner
 from .seccomp import UnsupportedArch, command_filter
 from .workspace_size import disk_usage, interval, shown
 
@@ -155,6 +186,13 @@ def _mask_args(masked: Iterable[Mask]) -> list[str]:
 
 class BubblewrapSandbox(ChannelSandbox):
     name = "local"
+    hide_root_only = True
+    """Hide `ROOT_ONLY_PATHS` when run as root: what protects them in the fallback, and
+    a second wall when commands run under `COMMAND_ID` (tests turn it off to show the
+    uid switch alone keeps /etc/shadow unreadable)."""
+    under_command_uid = True
+    """As root, run commands under `COMMAND_ID` where that works (tests turn it off to
+    exercise the fallback)."""
 
     def __init__(
         self,
@@ -173,11 +211,38 @@ class BubblewrapSandbox(ChannelSandbox):
         self._limits_notice: str | None = None
         self.cgroup: SessionCgroup | None = None
         """The cgroup of the running sandbox (None: none could be made, or not started)."""
+        self._thorough_failed: str | None = None
+        """Why starting under `COMMAND_ID` failed in this session (the fallback holds)."""
 
     @property
     def as_root(self) -> bool:
-        """Commands run as the host's root (bubblewrap maps the caller's uid)."""
+        """itemloop runs as root (bubblewrap alone would map commands to the host's root)."""
         return os.geteuid() == 0
+
+    @property
+    def thorough(self) -> bool:
+        """As root, commands run (are started) under `COMMAND_ID`, the workspace idmapped."""
+        return self.as_root and self.thorough_unavailable() is None
+
+    def thorough_unavailable(self) -> str | None:
+        """Why commands cannot run under `COMMAND_ID`; None when they do (or will)."""
+        why = self._thorough_failed or unavailable_reason()
+        if why is None and not self.under_command_uid:
+            why = "turned off (under_command_uid)"
+        if why is None:
+            why = self._unreachable_interpreter()
+        return why
+
+    def _unreachable_interpreter(self) -> str | None:
+        """The runner's Python (and its standard library), as `COMMAND_ID` would see it."""
+        for path in (runner_python(), os.path.realpath(os.__file__)):
+            start = "/"
+            blocked = blocked_ancestor(path)
+            if blocked is not None:  # its child on the way is shown (`shown_tools`)
+                start = os.path.join(blocked, os.path.relpath(path, blocked).split("/")[0])
+            if not reachable(path, start):
+                return f"uid {COMMAND_ID} cannot read the runner's Python ({path})"
+        return None
 
     @property
     def notices(self) -> list[str]:
@@ -191,12 +256,23 @@ class BubblewrapSandbox(ChannelSandbox):
                 "(measured during commands, not reserved on disk)"
             )
         if self.as_root:
-            notes.append(
-                "local sandbox: commands run as root on the host's side; files only root may "
-                "read are hidden by path (/etc/shadow, /etc/gshadow, /root, SSH host keys, "
-                "sudoers, ...: bubblewrap.ROOT_ONLY_PATHS), and set-user-ID and set-group-ID "
-                "modes are refused (seccomp); other root-only files stay readable"
-            )
+            why = self.thorough_unavailable()
+            if why is None:
+                notes.append(
+                    f"local sandbox: commands run as uid {COMMAND_ID} (not root) on the host's "
+                    "side; workspace idmapped (with the writable paths: files of their owner "
+                    "show as the command's, files it creates are stored as the owner's); "
+                    "set-user-ID and set-group-ID modes are refused (seccomp); files only root "
+                    "may read are unreadable, and also hidden by path (/etc/shadow, /root, ...)"
+                )
+            else:
+                notes.append(
+                    "local sandbox: commands run as root on the host's side "
+                    f"({why}); files only root may read are hidden by path (/etc/shadow, "
+                    "/etc/gshadow, /root, SSH host keys, sudoers, ...: "
+                    "bubblewrap.ROOT_ONLY_PATHS), and set-user-ID and set-group-ID modes are "
+                    "refused (seccomp); other root-only files stay readable"
+                )
         return notes
 
     def home(self) -> str:
@@ -205,12 +281,16 @@ class BubblewrapSandbox(ChannelSandbox):
     def path_env(self) -> str:
         return os.environ.get("PATH") or STANDARD_PATH
 
-    def bwrap_args(self, seccomp_fd: int | None = None) -> list[str]:
+    def bwrap_args(
+        self, seccomp_fd: int | None = None, staged: Sequence[StagedMount] = ()
+    ) -> list[str]:
         """The bubblewrap options (everything before the command).
 
         `seccomp_fd`: a descriptor to read the compiled seccomp filter from (see
-        `seccomp_filter`), passed to bubblewrap.
+        `seccomp_filter`), passed to bubblewrap. `staged`: the sources bubblewrap
+        binds from where the launcher staged them (see `staged_mounts`).
         """
+        source = {m.source: m.staged for m in staged}
         bwrap = bwrap_path()
         if bwrap is None:
             raise SandboxUnavailable(f"the local sandbox needs bubblewrap (bwrap): {INSTALL_HINT}")
@@ -242,14 +322,14 @@ class BubblewrapSandbox(ChannelSandbox):
         # inside the workspace (a workspace that is the home directory) applies.
         args += _mask_args(m for m in masked if m.holds_kept)
         for tools in self.shown_tools():
-            args += ["--ro-bind", tools, tools]
+            args += ["--ro-bind", source.get(tools, tools), tools]
         for extra in self.options.writable_paths:
             real = os.path.realpath(extra)
             if not os.path.isdir(real):
                 raise SandboxUnavailable(f"writable path {extra!r} is not a directory")
-            args += ["--bind", real, real]
+            args += ["--bind", source.get(real, real), real]
         ws = str(self.workspace)
-        args += ["--bind", ws, ws]
+        args += ["--bind", source.get(ws, ws), ws]
         args += _mask_args(m for m in masked if not m.holds_kept)
         if seccomp_fd is not None:
             args += ["--seccomp", str(seccomp_fd)]
@@ -269,24 +349,46 @@ class BubblewrapSandbox(ChannelSandbox):
         keep = [str(self.workspace), *self.options.writable_paths, *self.shown_tools()]
         kept = [os.path.realpath(k) for k in keep]
         hidden = [*self.options.hidden_paths]
-        if self.as_root:
+        if self.as_root and self.hide_root_only:
             hidden += root_only_paths()
-        return [
+        thorough = self.thorough
+        if thorough:
+            # What commands must see under a directory their uid cannot traverse: the
+            # directory becomes an empty tmpfs, with them bound into it.
+            hidden += [b for b in map(blocked_ancestor, kept) if b is not None]
+        found = [
             m
             for m in masks(self.host_homes, hidden, keep)
             if any(inside(m.path, k) for k in kept)
             or not any(inside(m.path, h) for h in HIDDEN_ROOTS)
         ]
+        if thorough:
+            found = [m for m in found if self._reachable_mask(m, found)]
+        return found
+
+    def _reachable_mask(self, m: Mask, found: Sequence[Mask]) -> bool:
+        """Under `COMMAND_ID`, bubblewrap can reach `m`'s place: inside the workspace or a
+        writable path, inside a tmpfs mask, or by directories anyone may traverse. (One it
+        cannot reach hides a path no command could reach either.)"""
+        rw = [os.path.realpath(p) for p in (str(self.workspace), *self.options.writable_paths)]
+        if any(inside(m.path, k) for k in rw):
+            return True
+        if any(d.is_dir and d.path != m.path and inside(m.path, d.path) for d in found):
+            return True
+        return blocked_ancestor(m.path) is None
 
     def shown_tools(self) -> list[str]:
-        """Directories kept visible (read-only) inside a hidden root-only directory: for
-        each directory of PATH and the runner's Python installation under one (a pyenv
-        or cargo in /root), the hidden directory's child that holds it (/root/.pyenv)."""
+        """Directories kept visible (read-only) inside a hidden root-only directory, or,
+        under `COMMAND_ID`, one that uid cannot traverse: for each directory of PATH and
+        the runner's Python installation under one (a pyenv or cargo in /root), the
+        hidden directory's child that holds it (/root/.pyenv)."""
         if not self.as_root:
             return []
-        hidden = [p for p in root_only_paths() if os.path.isdir(p)]
         wanted = [os.path.realpath(d) for d in self.path_env().split(":") if os.path.isabs(d)]
         wanted.append(os.path.realpath(sys.base_prefix))
+        hidden = [p for p in root_only_paths() if os.path.isdir(p)] if self.hide_root_only else []
+        if self.thorough:
+            hidden += [b for b in map(blocked_ancestor, wanted) if b is not None]
         shown: list[str] = []
         for d in wanted:
             for h in hidden:
@@ -310,8 +412,34 @@ class BubblewrapSandbox(ChannelSandbox):
             ) from None
 
     async def open_channel(self, tg: anyio.abc.TaskGroup, stack: AsyncExitStack) -> CommandChannel:
-        """Start bubblewrap with the runner inside it, the filter read from a pipe."""
+        """Start bubblewrap with the runner inside it, the filter read from a pipe: as
+        root under `COMMAND_ID` through the launcher, or, where that fails, as today
+        (the reason kept for the notice, and for the rest of the session)."""
         cgroup = self._session_cgroup(stack)
+        if self.thorough:
+            try:
+                return await self._start(tg, stack, cgroup, thorough=True)
+            except _ThoroughFailed as e:
+                self._thorough_failed = f"starting under uid {COMMAND_ID} failed: {e}"
+        return await self._start(tg, stack, cgroup, thorough=False)
+
+    def staged_mounts(self) -> list[StagedMount]:
+        """What the launcher stages for bubblewrap: the workspace and the writable paths,
+        idmapped from their owners to `COMMAND_ID`; the shown tool directories, plain."""
+        rw = [str(self.workspace), *(os.path.realpath(p) for p in self.options.writable_paths)]
+        rw = [p for p in dict.fromkeys(rw) if os.path.isdir(p)]  # bwrap_args refuses the rest
+        mounts = [StagedMount(p, f"w{i}", owner(p)) for i, p in enumerate(rw)]
+        mounts += [StagedMount(t, f"t{i}", None) for i, t in enumerate(self.shown_tools())]
+        return mounts
+
+    async def _start(
+        self,
+        tg: anyio.abc.TaskGroup,
+        stack: AsyncExitStack,
+        cgroup: SessionCgroup | None,
+        *,
+        thorough: bool,
+    ) -> CommandChannel:
         program = self.seccomp_filter()
         seccomp_fd = None
         if program is not None:
@@ -321,11 +449,18 @@ class BubblewrapSandbox(ChannelSandbox):
             finally:
                 os.close(w)
         try:
-            args = self.bwrap_args(seccomp_fd)
+            staged = self.staged_mounts() if thorough else []
+            args = self.bwrap_args(seccomp_fd, staged)
             hidden = [*HIDDEN_ROOTS, "/dev", "/proc", *(m.path for m in self.masked_paths())]
+            script = runner_path()
+            if thorough and not reachable(script, self._shown_holder(script)):
+                hidden.append(script)  # given as source on the command line instead
 
             def argv_for(fd: int) -> list[str]:
                 argv = [*args, "--", *host_runner_argv(fd, hidden=hidden)]
+                if thorough:  # the launcher joins the cgroup, as root, before it forks
+                    procs = [] if cgroup is None else cgroup.procs_files
+                    return launcher_argv(runner_python(), staged, procs, argv)
                 # bubblewrap joins the cgroup before it forks anything.
                 return argv if cgroup is None else cgroup.join_argv(argv)
 
@@ -334,13 +469,17 @@ class BubblewrapSandbox(ChannelSandbox):
                 pass_fds=() if seccomp_fd is None else (seccomp_fd,),
                 env=runner_env(self.path_env()),
                 cwd=str(self.workspace),
-                unavailable=self.unavailable,
+                unavailable=_ThoroughFailed.from_detail if thorough else self.unavailable,
                 tg=tg,
                 stack=stack,
             )
         finally:
             if seccomp_fd is not None:
                 os.close(seccomp_fd)
+
+    def _shown_holder(self, path: str) -> str:
+        """The shown tool directory holding `path`, or `/`."""
+        return next((t for t in self.shown_tools() if inside(path, t)), "/")
 
     def _session_cgroup(self, stack: AsyncExitStack) -> SessionCgroup | None:
         """A new cgroup for this session's sandbox (removed when `stack` closes, after
@@ -458,3 +597,12 @@ class BubblewrapSandbox(ChannelSandbox):
             "If bubblewrap itself is the problem, choose --sandbox docker --image IMAGE "
             "(or --sandbox host to run unconfined)."
         )
+
+
+class _ThoroughFailed(SandboxUnavailable):
+    """Starting under `COMMAND_ID` failed; the fallback is tried (the message says why)."""
+
+    @classmethod
+    def from_detail(cls, detail: str) -> _ThoroughFailed:
+        lines = [line for line in detail.splitlines() if line.strip()]
+        return cls((lines[0] if lines else detail)[:300])

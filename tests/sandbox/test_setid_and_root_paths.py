@@ -1,4 +1,4 @@
-"""`local` as root (issue 10, item 6, the fallback): no set-ID files, no root-only reads.
+"""`local` as root (issue 10, item 6): no set-ID files, no root-only reads.
 
 Every rule the seccomp filter adds is run for real: the file-mode calls
 (chmod, fchmod, fchmodat, fchmodat2, open, creat, openat, mknod, mknodat and
@@ -6,7 +6,10 @@ their 32-bit numbers) with and without set-ID bits, openat2 and io_uring_setup
 (whose modes the filter cannot see), a real `chmod 4755` (busybox, static) on
 a workspace copy of /bin/sh, and the unfiltered host sandbox as the control
 showing each probe does set the bits there. The root-only paths are checked
-when the tests run as root (as here and in CI).
+when the tests run as root (as here and in CI), in both modes: commands under
+`idmap.COMMAND_ID` (the thorough fix; more in test_idmapped_workspace.py), and
+the fallback (commands as root, the paths hidden), where the thorough fix is
+turned off (`under_command_uid`).
 """
 
 from __future__ import annotations
@@ -224,14 +227,29 @@ async def test_set_id_modes_are_refused(
                     assert value == EPERM, (key, got32)
 
 
+MODES_AS_ROOT = [pytest.param(True, id="under-command-uid"), pytest.param(False, id="fallback")]
+
+
+def local_as(make: Make, workspace: Path, under_command_uid: bool) -> BubblewrapSandbox:
+    sb = make("local", workspace)
+    assert isinstance(sb, BubblewrapSandbox)
+    sb.under_command_uid = under_command_uid
+    if os.geteuid() == 0:
+        assert sb.thorough == under_command_uid, sb.thorough_unavailable()
+    return sb
+
+
 @pytest.mark.bwrap
-async def test_chmod_4755_on_a_copy_of_sh_fails(workspace: Path, make: Make) -> None:
+@pytest.mark.parametrize("under_command_uid", MODES_AS_ROOT)
+async def test_chmod_4755_on_a_copy_of_sh_fails(
+    workspace: Path, make: Make, under_command_uid: bool
+) -> None:
     busybox = shutil.which("busybox")
     if busybox is None:
         pytest.skip("no busybox on this machine")
     shutil.copy("/bin/sh", workspace / "sh")
     os.chmod(workspace / "sh", 0o644)
-    async with make("local", workspace) as sb:
+    async with local_as(make, workspace, under_command_uid) as sb:
         for chmod in ([busybox, "chmod"], ["chmod"]):
             r = await sb.run([*chmod, "4755", "sh"])
             assert r.exit_code != 0, r
@@ -261,16 +279,21 @@ def _is_setuid(path: str) -> bool:
 
 
 @pytest.mark.bwrap
-async def test_root_only_files_are_hidden_as_root(workspace: Path, make: Make) -> None:
+@pytest.mark.parametrize("under_command_uid", MODES_AS_ROOT)
+async def test_root_only_files_are_hidden_as_root(
+    workspace: Path, make: Make, under_command_uid: bool
+) -> None:
     if os.geteuid() != 0:
         pytest.skip("itemloop is not running as root here")
     found = root_only_paths()
     assert "/etc/shadow" in found and "/root" in found, found
     shadow = Path("/etc/shadow").read_text()  # noqa: ASYNC240
     assert shadow, "/etc/shadow is empty on the host: the test would prove nothing"
-    async with make("local", workspace) as sb:
-        assert isinstance(sb, BubblewrapSandbox)
+    async with local_as(make, workspace, under_command_uid) as sb:
         assert any("/etc/shadow" in n and "set-user-ID" in n for n in sb.notices), sb.notices
+        uid = "2000000000" if under_command_uid else "0"
+        r = await sb.run(["id", "-u"])
+        assert r.stdout == f"{uid}\n", r
         first = shadow.splitlines()[0]
         r = await sb.run(["cat", "/etc/shadow", "/etc/gshadow"])
         assert r.stdout == "" and first not in r.stderr, r
@@ -296,16 +319,22 @@ async def test_root_only_files_are_hidden_as_root(workspace: Path, make: Make) -
 
 
 @pytest.mark.bwrap
-async def test_a_workspace_under_root_stays_visible(tmp_path: Path, make: Make) -> None:
+@pytest.mark.parametrize("under_command_uid", MODES_AS_ROOT)
+async def test_a_workspace_under_root_stays_visible(
+    tmp_path: Path, make: Make, under_command_uid: bool
+) -> None:
     if os.geteuid() != 0:
         pytest.skip("itemloop is not running as root here")
     ws = Path("/root") / f".itemloop-test-{os.getpid()}-{tmp_path.name}"
-    ws.mkdir()
+    ws.mkdir(mode=0o700)
     try:
         (ws / "mine.txt").write_text("kept\n")
-        async with make("local", ws) as sb:
+        async with local_as(make, ws, under_command_uid) as sb:
             r = await sb.run(["cat", "mine.txt"])
             assert r.stdout == "kept\n", r
+            r = await sb.run(["sh", "-c", "echo made > made.txt"])
+            assert r.exit_code == 0, r
+            assert (ws / "made.txt").stat().st_uid == 0  # stored as the owner's (root's)
             r = await sb.run(["ls", "-A", "/root"])
             assert ws.name in r.stdout.split(), r
             assert ".profile" not in r.stdout.split(), r
@@ -321,3 +350,4 @@ async def test_the_run_is_told_which_protection_holds(workspace: Path, make: Mak
     config = ToolsetConfig(builtins=("shell",), sandbox=SandboxConfig(workspace=workspace))
     async with Toolset(config) as tools:
         assert any("set-user-ID" in n and "/etc/shadow" in n for n in tools.notices), tools.notices
+        assert any("commands run as uid 2000000000" in n for n in tools.notices), tools.notices
