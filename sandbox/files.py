@@ -34,6 +34,14 @@ before reading any of it; it then reads at most `max_bytes + 1` bytes, so a
 file that grew since the check (or one whose size `fstat` does not know, as
 in procfs) is refused too, and memory stays bounded by the limit.
 
+Ownership. Run as root on a workspace someone else owns (the `local`
+sandbox then runs commands under an unprivileged uid that sees the
+workspace owner's files as its own: `idmap.py`), a file written here keeps
+the owner of the file it replaces, and a new file or directory gets the
+owner of the directory it lands in, so the model's commands can change what
+its own `apply_patch` wrote, and the user finds their files still theirs.
+Not run as root, the kernel gives new files the caller's ids, as always.
+
 What this does not cover: a directory the walk holds can be renamed away
 while the operation runs, but only to where commands can write anyway (the
 workspace and the sandbox's writable paths: the rest of the host is
@@ -194,6 +202,7 @@ def _walk(
                     raise
                 try:
                     os.mkdir(name, 0o777, dir_fd=top)
+                    _own_like(top, name, os.fstat(top))
                 except FileExistsError:
                     pass
                 pending.append(name)  # look again: whatever is there now
@@ -362,6 +371,19 @@ def _default_mode() -> int:
     return 0o666 & ~umask
 
 
+def _own_like(fd: int, name: str | None, owner: os.stat_result) -> None:
+    """Give the file `fd` (or `name` in the directory `fd`) the ids of `owner`, when root.
+
+    Without root nothing can be given away, and nothing needs to be: the file
+    is the caller's, as is the rest of the workspace it can write to."""
+    if os.geteuid() != 0:
+        return
+    if name is None:
+        os.fchown(fd, owner.st_uid, owner.st_gid)
+    else:
+        os.chown(name, owner.st_uid, owner.st_gid, dir_fd=fd, follow_symlinks=False)
+
+
 def _write_atomic(root: Path, path: str, data: bytes, mode: int | None) -> None:
     with _walk_or_error(root, path, make_parents=True) as w:
         if w.name == ".":
@@ -385,7 +407,8 @@ def _write_atomic(root: Path, path: str, data: bytes, mode: int | None) -> None:
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
                 f.flush()
-                os.fchmod(f.fileno(), mode)
+                _own_like(f.fileno(), None, st if st is not None else os.fstat(w.fd))
+                os.fchmod(f.fileno(), mode)  # after the chown, which clears set-ID bits
             try:
                 # renameat(2) replaces the last component itself, never what it points to.
                 os.replace(tmp, w.name, src_dir_fd=w.fd, dst_dir_fd=w.fd)

@@ -157,6 +157,28 @@ async def test_created_files_are_stored_as_the_workspace_owner(
         assert r.stdout == "from the host\n", r
 
 
+async def test_files_itemloop_writes_belong_where_they_land(
+    make: Make, owned_workspace: Path
+) -> None:
+    # apply_patch and the file tools write on the host's side, as root: what they
+    # create must be the workspace owner's (the command's inside), and a file they
+    # replace keeps its owner, or the model's next command cannot change it.
+    ws = owned_workspace
+    (ws / "theirs.txt").write_text("old\n")
+    os.chown(ws / "theirs.txt", 4444, 4445)
+    async with local(make, ws) as sb:
+        await sb.write_file("new/deeper/made.txt", b"from the host\n")
+        for path in (ws / "new", ws / "new" / "deeper", ws / "new" / "deeper" / "made.txt"):
+            st = path.stat()
+            assert (st.st_uid, st.st_gid) == OWNER, path
+        r = await sb.run(["sh", "-c", "echo more >> new/deeper/made.txt && mkdir new/x"])
+        assert r.exit_code == 0, r
+        assert (ws / "new/deeper/made.txt").read_text() == "from the host\nmore\n"
+        await sb.write_file("theirs.txt", b"replaced\n")
+        st = (ws / "theirs.txt").stat()
+        assert (st.st_uid, st.st_gid) == (4444, 4445)
+
+
 async def test_set_id_bits_stay_refused_on_the_idmapped_workspace(
     make: Make, owned_workspace: Path
 ) -> None:
