@@ -23,7 +23,12 @@ Xvfb's log. Then the window manager, if any (ready once it has claimed the
 root window: `_NET_SUPPORTING_WM_CHECK`), then each app of `apps` (a shell
 command line), ready once a new window is visible; an app that exits with an
 error, or shows no window within `app_timeout_s`, is a line in `notices` (it
-is left running), never a hang. On exit the process groups started here are
+is left running), never a hang. A window manager claims the root window before
+its event loop runs, and openbox 3.6 reads the events that arrive meanwhile (an
+app's MapRequest) into a queue of its own that it looks at only when the next
+X event wakes it: while an app has no window yet, each look also changes a
+property of the root window (`_ITEMLOOP_WAKE`; window managers listen to the
+root's properties), so a request held that way is handled at the next look. On exit the process groups started here are
 killed; a sandbox of its own is closed.
 
 The X server can die under the computer (a command killed it, or the sandbox
@@ -75,6 +80,19 @@ _START_XVFB = (
 _START_APP = (
     '( sh -c "$3" </dev/null >"$1" 2>&1; echo $? >"$2" ) </dev/null >/dev/null 2>&1 & echo $$'
 )
+
+# A PropertyNotify on the root window, for a window manager that holds queued events
+# until one arrives (see the module docstring).
+_WAKE_WINDOW_MANAGER = [
+    "xprop",
+    "-root",
+    "-f",
+    "_ITEMLOOP_WAKE",
+    "8s",
+    "-set",
+    "_ITEMLOOP_WAKE",
+    "1",
+]
 
 BUTTON_NUMBERS: dict[Button, int] = {"left": 1, "wheel": 2, "right": 3, "back": 8, "forward": 9}
 
@@ -207,6 +225,7 @@ class XvfbComputer:
         self._groups: list[int] = []  # process groups started here, in the sandbox
         self._xvfb_pidfd: int | None = None
         self._notices: list[str] = []
+        self._wm_started = False
 
     @property
     def display_width(self) -> int:
@@ -338,6 +357,8 @@ class XvfbComputer:
                     if code.strip() == "0":
                         return None
                     return f"{shown} exited with code {code.strip()}: {_tail(log) or '(no output)'}"
+                if self._wm_started:
+                    await self._run(_WAKE_WINDOW_MANAGER)
                 if (await self._windows()) - before:
                     return None
                 await anyio.sleep(POLL_S)
@@ -362,6 +383,7 @@ class XvfbComputer:
 
     async def _start_window_manager(self, command: str) -> None:
         _, log, status = await self._launch(command)
+        self._wm_started = True
         with anyio.move_on_after(self.app_timeout_s):
             while True:
                 code = _read_small(status)

@@ -249,3 +249,31 @@ def test_exec_with_computer_app_flag(tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr
     png = png_of(json.loads(r.stdout))
     assert pixel(png, *ON_FIRST) == RED
+
+
+# openbox claims the display (_NET_SUPPORTING_WM_CHECK), then reads its config: held here
+# in a FIFO until xlogo's window exists, so xlogo's MapRequest reaches openbox while it is
+# still starting up. openbox 3.6 reads such events into its own queue during startup and
+# handles them only when the next X event wakes it.
+SLOW_OPENBOX = (
+    "d=$(mktemp -d); mkfifo $d/rc.xml; "
+    "(xdotool search --sync --name '^xlogo$' >/dev/null; "
+    "cat /etc/xdg/openbox/rc.xml >$d/rc.xml) & "
+    "exec openbox --sm-disable --config-file $d/rc.xml"
+)
+
+
+async def test_an_app_that_maps_while_the_window_manager_starts_is_shown(tmp_path: Path) -> None:
+    from conftest import require
+
+    require(binaries=("openbox",))
+    async with XvfbComputer(
+        W, H, workspace=tmp_path, apps=(FIRST_APP,), window_manager=SLOW_OPENBOX
+    ) as computer:
+        assert computer.notices[1:] == [], computer.notices
+        assert computer.sandbox is not None
+        r = await computer.sandbox.run(
+            script="xprop -id $(xdotool search --onlyvisible --class xlogo | head -1) "
+            "_NET_FRAME_EXTENTS"
+        )
+        assert "_NET_FRAME_EXTENTS(CARDINAL) =" in r.stdout, (r.stdout, r.stderr)
