@@ -42,17 +42,27 @@ class XProbe:
         fifo = os.path.join(computer.desktop.dir, f"probe-{id(computer)}.fifo")
         os.mkfifo(fifo, 0o600)
         probe = cls(os.open(fifo, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC))
-        await computer.launch(
-            [
-                sys.executable,
-                str(HERE / "x_probe.py"),
-                str(computer.display_width),
-                str(computer.display_height),
-                fifo,
-            ]
-        )
-        await probe.wait_for(lambda e: e["event"] == "ready")
+        try:
+            await computer.launch(
+                [
+                    sys.executable,
+                    str(HERE / "x_probe.py"),
+                    str(computer.display_width),
+                    str(computer.display_height),
+                    fifo,
+                ]
+            )
+            await probe.wait_for(lambda e: e["event"] == "ready")
+        except BaseException:
+            probe.close()
+            raise
         return probe
+
+    def close(self) -> None:
+        """Close the test's end of the FIFO (the probe itself dies with the display)."""
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
 
     async def _line(self) -> bytes:
         while b"\n" not in self._buffer:

@@ -25,8 +25,12 @@ async def computer() -> AsyncIterator[XvfbComputer]:
 
 
 @pytest.fixture
-async def probe(computer: XvfbComputer) -> XProbe:
-    return await XProbe.start(computer)
+async def probe(computer: XvfbComputer) -> AsyncIterator[XProbe]:
+    p = await XProbe.start(computer)
+    try:
+        yield p
+    finally:
+        p.close()
 
 
 async def pointer(computer: XvfbComputer) -> tuple[int, int]:
