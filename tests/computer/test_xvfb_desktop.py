@@ -166,10 +166,16 @@ async def test_with_the_network_on_the_display_is_a_private_socket(tmp_path: Pat
         assert not inodes & set(host_sockets("tcp")) and not inodes & set(host_sockets("tcp6"))
         unix = host_sockets("unix")
         assert not [unix[i] for i in inodes & set(unix) if "@" in unix[i]]
-        # The abstract name clients try first is held, not listening: refused.
+        # The abstract name clients try first is held: nothing else on the host can bind
+        # it and pose as the display; and it does not listen: clients are refused there
+        # and go on to the private socket.
+        name = f"\0/tmp/.X11-unix/X{number}"
+        squatter = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        with squatter, pytest.raises(OSError, match="in use"):
+            squatter.bind(name)
         probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         with probe, pytest.raises(ConnectionRefusedError):
-            probe.connect(f"\0/tmp/.X11-unix/X{number}")
+            probe.connect(name)
         # A host client, even with the cookie, finds no display.
         r = await anyio.run_process(
             ["xdpyinfo"],
