@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 # Light modules only: `itemloop --help` must stay fast.
+from itemloop.sandbox.desktop_display import DEFAULT_WINDOW_MANAGER
 from itemloop.tools.defaults import (
     DEFAULT_BUILTINS,
     DEFAULT_COMMAND_TIMEOUT_S,
@@ -206,6 +207,23 @@ def _add_computer_flags(p: argparse.ArgumentParser) -> None:
         default=[],
         metavar="HOST",
         help="never these hosts (globs) for browser pages",
+    )
+    g.add_argument(
+        "--computer-app",
+        action="append",
+        default=[],
+        metavar="CMD",
+        help="with --computer xvfb: a shell command line started on the display when the "
+        "session starts, in the sandbox (repeatable)",
+    )
+    g.add_argument(
+        "--computer-wm",
+        nargs="?",
+        const=DEFAULT_WINDOW_MANAGER,
+        default=None,
+        metavar="CMD",
+        help="with --computer xvfb: run a window manager on the display, for focus and "
+        f"decorations (default CMD: {DEFAULT_WINDOW_MANAGER})",
     )
     g.add_argument(
         "--display-size", default="1024x768", metavar="WxH", help="screen size (default: 1024x768)"

@@ -221,6 +221,8 @@ def _computer_config(args: argparse.Namespace) -> ComputerConfig:
         display_height=int(height),
         tool=args.computer_tool,
         ack_safety_checks=args.ack_safety_checks,
+        apps=tuple(args.computer_app),
+        window_manager=args.computer_wm,
     )
 
 
@@ -394,6 +396,8 @@ FLAG_PATHS: dict[str, tuple[tuple[str, ...], ...]] = {
     ),
     "computer_tool": (("tools", "computer", "tool"),),
     "ack_safety_checks": (("tools", "computer", "ack_safety_checks"),),
+    "computer_app": (("tools", "computer", "apps"),),
+    "computer_wm": (("tools", "computer", "window_manager"),),
     "workspace": (("tools", "sandbox", "workspace"),),
     "sandbox": (("tools", "sandbox", "kind"),),
     "image": (("tools", "sandbox", "image"),),

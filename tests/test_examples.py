@@ -34,6 +34,7 @@ def test_every_example_has_a_test() -> None:
         "mcp_tools.py",  # tests/mcp/test_mcp_example.py
         "computer_use.py",  # tests/computer/
         "browser_policy.py",  # tests/computer/test_computer_example.py
+        "desktop_apps.py",  # tests/computer/test_xvfb_example.py
         "tool_search.py",
         "approvals.py",
         "batch.py",  # tests/batch/test_batch_example.py

@@ -71,6 +71,10 @@ class ComputerConfig(_Data):
     """The tool type offered; `auto` picks by the model's name."""
     ack_safety_checks: bool = False
     """Acknowledge the model's pending safety checks; off: such calls are not run."""
+    apps: tuple[str, ...] = ()
+    """Shell command lines started on the X display when the session starts (`xvfb`)."""
+    window_manager: str | None = None
+    """The window manager's command line on the X display (`xvfb`; None: none)."""
 
     @pydantic.model_validator(mode="after")
     def _valid_policy(self) -> ComputerConfig:

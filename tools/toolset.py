@@ -44,6 +44,7 @@ from .mcp_approval import McpApprovalExecutor, approve_servers
 
 if TYPE_CHECKING:
     from itemloop.sandbox.computer import Computer
+    from itemloop.sandbox.desktop_display import DesktopDisplay
 
     from .mcp import McpTools
     from .policy import Grants
@@ -167,13 +168,14 @@ class Toolset:
             executors.append(self.mcp)
         if self._custom:
             executors.append(CustomExecutor(self._custom, default_timeout_s=c.tool_timeout_s))
+        desktop = self._desktop_display(stack)
         if self._given_sandbox is not None and self._sandbox_started:
             self.sandbox = self._given_sandbox  # the caller's to close
         elif c.needs_sandbox or self._given_sandbox is not None:
-            self.sandbox = await self._start_it(stack, self._sandbox())
+            self.sandbox = await self._start_it(stack, self._sandbox(desktop))
         for name in c.builtins:
             if name == "computer":
-                executors.append(await self._computer_executor(stack))
+                executors.append(await self._computer_executor(stack, desktop))
             else:
                 assert self.sandbox is not None
                 executors.append(_sandbox_executor(name, self.sandbox, c))
@@ -183,15 +185,39 @@ class Toolset:
     async def _start_it(self, stack: AsyncExitStack, resource: _R) -> _R:
         return resource if self.describe_only else await stack.enter_async_context(resource)
 
-    def _sandbox(self) -> Sandbox:
+    def _sandbox(self, desktop: DesktopDisplay | None = None) -> Sandbox:
         if self._given_sandbox is not None:
             return self._given_sandbox
         from itemloop.sandbox import open_sandbox
 
         s = self.config.sandbox
-        return open_sandbox(s.kind, s.workspace.resolve(), s.options, image=s.image)
+        options = s.options if desktop is None else desktop.sandbox_options(s.options)
+        return open_sandbox(s.kind, s.workspace.resolve(), options, image=s.image)
 
-    async def _computer_executor(self, stack: AsyncExitStack) -> Executor:
+    def _desktop_display(self, stack: AsyncExitStack) -> DesktopDisplay | None:
+        """The X display's host side, when it is to live in the session's sandbox: an
+        `xvfb` computer, and a `local` sandbox started here (it must start with the
+        display's variables and directory). Else the display gets a sandbox of its own."""
+        c = self.config
+        if (
+            "computer" not in c.builtins
+            or c.computer.backend != "xvfb"
+            or self._given_computer is not None
+            or self._given_sandbox is not None
+            or not c.needs_sandbox
+            or c.sandbox.kind != "local"
+            or self.describe_only
+        ):
+            return None
+        from itemloop.sandbox.desktop_display import DesktopDisplay
+
+        desktop = DesktopDisplay(network=c.sandbox.options.network)
+        stack.callback(desktop.close)  # the computer closes it too; twice is harmless
+        return desktop
+
+    async def _computer_executor(
+        self, stack: AsyncExitStack, desktop: DesktopDisplay | None = None
+    ) -> Executor:
         from .computer import ComputerExecutor, acknowledge_all
 
         c = self.config.computer
@@ -200,7 +226,16 @@ class Toolset:
             if c.backend == "xvfb":
                 from itemloop.sandbox.xvfb_computer import XvfbComputer
 
-                computer = XvfbComputer(c.display_width, c.display_height)
+                shared = desktop is not None and self.sandbox is not None
+                computer = XvfbComputer(
+                    c.display_width,
+                    c.display_height,
+                    sandbox=self.sandbox if shared else None,
+                    display=desktop if shared else None,
+                    workspace=self.config.sandbox.workspace.resolve(),
+                    apps=c.apps,
+                    window_manager=c.window_manager,
+                )
             else:
                 from itemloop.sandbox.browser_computer import BrowserComputer
 

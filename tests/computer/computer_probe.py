@@ -1,17 +1,21 @@
-"""Helpers shared by the computer tests: the Tk probe on an XvfbComputer, and PNG checks."""
+"""Helpers shared by the computer tests: the Tk probe on an XvfbComputer, and PNG checks.
+
+The probe runs where the display does, inside the computer's sandbox; its events
+come out through a FIFO in the display's directory (bound into the sandbox),
+which the test opens read-write so that it never sees an end of file.
+"""
 
 from __future__ import annotations
 
 import io
 import json
-import subprocess
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import anyio
-from anyio.streams.buffered import BufferedByteReceiveStream
 
 from itemloop.sandbox.xvfb_computer import XvfbComputer
 
@@ -27,25 +31,48 @@ W, H = 800, 600
 class XProbe:
     """The Tk window of x_probe.py on `computer`, and the events it has reported."""
 
-    def __init__(self, stream: BufferedByteReceiveStream) -> None:
-        self._stream = stream
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._buffer = b""
         self.events: list[Event] = []
 
     @classmethod
     async def start(cls, computer: XvfbComputer) -> XProbe:
-        proc = await computer.launch(
-            [
-                sys.executable,
-                str(HERE / "x_probe.py"),
-                str(computer.display_width),
-                str(computer.display_height),
-            ],
-            stdout=subprocess.PIPE,
-        )
-        assert proc.stdout is not None
-        probe = cls(BufferedByteReceiveStream(proc.stdout))
-        await probe.wait_for(lambda e: e["event"] == "ready")
+        assert computer.desktop is not None
+        fifo = os.path.join(computer.desktop.dir, f"probe-{id(computer)}.fifo")
+        os.mkfifo(fifo, 0o600)
+        probe = cls(os.open(fifo, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC))
+        try:
+            await computer.launch(
+                [
+                    sys.executable,
+                    str(HERE / "x_probe.py"),
+                    str(computer.display_width),
+                    str(computer.display_height),
+                    fifo,
+                ]
+            )
+            await probe.wait_for(lambda e: e["event"] == "ready")
+        except BaseException:
+            probe.close()
+            raise
         return probe
+
+    def close(self) -> None:
+        """Close the test's end of the FIFO (the probe itself dies with the display)."""
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    async def _line(self) -> bytes:
+        while b"\n" not in self._buffer:
+            await anyio.wait_readable(self._fd)
+            try:
+                self._buffer += os.read(self._fd, 1 << 16)
+            except BlockingIOError:
+                continue
+        line, self._buffer = self._buffer.split(b"\n", 1)
+        return line
 
     async def wait_for(self, match: Callable[[Event], bool]) -> Event:
         """The first event (already seen or coming) that matches; fails after DEADLINE_S."""
@@ -54,8 +81,7 @@ class XProbe:
                 return e
         with anyio.fail_after(DEADLINE_S):
             while True:
-                line = await self._stream.receive_until(b"\n", 1 << 20)
-                event: Event = json.loads(line)
+                event: Event = json.loads(await self._line())
                 self.events.append(event)
                 if match(event):
                     return event

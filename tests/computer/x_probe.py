@@ -1,9 +1,10 @@
 """A real X client for the XvfbComputer tests: a Tk window that reports its input.
 
-    python x_probe.py WIDTH HEIGHT
+    python x_probe.py WIDTH HEIGHT [EVENTS]
 
 Covers the screen from (0, 0). An entry sits at ENTRY (x, y, width, height);
-the rest is a canvas. Every input event is printed to stdout as one JSON line:
+the rest is a canvas. Every input event is written to EVENTS (a FIFO the test
+reads from outside the sandbox the display runs in; default stdout) as one JSON line:
 `ready` once the window is mapped, then `press`/`release` (button, root x/y,
 modifier state), `motion` while button 1 is held, `double`, `key` (keysym,
 state) and, on Return in the entry, `entry` with its text.
@@ -20,8 +21,11 @@ ENTRY = (20, 20, 300, 30)
 SHIFT, CONTROL = 0x1, 0x4
 
 
+OUT = open(sys.argv[3], "w") if len(sys.argv) > 3 else sys.stdout
+
+
 def emit(**event: Any) -> None:
-    print(json.dumps(event), flush=True)
+    print(json.dumps(event), file=OUT, flush=True)
 
 
 def main() -> None:
