@@ -106,7 +106,7 @@ import anyio
 import anyio.abc
 
 from .base import CommandResult, SandboxError, SandboxOptions, SandboxUnavailable
-from .cgroups import CgroupUnavailable, Limits, SessionCgroup
+from .cgroups import DELEGATION, CgroupUnavailable, Limits, SessionCgroup
 from .channel import CommandChannel
 from .channel_sandbox import ChannelSandbox
 from .command import STANDARD_PATH
@@ -494,13 +494,15 @@ class BubblewrapSandbox(ChannelSandbox):
         except CgroupUnavailable as e:
             self._limits_notice = (
                 f"local sandbox: the memory, process and CPU limits are NOT in force: no "
-                f"cgroup could be made ({e}). Run as root, or in a delegated cgroup subtree, "
-                "or use --sandbox docker"
+                f"cgroup could be made ({e}). Run as root, or in a cgroup subtree "
+                f"delegated to you ({DELEGATION}), or use --sandbox docker"
             )
             return None
         stack.callback(cgroup.remove)
         self.cgroup = cgroup
         self._limits_notice = f"local sandbox limits: {cgroup.describe()}"
+        if cgroup.unheld:
+            self._limits_notice += f". To have them all: {DELEGATION}, or use --sandbox docker"
         return cgroup
 
     # --- the workspace's size --------------------------------------------------

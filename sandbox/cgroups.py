@@ -1,4 +1,4 @@
-"""One cgroup per `local` sandbox session: memory, process and CPU limits that hold as root.
+"""One cgroup per `local` sandbox session: memory, process and CPU limits, as root or not.
 
 Rlimits do not bound a session: RLIMIT_NPROC is per user and not enforced for
 root, and there is no rlimit for a process tree's memory. A cgroup is. Which
@@ -6,17 +6,26 @@ one, the host decides:
 
 - cgroup v2, when the unified hierarchy has the controllers: a child cgroup
   with `memory.max` (and `memory.swap.max` 0), `pids.max`, `cpu.max`, made
-  in our own cgroup, or where that fails in the hierarchy's root. Enabling
-  the controllers for a child (`cgroup.subtree_control`) fails in a cgroup
-  that holds processes and is not the root (the "no internal processes"
-  rule; our own, as a rule). Where neither works, v1 is tried. (This path
-  is not exercised on the project's machines and CI, which have no v2
-  controllers.)
+  in our own cgroup; else in the nearest ancestor that already enables the
+  controllers for its children and whose `cgroup.procs` we may write (moving
+  a process needs the common ancestor's): a subtree delegated the systemd
+  way (user@UID.service and below are the user's); else in the hierarchy's
+  root (as root). Enabling the controllers (`cgroup.subtree_control`) is
+  tried in our own cgroup and the root only, and fails in a cgroup that
+  holds processes and is not the root (the "no internal processes" rule; our
+  own, as a rule). Where none works, v1 is tried. (This path is not
+  exercised on the project's machines and CI, which have no v2 controllers:
+  it is kept correct by reading.)
 - cgroup v1 (also hybrid mode: v1 controllers mounted under /sys/fs/cgroup,
   none in v2, as on this project's machines and CI): a child of our own
   cgroup in each of the memory, pids and cpu hierarchies, with
   `memory.limit_in_bytes` (and `memory.memsw.limit_in_bytes` where swap is
-  accounted), `pids.max`, `cpu.cfs_quota_us`/`cpu.cfs_period_us`.
+  accounted), `pids.max`, `cpu.cfs_quota_us`/`cpu.cfs_period_us`. Not root,
+  that works where an administrator gave the user (chown) the cgroup its
+  processes are in: what the user makes inside is the user's, and v1 lets a
+  user move its own processes into a cgroup whose `cgroup.procs` it may
+  write. Each hierarchy stands alone: where some are delegated and some not,
+  the limits of the first hold, and `unheld` says which are not, and why.
 
 A child is created only for a limit that is set (`None`: unlimited). A
 process joins by writing its pid to each `cgroup.procs`; what it forks from
@@ -24,16 +33,19 @@ then on is inside, so it must join before it forks (`join_argv` starts a
 program through a shell that joins first, then execs it). Removing the
 cgroup kills what is left in it first.
 
-Not covered: creating a cgroup needs write access to the hierarchy (root, or
-a delegated subtree whose `cgroup.procs` the user owns); without one,
-`CgroupUnavailable` says why and the session runs without these limits (the
-caller reports it). Names are `itemloop-<pid>-<n>`: one left behind by a
-killed itemloop stays until removed by hand (it holds no process: the
+Not covered: without write access to any hierarchy (not root, nothing
+delegated), `CgroupUnavailable` names each cgroup that is not the user's and
+the session runs without these limits (the caller reports it, with
+`DELEGATION`). A v2 cgroup delegated to us that holds us (a `Delegate=yes`
+service whose parent is root's) is not used: that needs itemloop to move
+itself into a leaf first. Names are `itemloop-<pid>-<n>`: one left behind by
+a killed itemloop stays until removed by hand (it holds no process: the
 sandbox dies with itemloop).
 """
 
 from __future__ import annotations
 
+import errno
 import itertools
 import os
 import shlex
@@ -44,6 +56,13 @@ from pathlib import Path
 V1_CONTROLLERS = ("memory", "pids", "cpu")
 CPU_PERIOD_US = 100_000
 """The CPU bandwidth period: `cpus` CPUs is `cpus * period` of run time per period."""
+DELEGATION = (
+    "cgroup v2: itemloop inside a cgroup of yours enabling memory, pids and cpu for its "
+    "children, as systemd's user@UID.service is (systemd-run --user --scope itemloop ...); "
+    "cgroup v1: a cgroup in each of the memory, pids and cpu hierarchies chowned to you "
+    "by an administrator, holding your processes"
+)
+"""What a user who is not root needs for the limits, for a person (the notices say it)."""
 _names = itertools.count(1)
 
 
@@ -119,14 +138,22 @@ def _write(path: Path, value: str) -> None:
 class SessionCgroup:
     """The cgroup(s) of one session; `create` makes them, `remove` takes them away."""
 
-    def __init__(self, dirs: list[Path], version: int, limits: Limits) -> None:
+    def __init__(
+        self, dirs: list[Path], version: int, limits: Limits, asked: Limits | None = None
+    ) -> None:
         self.dirs = dirs
         self.version = version
         self.limits = limits
+        """The limits in force."""
+        self.asked = limits if asked is None else asked
+        """The limits asked for: more than `limits` where a v1 controller was not delegated."""
+        self.unheld: list[str] = []
+        """Why each limit asked for and not in force is not (v1: per controller)."""
 
     @classmethod
     def create(cls, limits: Limits) -> SessionCgroup:
-        """A new cgroup with `limits`, v2 where the host has the controllers, else v1."""
+        """A new cgroup with `limits`, v2 where the host has the controllers, else v1
+        (there, the limits of the controllers that can be had; `unheld` says why not the rest)."""
         name = f"itemloop-{os.getpid()}-{next(_names)}"
         mounts, own = _mounts(), _own_cgroups()
         why: list[str] = []
@@ -148,15 +175,20 @@ class SessionCgroup:
         if mount is None or "" not in own:
             raise CgroupUnavailable("no cgroup v2 hierarchy")
         wanted = _v2_controllers(limits)
-        # Our own cgroup first; then the hierarchy's root, which the "no internal
-        # processes" rule does not bind (our own usually holds us, as root under systemd).
-        candidates = [_in_mount(mount, own[""])]
-        if Path(mount.path) not in candidates:
-            candidates.append(Path(mount.path))
+        # Our own cgroup first (it usually holds us, so the "no internal processes"
+        # rule refuses its subtree_control); then, nearest first, its ancestors that
+        # already enable the controllers for their children: a cgroup delegated to
+        # us the systemd way (user@UID.service and below); then the hierarchy's root,
+        # which that rule does not bind (as root). Only our own cgroup and the root
+        # are ever changed; an ancestor's subtree_control is its manager's.
+        top, mine = Path(mount.path), _in_mount(mount, own[""])
+        candidates = [mine, *(p for p in mine.parents if p.is_relative_to(top) and p != top)]
+        if top not in candidates:
+            candidates.append(top)
         why = []
         for parent in candidates:
             try:
-                child = _v2_child(parent, name, wanted)
+                child = _v2_child(parent, name, wanted, enable=parent in (mine, top))
                 break
             except CgroupUnavailable as e:
                 why.append(str(e))
@@ -181,38 +213,47 @@ class SessionCgroup:
     def _create_v1(
         cls, name: str, limits: Limits, mounts: list[_Mount], own: dict[str, str]
     ) -> SessionCgroup:
-        wanted = _v1_controllers(limits)
-        parents: dict[str, Path] = {}
-        for c in wanted:
+        # Each controller is its own hierarchy: one delegated (or root's) and another
+        # not still gives the first one's limit; `unheld` names the rest.
+        held: dict[str, Path] = {}
+        refused: list[str] = []
+        cg = cls([], 1, Limits(), limits)
+        for c in _v1_controllers(limits):
             mount = next((m for m in mounts if m.fstype == "cgroup" and c in m.options), None)
             if mount is None or c not in own:
-                raise CgroupUnavailable(f"no cgroup v1 {c} controller mounted")
-            parents[c] = _in_mount(mount, own[c])
-        cg = cls([], 1, limits)
-        try:
-            for parent in parents.values():
-                child = parent / name
+                cg.unheld.append(f"no cgroup v1 {c} controller mounted")
+                continue
+            parent = _in_mount(mount, own[c])
+            child = parent / name
+            try:
                 if child not in cg.dirs:  # controllers mounted together share a directory
                     child.mkdir()
                     cg.dirs.append(child)
-            for c, parent in parents.items():
-                child = parent / name
-                if c == "memory" and limits.memory_bytes is not None:
-                    _write(child / "memory.limit_in_bytes", str(limits.memory_bytes))
-                    if (child / "memory.memsw.limit_in_bytes").exists():
-                        # Swap counted with memory: the limit binds memory and swap together.
-                        _write(child / "memory.memsw.limit_in_bytes", str(limits.memory_bytes))
-                if c == "pids" and limits.max_processes is not None:
-                    _write(child / "pids.max", str(limits.max_processes))
-                if c == "cpu" and limits.cpus is not None:
-                    _write(child / "cpu.cfs_period_us", str(CPU_PERIOD_US))
-                    _write(child / "cpu.cfs_quota_us", str(_quota(limits.cpus)))
-        except OSError as e:
-            cg.remove()
-            raise CgroupUnavailable(
-                f"cgroup v1: cannot make or set {e.filename} ({e.strerror}: not root and no "
-                "delegated subtree)"
-            ) from None
+                _set_v1(c, child, limits)
+            except OSError as e:
+                if e.errno in (errno.EACCES, errno.EPERM):
+                    refused.append(f"{parent} ({c})")
+                else:
+                    cg.unheld.append(
+                        f"cgroup v1 {c}: cannot make or set {e.filename} ({e.strerror})"
+                    )
+                if child in cg.dirs and child not in held.values():
+                    cg.dirs.remove(child)
+                    _rmdir(child)
+                continue
+            held[c] = child
+        if refused:
+            cg.unheld.append(
+                f"cgroup v1: not delegated to uid {os.geteuid()} (Permission denied: not root "
+                f"and no delegated subtree): {', '.join(refused)}"
+            )
+        if not held:
+            raise CgroupUnavailable("; ".join(cg.unheld))
+        cg.limits = Limits(
+            limits.memory_bytes if "memory" in held else None,
+            limits.max_processes if "pids" in held else None,
+            limits.cpus if "cpu" in held else None,
+        )
         return cg
 
     @property
@@ -261,29 +302,68 @@ class SessionCgroup:
                     os.sched_yield()
 
     def describe(self) -> str:
-        parts = []
-        lim = self.limits
-        if lim.memory_bytes is not None:
-            parts.append(f"memory {_size(lim.memory_bytes)}")
-        if lim.max_processes is not None:
-            parts.append(f"{lim.max_processes} processes")
-        if lim.cpus is not None:
-            parts.append(f"{lim.cpus:g} CPUs")
-        return f"{', '.join(parts)} (cgroup v{self.version})"
+        """The limits in force, and those asked for and not, with why."""
+        text = f"{', '.join(_parts(self.limits))} (cgroup v{self.version})"
+        unheld = [p for p in _parts(self.asked) if p not in _parts(self.limits)]
+        if unheld:
+            text += f"; NOT in force: {', '.join(unheld)}, because {'; '.join(self.unheld)}"
+        return text
 
 
-def _v2_child(parent: Path, name: str, wanted: list[str]) -> Path:
-    """A new child of v2 cgroup `parent` with the `wanted` controllers enabled for it."""
+def _parts(lim: Limits) -> list[str]:
+    parts = []
+    if lim.memory_bytes is not None:
+        parts.append(f"memory {_size(lim.memory_bytes)}")
+    if lim.max_processes is not None:
+        parts.append(f"{lim.max_processes} processes")
+    if lim.cpus is not None:
+        parts.append(f"{lim.cpus:g} CPUs")
+    return parts
+
+
+def _set_v1(controller: str, child: Path, limits: Limits) -> None:
+    """Write `controller`'s limit of `limits` into v1 cgroup `child`."""
+    if controller == "memory" and limits.memory_bytes is not None:
+        _write(child / "memory.limit_in_bytes", str(limits.memory_bytes))
+        if (child / "memory.memsw.limit_in_bytes").exists():
+            # Swap counted with memory: the limit binds memory and swap together.
+            _write(child / "memory.memsw.limit_in_bytes", str(limits.memory_bytes))
+    if controller == "pids" and limits.max_processes is not None:
+        _write(child / "pids.max", str(limits.max_processes))
+    if controller == "cpu" and limits.cpus is not None:
+        _write(child / "cpu.cfs_period_us", str(CPU_PERIOD_US))
+        _write(child / "cpu.cfs_quota_us", str(_quota(limits.cpus)))
+
+
+def _rmdir(d: Path) -> None:
+    try:
+        d.rmdir()
+    except OSError:
+        pass  # it holds no process: left for whoever removes it by hand
+
+
+def _v2_child(parent: Path, name: str, wanted: list[str], *, enable: bool) -> Path:
+    """A new child of v2 cgroup `parent` with the `wanted` controllers enabled for it
+    (by writing `parent`'s subtree_control where `enable`, else only where it does)."""
     try:
         have = set((parent / "cgroup.controllers").read_text().split())
+        enabled = set((parent / "cgroup.subtree_control").read_text().split())
     except OSError as e:
         raise CgroupUnavailable(f"cgroup v2: {parent}: {e.strerror}") from None
     missing = [c for c in wanted if c not in have]
     if missing:
         raise CgroupUnavailable(f"cgroup v2 has no {', '.join(missing)} controller in {parent}")
+    todo = [c for c in wanted if c not in enabled]
+    if todo and not enable:
+        raise CgroupUnavailable(f"cgroup v2: {parent} does not enable {', '.join(todo)}")
+    # Moving our processes into the child needs `parent`'s cgroup.procs too (the
+    # common ancestor's, in v2): delegated the systemd way, it is the user's.
+    if not os.access(parent / "cgroup.procs", os.W_OK):
+        raise CgroupUnavailable(
+            f"cgroup v2: {parent} is not delegated to uid {os.geteuid()} "
+            "(not root and no delegated subtree)"
+        )
     try:
-        enabled = set((parent / "cgroup.subtree_control").read_text().split())
-        todo = [c for c in wanted if c not in enabled]
         if todo:
             _write(parent / "cgroup.subtree_control", " ".join(f"+{c}" for c in todo))
         child = parent / name
