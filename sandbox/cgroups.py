@@ -39,8 +39,9 @@ the session runs without these limits (the caller reports it, with
 `DELEGATION`). A v2 cgroup delegated to us that holds us (a `Delegate=yes`
 service whose parent is root's) is not used: that needs itemloop to move
 itself into a leaf first. Names are `itemloop-<pid>-<n>`: one left behind by
-a killed itemloop stays until removed by hand (it holds no process: the
-sandbox dies with itemloop).
+a killed itemloop (it holds no process: the sandbox dies with itemloop) is
+removed by the next session made beside it, once that pid is gone
+(`_remove_leftovers`; rmdir only ever removes an empty cgroup).
 """
 
 from __future__ import annotations
@@ -224,6 +225,7 @@ class SessionCgroup:
                 cg.unheld.append(f"no cgroup v1 {c} controller mounted")
                 continue
             parent = _in_mount(mount, own[c])
+            _remove_leftovers(parent)
             child = parent / name
             try:
                 if child not in cg.dirs:  # controllers mounted together share a directory
@@ -335,6 +337,33 @@ def _set_v1(controller: str, child: Path, limits: Limits) -> None:
         _write(child / "cpu.cfs_quota_us", str(_quota(limits.cpus)))
 
 
+def _remove_leftovers(parent: Path) -> None:
+    """Remove the empty `itemloop-<pid>-<n>` children of `parent` whose itemloop is gone.
+
+    A live pid (ours, or one reused by another program) keeps its cgroups: a
+    session's cgroup is empty for a moment after it is made. rmdir refuses a
+    cgroup that holds a process, so nothing running is ever touched."""
+    try:
+        names = [n for n in os.listdir(parent) if n.startswith("itemloop-")]
+    except OSError:
+        return
+    for n in names:
+        pid = n.split("-")[1]
+        if not pid.isdigit() or _alive(int(pid)):
+            continue
+        _rmdir(parent / n)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # another user's process
+    return True
+
+
 def _rmdir(d: Path) -> None:
     try:
         d.rmdir()
@@ -366,6 +395,7 @@ def _v2_child(parent: Path, name: str, wanted: list[str], *, enable: bool) -> Pa
     try:
         if todo:
             _write(parent / "cgroup.subtree_control", " ".join(f"+{c}" for c in todo))
+        _remove_leftovers(parent)
         child = parent / name
         child.mkdir()
     except OSError as e:

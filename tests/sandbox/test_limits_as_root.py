@@ -151,3 +151,31 @@ def test_without_permission_the_reason_is_given() -> None:
         pytest.skip(f"itemloop cannot run as an unprivileged user here: {r.stderr[-300:]}")
     assert r.stdout.startswith("unavailable:"), r
     assert "Permission denied" in r.stdout and "not root and no delegated subtree" in r.stdout, r
+
+
+def test_a_killed_itemloops_cgroups_are_removed_by_the_next_session() -> None:
+    # An itemloop killed by SIGKILL cannot remove its session's cgroups; the next
+    # session made beside them does, once that pid is gone, and never a live one's.
+    probe = SessionCgroup.create(Limits(memory_bytes=64 * MiB, max_processes=10, cpus=1.0))
+    parents = [d.parent for d in probe.dirs]
+    probe.remove()
+    gone = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    dead_pid = int(gone.stdout)
+    dead = [p / f"itemloop-{dead_pid}-1" for p in parents]
+    live = [p / f"itemloop-{os.getpid()}-999999" for p in parents]
+    try:
+        for d in dead + live:
+            d.mkdir()
+        cg = SessionCgroup.create(Limits(memory_bytes=64 * MiB, max_processes=10, cpus=1.0))
+        cg.remove()
+        assert [d for d in dead if d.exists()] == []
+        assert all(d.exists() for d in live), "a live itemloop's cgroup was removed"
+    finally:
+        for d in dead + live:
+            if d.exists():
+                d.rmdir()
