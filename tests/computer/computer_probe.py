@@ -7,15 +7,18 @@ which the test opens read-write so that it never sees an end of file.
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import json
 import os
+import shutil
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import anyio
+import pytest
 
 from itemloop.sandbox.xvfb_computer import XvfbComputer
 
@@ -106,3 +109,17 @@ def pixel(png: bytes, x: int, y: int) -> tuple[int, ...]:
         value = im.convert("RGB").getpixel((x, y))
     assert isinstance(value, tuple)
     return value
+
+
+def require(*, binaries: tuple[str, ...] = (), modules: tuple[str, ...] = ()) -> None:
+    """Skip (fail in CI, where a skip would hide a broken install) when any is missing."""
+    missing = [b for b in binaries if shutil.which(b) is None]
+    missing += [m for m in modules if importlib.util.find_spec(m) is None]
+    if not missing:
+        return
+    reason = (
+        f"needs {', '.join(missing)} (bash .ci/setup-computer.sh; pip install playwright pillow)"
+    )
+    if os.environ.get("CI"):
+        pytest.fail(f"computer-use dependencies missing in CI: {reason}")
+    pytest.skip(reason)

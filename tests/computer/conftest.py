@@ -7,9 +7,6 @@ skip would hide a broken install: there it fails.
 
 from __future__ import annotations
 
-import importlib.util
-import os
-import shutil
 import threading
 from collections.abc import AsyncIterator, Iterator
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -17,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from computer_probe import H, W
+from computer_probe import H, W, require
 
 from itemloop.sandbox.browser_computer import BrowserComputer
 from itemloop.sandbox.net_policy import NetworkPolicy
@@ -26,19 +23,6 @@ HERE = Path(__file__).parent
 CHROMIUM = "/usr/bin/chromium"
 LOCAL = NetworkPolicy.of("all")
 """The test pages are served from 127.0.0.1, which the default policy refuses."""
-
-
-def require(*, binaries: tuple[str, ...] = (), modules: tuple[str, ...] = ()) -> None:
-    missing = [b for b in binaries if shutil.which(b) is None]
-    missing += [m for m in modules if importlib.util.find_spec(m) is None]
-    if not missing:
-        return
-    reason = (
-        f"needs {', '.join(missing)} (bash .ci/setup-computer.sh; pip install playwright pillow)"
-    )
-    if os.environ.get("CI"):
-        pytest.fail(f"computer-use dependencies missing in CI: {reason}")
-    pytest.skip(reason)
 
 
 @pytest.fixture

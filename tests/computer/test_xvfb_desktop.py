@@ -39,7 +39,7 @@ SECOND_APP = (
 
 @pytest.fixture
 def need_desktop() -> None:
-    from conftest import require
+    from computer_probe import require
 
     require(binaries=("Xvfb", "xdotool", "xlogo", "xprop", "bwrap"), modules=("PIL",))
 
@@ -189,7 +189,7 @@ async def test_with_the_network_on_the_display_is_a_private_socket(tmp_path: Pat
 
 
 async def test_a_window_manager_decorates_and_focuses(tmp_path: Path) -> None:
-    from conftest import require
+    from computer_probe import require
 
     require(binaries=("openbox",))
     async with XvfbComputer(
@@ -270,7 +270,7 @@ SLOW_OPENBOX = (
 
 
 async def test_an_app_that_maps_while_the_window_manager_starts_is_shown(tmp_path: Path) -> None:
-    from conftest import require
+    from computer_probe import require
 
     require(binaries=("openbox",))
     async with XvfbComputer(

@@ -23,7 +23,7 @@ def colours(png: bytes) -> set[tuple[int, int, int]]:
 
 
 def test_desktop_apps_example(tmp_path: Path) -> None:
-    from conftest import require
+    from computer_probe import require
 
     require(
         binaries=("Xvfb", "xdotool", "xclock", "xmessage", "openbox", "bwrap"), modules=("PIL",)
