@@ -7,7 +7,7 @@ Both browsers open the same page served on 127.0.0.1 (the contained one with the
 
   raw Playwright   `chromium.launch(executable_path=/usr/bin/chromium, --no-sandbox)`
                    on the host, `page.mouse.click` + `page.screenshot(type="png")`
-  contained        `BrowserComputer` (bubblewrap, uid 65534, its own namespaces,
+  contained        `BrowserComputer` (bubblewrap, an unprivileged uid, its own namespaces,
                    Chromium's own sandbox on, the policy proxy): `click` + `screenshot`
 
 Rounds alternate a batch of `-n` click+screenshot pairs on each; the ratio is the

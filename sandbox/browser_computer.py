@@ -211,6 +211,10 @@ class BrowserComputer:
                 await handed.wait()
                 self.sandbox_pid = box[0].sandbox_pid
                 self.notices.append(self.policy.describe())
+                if jail.root_run:
+                    self.notices.append(
+                        f"the browser runs as uid {jail.uid} (not root), in namespaces of its own"
+                    )
                 if not box[0].chromium_sandbox:
                     self.notices.append(
                         "chromium's own sandbox is off (--no-sandbox): this kernel refuses "

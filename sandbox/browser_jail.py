@@ -7,8 +7,9 @@ with Chromium's arguments and the DevTools pipe on fds 3 and 4. The launcher
 1. connects to the jail's control socket (a Unix socket in a 0700 temp dir)
    and keeps the connection as an inherited fd;
 2. when run as root, opens the Python prefix the helper needs (it may live
-   under 0700 /root), then switches to `JAIL_UID`/`JAIL_GID` (nobody), so
-   the browser is an unprivileged user on the host side too;
+   under 0700 /root), then switches to `jail_ids()` (the commands' own
+   unallocated id, `idmap.COMMAND_ID`), so the browser is an unprivileged
+   user on the host side too;
 3. execs bubblewrap: own user, PID, IPC, UTS, cgroup and network namespaces
    (the network one is empty: no route anywhere), the host filesystem
    read-only, a private tmpfs at /tmp (HOME is /tmp/home; Playwright's
@@ -55,10 +56,22 @@ from .base import SandboxUnavailable
 from .bubblewrap import INSTALL_HINT, bwrap_path, root_only_paths
 from .command import STANDARD_PATH
 from .hidden import inside, invoking_homes
+from .idmap import COMMAND_ID, allocated
 
-JAIL_UID = 65534
-JAIL_GID = 65534
-"""The host uid/gid the browser runs as when itemloop runs as root (nobody/nogroup)."""
+NOBODY = 65534
+
+
+def jail_ids() -> tuple[int, int]:
+    """The host uid and gid the browser runs as when itemloop runs as root.
+
+    `idmap.COMMAND_ID`, which no one else on the host runs as (the commands that
+    share it are in user and PID namespaces of their own), rather than nobody:
+    a process of a user namespace's owner uid in the host's namespace holds every
+    capability inside it, and host daemons run as nobody. Where that id is
+    allocated to someone, nobody after all."""
+    ids = NOBODY if allocated(COMMAND_ID) is not None else COMMAND_ID
+    return ids, ids
+
 
 HOME = "/tmp/home"
 
@@ -114,11 +127,12 @@ class Handoff:
 class BrowserJail:
     """The temp directory holding the launcher, its config and the control socket."""
 
-    def __init__(self, chromium: str, *, uid: int = JAIL_UID, gid: int = JAIL_GID) -> None:
+    def __init__(self, chromium: str, *, ids: tuple[int, int] | None = None) -> None:
         bwrap = bwrap_path()
         if bwrap is None:
             raise SandboxUnavailable(f"the browser sandbox needs bubblewrap: {INSTALL_HINT}")
         self.root_run = os.geteuid() == 0
+        uid, gid = ids if ids is not None else jail_ids()
         self.uid = uid if self.root_run else os.getuid()
         self.gid = gid if self.root_run else os.getgid()
         self.dir = tempfile.mkdtemp(prefix="itemloop-browser-")
@@ -238,4 +252,4 @@ def launch_args(extra: Sequence[str]) -> list[str]:
     return [a for a in extra if not a.startswith(("--proxy-server", "--proxy-bypass-list"))]
 
 
-__all__ = ["HELPER", "JAIL_GID", "JAIL_UID", "BrowserJail", "Handoff", "launch_args"]
+__all__ = ["HELPER", "BrowserJail", "Handoff", "jail_ids", "launch_args"]

@@ -75,14 +75,22 @@ def unavailable_reason() -> str | None:
         return "itemloop is not running as root"
     if os.uname().machine not in MACHINES:
         return f"the mount API is not known to itemloop on {os.uname().machine}"
-    for lookup, what in ((pwd.getpwuid, "/etc/passwd"), (grp.getgrgid, "/etc/group")):
-        try:
-            lookup(COMMAND_ID)
-        except KeyError:
-            continue
-        return f"id {COMMAND_ID} is allocated in {what}"
+    taken = allocated(COMMAND_ID)
+    if taken is not None:
+        return taken
     if not os.path.isdir(STAGE_DIR):
         return f"there is no {STAGE_DIR}"
+    return None
+
+
+def allocated(id_: int) -> str | None:
+    """Where `id_` is allocated to a user or group ("... in /etc/passwd"), or None."""
+    for lookup, what in ((pwd.getpwuid, "/etc/passwd"), (grp.getgrgid, "/etc/group")):
+        try:
+            lookup(id_)
+        except KeyError:
+            continue
+        return f"id {id_} is allocated in {what}"
     return None
 
 

@@ -20,6 +20,7 @@ from typing import Any
 import anyio
 import pytest
 
+from itemloop.sandbox.net_policy import NetworkPolicy
 from itemloop.sandbox.xvfb_computer import XvfbComputer
 
 HERE = Path(__file__).parent
@@ -27,6 +28,9 @@ DEADLINE_S = 15.0
 """How long a condition may take to come true before the test fails (not a timing assertion)."""
 
 Event = dict[str, Any]
+CHROMIUM = "/usr/bin/chromium"
+LOCAL = NetworkPolicy.of("all")
+"""The test pages are served from 127.0.0.1, which the default policy refuses."""
 W, H = 800, 600
 """The display size of the browser tests."""
 

@@ -14,15 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from computer_probe import H, W, require
+from computer_probe import CHROMIUM, LOCAL, H, W, require
 
 from itemloop.sandbox.browser_computer import BrowserComputer
-from itemloop.sandbox.net_policy import NetworkPolicy
 
 HERE = Path(__file__).parent
-CHROMIUM = "/usr/bin/chromium"
-LOCAL = NetworkPolicy.of("all")
-"""The test pages are served from 127.0.0.1, which the default policy refuses."""
 
 
 @pytest.fixture

@@ -7,8 +7,7 @@ from typing import Any
 
 import anyio
 import pytest
-from computer_probe import DEADLINE_S, H, W, pixel, png_size
-from conftest import LOCAL
+from computer_probe import DEADLINE_S, LOCAL, H, W, pixel, png_size
 
 from itemloop.sandbox.browser_computer import BrowserComputer, playwright_key
 from itemloop.sandbox.computer import NAMED_KEYS, ComputerError, ComputerUnavailable

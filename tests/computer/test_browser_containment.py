@@ -17,12 +17,12 @@ from typing import Any
 
 import anyio
 import pytest
-from computer_probe import DEADLINE_S, HERE, pixel
-from conftest import CHROMIUM, LOCAL, require
+from computer_probe import CHROMIUM, DEADLINE_S, HERE, LOCAL, pixel, require
 from web_probe import html, serve
 
 from itemloop.sandbox.browser_computer import BrowserComputer
 from itemloop.sandbox.browser_files import sanitise_name
+from itemloop.sandbox.idmap import COMMAND_ID
 from itemloop.sandbox.net_policy import NetworkPolicy
 from itemloop.tools.computer import ComputerExecutor
 
@@ -80,7 +80,8 @@ def check_contained(pids: list[int]) -> None:
         uids = next(line for line in status if line.startswith("Uid:")).split()[1:]
         assert all(u != "0" for u in uids), uids
         if os.geteuid() == 0:
-            assert uids == ["65534"] * 4
+            # the commands' unallocated id: no daemon of the host runs as it (nobody would)
+            assert uids == [str(COMMAND_ID)] * 4
         for ns in ("user", "pid", "ipc", "net", "uts"):
             assert os.readlink(f"/proc/{p}/ns/{ns}") != os.readlink(f"/proc/self/ns/{ns}"), ns
     env = Path(f"/proc/{pids[0]}/environ").read_bytes().split(b"\0")

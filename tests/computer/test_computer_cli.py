@@ -9,7 +9,7 @@ import json
 import subprocess
 import sys
 
-from conftest import CHROMIUM, require
+from computer_probe import CHROMIUM, require
 
 
 def test_exec_clicks_in_the_browser_and_returns_the_screenshot(site: str) -> None:
