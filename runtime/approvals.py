@@ -12,7 +12,11 @@ an approved call runs once, a denied one is answered with who denied it and
 why, and nothing else runs twice.
 
 A decision made once for a call (`Approval`) is final for that call id: the
-dispatcher never asks about it again.
+dispatcher never asks about it again. An approval marked `always` also asks
+the gate to `remember` it (`RememberingGate`): the policy gate adds, for the
+rest of the session, an allow rule for exactly what asked (each command's
+argv, the path, the action, the tool), so the same command inside another
+script, or the same path in another patch, runs without asking again.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import json
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 from itemloop.tools.items import Item, call_id_of, call_name
 
@@ -45,6 +49,14 @@ class GateResult:
 
 class Gate(Protocol):
     def check(self, call: Item) -> GateResult: ...
+
+
+@runtime_checkable
+class RememberingGate(Gate, Protocol):
+    def remember(self, call: Item) -> list[str]:
+        """Allow, for the rest of the session, what made `call` ask; the rules added
+        (described for a person), or [] when no rule can name it all."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +86,9 @@ class Approval:
     approve: bool
     by: str = "the user"
     reason: str | None = None
+    always: bool = False
+    """Approved, and what asked is allowed for the rest of the session (the gate's
+    `remember`)."""
 
     def to_json(self, call_id: str) -> dict[str, Any]:
         return {"call_id": call_id, **asdict(self)}
@@ -85,6 +100,7 @@ class Approval:
             approve=data.get("approve") is True,
             by=str(data.get("by") or "the user"),
             reason=str(reason) if reason is not None else None,
+            always=data.get("always") is True,
         )
 
 

@@ -29,12 +29,28 @@ from itemloop.tools.items import Item, call_id_of, call_name, error_output
 from itemloop.tools.output_cap import cap_tool_output
 from itemloop.tools.toolset import Toolset
 
-from .approvals import AbortRun, Approval, ApprovalRequest, Approver, Gate, denial_text, request_for
+from .approvals import (
+    AbortRun,
+    Approval,
+    ApprovalRequest,
+    Approver,
+    Gate,
+    RememberingGate,
+    denial_text,
+    request_for,
+)
 
 if TYPE_CHECKING:
     from itemloop.tools.policy import Grants
 
-from .events import ApprovalDecided, ApprovalRequested, CallFinished, CallStarted, Event
+from .events import (
+    ApprovalDecided,
+    ApprovalRequested,
+    CallFinished,
+    CallStarted,
+    Event,
+    Notice,
+)
 
 Emit = Callable[[Event], None]
 
@@ -209,6 +225,9 @@ class Dispatcher:
                     self.waiting[cid] = request
                     return PAUSED
                 self.decide(cid, decision, emit)
+                if decision.approve and decision.always and isinstance(self.gate, RememberingGate):
+                    for rule in self.gate.remember(call):
+                        emit(Notice(f"rule added for this session: allow {rule}"))
         if decision is not None and not decision.approve:
             return denial_text(call, decision.by, decision.reason)
         if decision is not None and grants is None and self.gate is not None:

@@ -6,8 +6,11 @@ person answers:
 
     y  yes, run it
     n  no (then an optional reason, which the model reads)
-    a  always: yes, and the same request runs without asking for the rest
-       of this session (the rule is shown)
+    a  always: yes, and for the rest of this session what asked is allowed:
+       the policy gets a rule for exactly it (each command's argv, the path,
+       the action, the tool; the rule is shown), so the same command runs
+       unasked inside another script too; a request no rule can name (an
+       unparsable command) is remembered as it is
     q  abort the run (the call and those after it are answered "cancelled")
 
 Anything else asks again. The prompt goes to stderr and the answer is read
@@ -52,10 +55,7 @@ class TerminalApprover:
                 return Approval(False, by="the user", reason=reason or None)
             if answer in ("a", "always"):
                 self.always.add(key)
-                self._say(
-                    f"rule added for this session: always allow {request.name}: {request.show.splitlines()[0] if request.show else ''}\n"
-                )
-                return Approval(True, by="the user (always, this session)")
+                return Approval(True, by="the user (always, this session)", always=True)
             if answer in ("q", "quit", "abort"):
                 raise AbortRun("the run was aborted at an approval prompt")
 

@@ -42,10 +42,11 @@ class Terminal:
         os.close(slave)
         self.seen = ""
 
-    def expect(self, text: str) -> str:
+    def expect(self, text: str, times: int = 1) -> str:
+        """What the terminal has shown, once `text` is among it `times` times."""
         sel = selectors.DefaultSelector()
         sel.register(self.master, selectors.EVENT_READ)
-        while text not in self.seen:
+        while self.seen.count(text) < times:
             if not sel.select(timeout=HANG_GUARD_S):
                 raise AssertionError(f"{text!r} never came; the terminal shows:\n{self.seen}")
             try:
@@ -104,6 +105,39 @@ def test_asked_at_a_terminal_yes_runs_and_no_is_answered_with_the_reason(tmp_pat
     )
     assert "denied by the user" in out["output"][0]["stderr"]
     assert "not that file" in out["output"][0]["stderr"]
+
+
+def test_always_at_a_terminal_allows_the_same_command_inside_other_scripts(
+    tmp_path: Path,
+) -> None:
+    # "always" adds a rule for exactly what asked (this argv), not a memory of the
+    # identical request: the command runs unasked inside another script, and another
+    # command still asks.
+    script = write_script(
+        tmp_path / "t.jsonl",
+        [shell("c1", "touch made.txt")],
+        [shell("c2", "touch made.txt && touch made.txt")],
+        [shell("c3", "touch other.txt")],
+        [message("done")],
+    )
+    workspace = tmp_path / "ws"
+    workspace.mkdir()
+    term = Terminal(
+        "run", "go", "--script", str(script), "--tools", "shell", "--workspace", str(workspace),
+        "--approval", "untrusted",
+    )  # fmt: skip
+    term.expect("$ touch made.txt")
+    term.expect("[y]es")
+    term.type("a")
+    term.expect("rule added for this session: allow touch made.txt")
+    shown = term.expect("[a]lways", times=2)  # the second prompt
+    assert "$ touch other.txt" in shown[shown.index("[a]lways") :], shown  # c2 ran unasked
+    term.type("n")
+    term.expect("reason for the model")
+    term.type("")
+    assert term.finish() == 0
+    assert (workspace / "made.txt").exists()
+    assert not (workspace / "other.txt").exists()
 
 
 @contextmanager
