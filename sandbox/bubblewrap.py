@@ -68,7 +68,11 @@ home of mode 0750) is an empty tmpfs inside, with those bound into it. Two
 walls stay as well: the seccomp filter refuses set-user-ID and set-group-ID
 modes (`seccomp.py`; a file the command makes 4755 in the idmapped workspace
 would be a setuid file of the owner's on disk), and the root-only paths are
-still hidden by path (`ROOT_ONLY_PATHS`, below), as defence in depth.
+still hidden by path (`ROOT_ONLY_PATHS`, below), as defence in depth. And
+as root, in either mode, commands cannot make user namespaces of their own
+(`--disable-userns`): root in one, a command has CAP_SETFCAP over the files
+it owns, and a file capability it writes on a workspace file is stored for
+the file's owner on disk, root (a privileged program on the host).
 
 Where that cannot be done, the fallback of issue 10 item 6 holds, and the
 notice at the start of a run says so and why: itemloop is not root (commands
@@ -304,6 +308,12 @@ class BubblewrapSandbox(ChannelSandbox):
             "ALL",
             "--as-pid-1",  # the runner: no command can kill or stop it
         ]
+        if self.as_root:
+            # A command that makes a user namespace of its own is root there, and owns
+            # what it owns through the idmapped workspace: it could write a file
+            # capability (security.capability) that the kernel stores for the file's
+            # owner on disk, root, leaving a privileged program on the host.
+            args.append("--disable-userns")
         if self.options.network:
             args.append("--share-net")
         # Private tmpfs mounts are RAM: each is sized to the session's memory (their

@@ -35,7 +35,9 @@ The rules:
   Without this, a command of itemloop run as root could leave a setuid-root
   program in the workspace (`chmod 4755` on a copy of /bin/sh). Other ways to
   a privileged file are closed elsewhere: file capabilities need
-  CAP_SETFCAP (bubblewrap and Docker drop every capability), a hard link to a
+  CAP_SETFCAP (bubblewrap and Docker drop every capability; as root the
+  local sandbox also refuses nested user namespaces, where a command would
+  have it over the files it owns: `bubblewrap.py`), a hard link to a
   host's or an image's set-ID program crosses mounts (EXDEV), `chown` clears
   the bits. Set-ID bits
   a file already had (the workspace came with one) are left alone. The rule

@@ -18,6 +18,7 @@ import json
 import os
 import shutil
 import signal
+import struct
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -195,6 +196,26 @@ async def test_set_id_bits_stay_refused_on_the_idmapped_workspace(
         assert r.exit_code == 0, r
         st = os.stat(ws / "sh2")
         assert (st.st_uid, st.st_gid) == OWNER and st.st_mode & 0o7777 == 0o755
+
+
+FILE_CAPABILITY = struct.pack("<IIIII", 0x02000001, 1 << 7, 0, 0, 0)
+"""security.capability, v2: cap_setuid permitted and effective."""
+
+
+async def test_no_file_capability_is_left_on_the_host(make: Make, workspace: Path) -> None:
+    # In a user namespace of its own a command is root, with CAP_SETFCAP over the
+    # files it owns through the idmapped workspace: a capability written there is
+    # stored for the file's owner on disk (root, here), a privileged program on the
+    # host. Nested user namespaces are refused, so no such file is left.
+    shutil.copy("/bin/true", workspace / "t")
+    write = f"import os; os.setxattr('t', 'security.capability', {FILE_CAPABILITY!r})"
+    async with local(make, workspace) as sb:
+        r = await sb.run(["unshare", "-Ur", "python3", "-c", write])
+        assert r.exit_code != 0, r
+        r = await sb.run(["python3", "-c", write])
+        assert r.exit_code != 0, r  # nor without one (no CAP_SETFCAP)
+    with pytest.raises(OSError):
+        os.getxattr(workspace / "t", "security.capability")
 
 
 async def test_nothing_is_mounted_on_the_host(make: Make, workspace: Path) -> None:
