@@ -55,6 +55,11 @@ AUTH_NAME = "Xauthority"
 FB_NAME = "Xvfb_screen0"
 _FAMILY_WILD = 0xFFFF
 _XWD_HEADER = struct.Struct(">25I")
+_MAX_LINE_PAD = 64
+"""Bytes a scanline of 32-bit pixels may be padded by (Xvfb pads to 4: none)."""
+_MAX_HEADER = 4096
+"""The XWD header and window name Xvfb writes are about 100 bytes."""
+_MAX_COLORS = 65536
 _MAX_GUARDED_DISPLAY = 1000
 
 
@@ -199,12 +204,24 @@ class DesktopDisplay:
                 f"the framebuffer is {w}x{rows} at {bits_per_pixel} bits per pixel, "
                 f"not {width}x{height} at 32"
             )
+        # Commands can write this file: the header is checked against what Xvfb writes
+        # for this screen before it sizes a read (a forged 8 MiB line length would
+        # have itemloop read gigabytes, outside the session's memory limit).
+        if not width * 4 <= bytes_per_line <= width * 4 + _MAX_LINE_PAD:
+            raise DisplayError(
+                f"the framebuffer's line length {bytes_per_line} does not fit {width} pixels"
+            )
+        if header_size > _MAX_HEADER or ncolors > _MAX_COLORS:
+            raise DisplayError("the framebuffer's header is not Xvfb's")
         offset = header_size + 12 * ncolors
         size = bytes_per_line * rows
         data = os.pread(self._fb, size, offset)
         if len(data) != size:
             raise DisplayError("the framebuffer file is truncated")
-        return _png(data, width, height, bytes_per_line, little_endian=h[7] == 0)
+        try:
+            return _png(data, width, height, bytes_per_line, little_endian=h[7] == 0)
+        except (ValueError, OSError) as e:  # Pillow refusing what a command wrote there
+            raise DisplayError(f"the framebuffer cannot be read as an image: {e}") from None
 
     def close(self) -> None:
         if self._fb is not None:

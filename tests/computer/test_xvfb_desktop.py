@@ -7,6 +7,7 @@ import base64
 import json
 import os
 import socket
+import struct
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -19,6 +20,7 @@ from computer_probe import DEADLINE_S, pixel, png_size
 
 from itemloop.sandbox.base import SandboxOptions
 from itemloop.sandbox.bubblewrap import BubblewrapSandbox
+from itemloop.sandbox.computer import ComputerError
 from itemloop.sandbox.desktop_display import DesktopDisplay
 from itemloop.sandbox.xvfb_computer import XvfbComputer
 from itemloop.tools.config import ComputerConfig, SandboxConfig, ToolsetConfig
@@ -111,6 +113,43 @@ async def test_the_display_needs_its_cookie(session: Toolset) -> None:
     r = await session.sandbox.run(script="XAUTHORITY=/dev/null xdpyinfo", timeout_s=DEADLINE_S)
     assert r.exit_code != 0
     assert "Authorization required" in r.stderr or "No protocol specified" in r.stderr, r.stderr
+
+
+FORGE_LINE_LENGTH = """
+import os, struct, sys
+path = os.path.join(os.path.dirname(os.environ["XAUTHORITY"]), "Xvfb_screen0")
+fd = os.open(path, os.O_RDWR)
+if sys.argv[1] == "save":
+    print(os.pread(fd, 4, 48).hex())
+else:
+    os.pwrite(fd, bytes.fromhex(sys.argv[1]), 48)
+"""
+
+
+async def test_a_forged_framebuffer_header_is_an_error_not_a_huge_read(session: Toolset) -> None:
+    # Commands can write the framebuffer file itemloop reads screenshots from: a line
+    # length it forged must neither size itemloop's read (gigabytes, outside the
+    # session's memory limit) nor escape as an internal error; the display is
+    # usable again once the header is right.
+    assert session.sandbox is not None
+    computer = session.computer
+    assert isinstance(computer, XvfbComputer)
+    r = await session.sandbox.run(["python3", "-c", FORGE_LINE_LENGTH, "save"])
+    original = r.stdout.strip()
+    assert len(original) == 8, r
+    for forged in (8 * 1024 * 1024, 0xFFFFFFFF, 1):
+        r = await session.sandbox.run(
+            ["python3", "-c", FORGE_LINE_LENGTH, struct.pack(">I", forged).hex()]
+        )
+        assert r.exit_code == 0, r
+        with pytest.raises(ComputerError, match="line length"):
+            await computer.screenshot()
+    executor = session.executor_for(computer_call("c1"))
+    assert executor is not None
+    result = await executor.execute(computer_call("c1"))  # one output, saying why
+    assert not result.ok and "line length" in result.summary, result.summary
+    await session.sandbox.run(["python3", "-c", FORGE_LINE_LENGTH, original])
+    assert pixel(await computer.screenshot(), *ON_FIRST) == RED
 
 
 def xvfb_pid(computer: XvfbComputer) -> int:
