@@ -54,6 +54,8 @@ import signal
 from dataclasses import dataclass
 from pathlib import Path
 
+from .leftovers import gone
+
 V1_CONTROLLERS = ("memory", "pids", "cpu")
 CPU_PERIOD_US = 100_000
 """The CPU bandwidth period: `cpus` CPUs is `cpus * period` of run time per period."""
@@ -344,24 +346,12 @@ def _remove_leftovers(parent: Path) -> None:
     session's cgroup is empty for a moment after it is made. rmdir refuses a
     cgroup that holds a process, so nothing running is ever touched."""
     try:
-        names = [n for n in os.listdir(parent) if n.startswith("itemloop-")]
+        names = os.listdir(parent)
     except OSError:
         return
     for n in names:
-        pid = n.split("-")[1]
-        if not pid.isdigit() or _alive(int(pid)):
-            continue
-        _rmdir(parent / n)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True  # another user's process
-    return True
+        if gone(n, "itemloop-"):
+            _rmdir(parent / n)
 
 
 def _rmdir(d: Path) -> None:

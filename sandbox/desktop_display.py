@@ -48,6 +48,7 @@ import tempfile
 from typing import Any
 
 from .base import SandboxOptions
+from .leftovers import gone
 
 DEFAULT_WINDOW_MANAGER = "openbox --sm-disable"
 """`--computer-wm` without a command: Debian's openbox (.ci/setup-computer.sh)."""
@@ -111,7 +112,8 @@ class DesktopDisplay:
 
     def __init__(self, *, network: bool = False) -> None:
         self.network = network
-        self.dir = tempfile.mkdtemp(prefix="itemloop-display-")
+        _remove_leftovers()
+        self.dir = tempfile.mkdtemp(prefix=f"{_DIR_PREFIX}{os.getpid()}-")
         self._guard: AbstractGuard | None = None
         self._fb: int | None = None
         try:
@@ -231,6 +233,29 @@ class DesktopDisplay:
             self._guard.close()
             self._guard = None
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+_DIR_PREFIX = "itemloop-display-"
+
+
+def _remove_leftovers() -> None:
+    """Remove the display directories of itemloops that were killed (`leftovers.py`):
+    only real directories of ours (not a link another user planted in /tmp)."""
+    tmp = tempfile.gettempdir()
+    try:
+        names = os.listdir(tmp)
+    except OSError:
+        return
+    for n in names:
+        if not gone(n, _DIR_PREFIX):
+            continue
+        path = os.path.join(tmp, n)
+        try:
+            st = os.lstat(path)
+        except OSError:
+            continue
+        if stat.S_ISDIR(st.st_mode) and st.st_uid == os.geteuid():
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def _png(data: bytes, width: int, height: int, stride: int, *, little_endian: bool) -> bytes:

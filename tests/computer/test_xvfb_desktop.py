@@ -6,10 +6,12 @@ from __future__ import annotations
 import base64
 import json
 import os
+import shutil
 import socket
 import struct
 import subprocess
 import sys
+import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -322,3 +324,34 @@ async def test_an_app_that_maps_while_the_window_manager_starts_is_shown(tmp_pat
             "_NET_FRAME_EXTENTS"
         )
         assert "_NET_FRAME_EXTENTS(CARDINAL) =" in r.stdout, (r.stdout, r.stderr)
+
+
+def test_a_killed_itemloops_display_directory_is_removed_by_the_next(tmp_path: Path) -> None:
+    # A SIGKILLed itemloop leaves its display directory (cookie, framebuffer) in /tmp;
+    # the next display made removes those whose itemloop is gone, and nothing else:
+    # not a live one's, not what a link planted under such a name points at.
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    tmp = Path(tempfile.gettempdir())
+    left = tmp / f"itemloop-display-{int(dead.stdout)}-left"
+    live = tmp / f"itemloop-display-{os.getpid()}-live"
+    planted = tmp / f"itemloop-display-{int(dead.stdout)}-link"
+    target = tmp_path / "keep"
+    target.mkdir()
+    (target / "file").write_text("mine")
+    try:
+        for d in (left, live):
+            d.mkdir()
+            (d / "Xauthority").write_bytes(b"cookie")
+        planted.symlink_to(target)
+        DesktopDisplay().close()
+        assert not left.exists()
+        assert live.exists() and planted.is_symlink() and (target / "file").exists()
+    finally:
+        for d in (left, live):
+            shutil.rmtree(d, ignore_errors=True)
+        planted.unlink(missing_ok=True)
