@@ -47,7 +47,7 @@ async def test_a_command_that_keeps_writing_is_stopped(make: Make, workspace: Pa
         r = await sb.run(["sh", "-c", grow], timeout_s=300)
         assert not r.timed_out, r
         assert "this command's sandbox was stopped" in r.stderr, r
-        assert disk_usage(str(workspace)) > 10 * MiB
+        assert disk_usage(str(workspace)).total > 10 * MiB
         (workspace / "grow").unlink()
         r = await sb.run(["echo", "restarted"])
         assert r.stdout == "restarted\n", r
@@ -85,3 +85,64 @@ def test_the_cli_flag_bounds_the_workspace(tmp_path: Path) -> None:
     events = [json.loads(line) for line in r.stdout.splitlines()]
     second = next(e for e in events if e["kind"] == "call_finished" and e["call_id"] == "s2")
     assert "workspace" in second["output"]["output"][0]["stderr"]  # refused: over the limit
+
+
+# --- the review's bypasses: each run for real through bubblewrap -------------------
+
+
+async def test_a_deleted_file_kept_open_counts(make: Make, workspace: Path) -> None:
+    """A file unlinked at once and held by a background process is still on the disk."""
+    hold = (
+        f"exec 3>big; rm big; (exec 3>&3; sleep 600) & head -c {30 * MiB} /dev/zero >&3; echo done"
+    )
+    async with make("local", workspace, SandboxOptions(max_workspace_bytes=10 * MiB)) as sb:
+        r = await sb.run(["sh", "-c", hold], timeout_s=60)
+        assert "over its limit of 10.0 MiB" in r.stderr, r
+        assert "this command's sandbox was stopped" in r.stderr, r  # what held it is gone
+        r = await sb.run(["echo", "next"])  # nothing left to remove: a new sandbox runs it
+        assert r.stdout == "next\n", r
+
+
+async def test_an_o_tmpfile_file_counts(make: Make, workspace: Path) -> None:
+    tmpfile = (
+        "import os, time\n"
+        "fd = os.open('.', os.O_TMPFILE | os.O_WRONLY, 0o600)\n"
+        f"for _ in range({30}): os.write(fd, bytes({MiB}))\n"
+        "time.sleep(600)\n"
+    )
+    async with make("local", workspace, SandboxOptions(max_workspace_bytes=10 * MiB)) as sb:
+        r = await sb.run(["python3", "-c", tmpfile], timeout_s=60)
+        assert not r.timed_out, r  # stopped by the measure, not by the timeout
+        assert "this command's sandbox was stopped" in r.stderr, r
+
+
+async def test_a_tree_deeper_than_path_max_counts(make: Make, workspace: Path) -> None:
+    """20 directories of 250-character names: their full paths are past PATH_MAX."""
+    deep = (
+        "import os\n"
+        "for _ in range(20):\n"
+        "    os.mkdir('d' * 250); fd = os.open('d' * 250, os.O_RDONLY)\n"
+        "    os.fchdir(fd); os.close(fd)\n"
+        f"with open('big', 'wb') as f: f.write(bytes({30 * MiB}))\n"
+    )
+    async with make("local", workspace, SandboxOptions(max_workspace_bytes=10 * MiB)) as sb:
+        r = await sb.run(["python3", "-c", deep], timeout_s=60)
+        assert r.exit_code == 0, r
+        assert "over its limit of 10.0 MiB" in r.stderr, r
+        with pytest.raises(SandboxError, match=r"over its limit.*commands do not run"):
+            await sb.run(["true"])
+
+
+async def test_writable_paths_count_with_the_workspace(
+    make: Make, workspace: Path, tmp_path: Path
+) -> None:
+    extra = tmp_path / "extra"
+    extra.mkdir()
+    options = SandboxOptions(max_workspace_bytes=10 * MiB, writable_paths=[str(extra)])
+    async with make("local", workspace, options) as sb:
+        r = await sb.run(["sh", "-c", f"head -c {6 * MiB} /dev/zero > {extra}/a"])
+        assert r.stderr == "", r  # 6 MiB in all: within the limit
+        r = await sb.run(["sh", "-c", f"head -c {6 * MiB} /dev/zero > b"])
+        assert "over its limit of 10.0 MiB" in r.stderr, r  # 12 MiB together
+        with pytest.raises(SandboxError, match=r"over its limit.*commands do not run"):
+            await sb.run(["true"])
