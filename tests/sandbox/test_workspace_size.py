@@ -146,3 +146,44 @@ async def test_writable_paths_count_with_the_workspace(
         assert "over its limit of 10.0 MiB" in r.stderr, r  # 12 MiB together
         with pytest.raises(SandboxError, match=r"over its limit.*commands do not run"):
             await sb.run(["true"])
+
+
+def test_the_walk_agrees_with_du_past_its_descriptor_window(tmp_path: Path) -> None:
+    """A tree deeper than `WINDOW` with files on every level (the walk comes back up by
+    `..`), a second root sharing a hard link: coreutils du, counting each inode once
+    across its arguments, is the reference."""
+    import os
+    import subprocess
+
+    from itemloop.sandbox.workspace_size import WINDOW
+
+    ws, extra = tmp_path / "ws", tmp_path / "extra"
+    ws.mkdir()
+    extra.mkdir()
+
+    def put(name: str, size: int, at: int) -> None:
+        fd = os.open(name, os.O_WRONLY | os.O_CREAT, 0o600, dir_fd=at)
+        os.write(fd, bytes(size))
+        os.close(fd)
+
+    fd = os.open(ws, os.O_RDONLY)  # by descriptors: the full paths pass PATH_MAX
+    for i in range(WINDOW * 2):
+        put(f"f{i}", 4096 * (i % 5 + 1), fd)
+        os.mkdir(f"side{i}", dir_fd=fd)
+        side = os.open(f"side{i}", os.O_RDONLY, dir_fd=fd)
+        put("s", 8192, side)
+        os.close(side)
+        os.mkdir("d" * 200, dir_fd=fd)
+        deeper = os.open("d" * 200, os.O_RDONLY, dir_fd=fd)
+        os.close(fd)
+        fd = deeper
+    os.close(fd)
+    (ws / "shared").write_bytes(bytes(MiB))
+    os.link(ws / "shared", extra / "shared")
+    du = subprocess.run(
+        ["du", "-s", "-x", "-B1", "-c", str(ws), str(extra)],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    expected = int(du.stdout.splitlines()[-1].split()[0])
+    assert disk_usage(str(ws), str(extra)).total == expected
+    assert disk_usage(str(ws)).total + disk_usage(str(extra)).total > expected
