@@ -117,8 +117,10 @@ class SandboxOptions:
     memory_bytes: int | None = 4 * 1024**3
     cpus: float | None = 2.0
     max_workspace_bytes: int | None = None
-    """The workspace's total size (disk usage); `local` measures it and stops the
-    session's commands past it (`workspace_size.py`); None: unbounded."""
+    """The disk usage of the workspace and every writable path together (an inode
+    counted once), with the deleted files the session's processes still hold open
+    on their filesystems; `local` measures it and stops the session's commands past
+    it (`workspace_size.py`); None: unbounded."""
 
 
 @runtime_checkable

@@ -126,7 +126,7 @@ from .idmap import (
 )
 from .runner_channel import host_runner_argv, runner_env, runner_path, runner_python, spawn_runner
 from .seccomp import UnsupportedArch, command_filter
-from .workspace_size import disk_usage, interval, shown
+from .workspace_size import Usage, disk_usage, interval, session_pids, shown
 
 HOME = "/tmp/home"
 HIDDEN_ROOTS = ("/tmp", "/run")
@@ -542,10 +542,13 @@ class BubblewrapSandbox(ChannelSandbox):
                 output_limit=output_limit,
                 user=user,
             )
-        size, walk_s = await self._measure()
-        if size > limit:
-            raise SandboxError(self._over_message(size, limit, "commands do not run"))
-        stopped: list[int] = []
+        usage, walk_s = await self._measure()
+        if usage.held and _over(usage, limit):  # a new sandbox frees them
+            await self._stop()
+            usage, walk_s = await self._measure()
+        if _over(usage, limit):
+            raise SandboxError(self._over_message(usage, limit, "commands do not run"))
+        stopped: list[Usage] = []
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._watch, limit, walk_s, stopped)
             try:
@@ -561,10 +564,13 @@ class BubblewrapSandbox(ChannelSandbox):
             finally:
                 tg.cancel_scope.cancel()
         if not stopped:
-            size, _ = await self._measure()
-            if size <= limit:
+            usage, _ = await self._measure()
+            if not _over(usage, limit):
                 return result
-            stopped.append(size)
+            stopped.append(usage)
+            if usage.held:  # what holds them goes, or they stay on the disk
+                await self._stop()
+                stopped.append(usage)
         note = self._over_message(
             stopped[0], limit, "this command's sandbox was stopped" if len(stopped) > 1 else ""
         )
@@ -572,30 +578,56 @@ class BubblewrapSandbox(ChannelSandbox):
         err = f"{err}\n{note}" if err and not err.endswith("\n") else err + note
         return dataclasses.replace(result, stderr=err)
 
-    async def _measure(self) -> tuple[int, float]:
+    async def _measure(self) -> tuple[Usage, float]:
+        """The workspace and writable paths, with the deleted files the session holds."""
+        roots = [str(self.workspace), *map(os.path.realpath, self.options.writable_paths)]
         started = time.monotonic()
-        size = await anyio.to_thread.run_sync(disk_usage, str(self.workspace))
-        return size, time.monotonic() - started
+        usage = await anyio.to_thread.run_sync(
+            lambda: disk_usage(*roots, pids=self._session_pids())
+        )
+        return usage, time.monotonic() - started
 
-    async def _watch(self, limit: int, walk_s: float, stopped: list[int]) -> None:
-        """Measure while the command runs; past `limit`, kill the sandbox (bubblewrap:
-        everything in it dies with it) and record the size (twice: it was stopped)."""
+    def _session_pids(self) -> set[int]:
+        """The sandbox's processes: its cgroup's, else bubblewrap and its descendants."""
+        pids = set() if self.cgroup is None else self.cgroup.pids()
+        process = getattr(self.channel, "process", None)
+        if not pids and process is not None and process.returncode is None:
+            pids = session_pids(process.pid)
+        return pids
+
+    async def _stop(self) -> None:
+        """Kill the sandbox (everything in its PID namespace dies with it; the next command
+        starts a new one) and wait, briefly, until its processes have closed their files."""
+        pids = self._session_pids()
+        process = getattr(self.channel, "process", None)
+        if process is not None and process.returncode is None:
+            process.kill()
+        with anyio.move_on_after(5):  # a process stuck in the kernel: go on without it
+            for pid in pids:
+                await _exited(pid)
+
+    async def _watch(self, limit: int, walk_s: float, stopped: list[Usage]) -> None:
+        """Measure while the command runs; past `limit`, stop the sandbox and record the
+        measure (twice: it was stopped)."""
         while True:
             await anyio.sleep(interval(walk_s))
-            size, walk_s = await self._measure()
-            if size > limit:
-                stopped += [size, size]
-                process = getattr(self.channel, "process", None)
-                if process is not None and process.returncode is None:
-                    process.kill()
+            usage, walk_s = await self._measure()
+            if _over(usage, limit):
+                stopped += [usage, usage]
+                await self._stop()
                 return
 
-    def _over_message(self, size: int, limit: int, what: str) -> str:
+    def _over_message(self, usage: Usage, limit: int, what: str) -> str:
         done = f": {what}" if what else ""
+        held = f", {shown(usage.held)} of it in deleted files still open" if usage.held else ""
+        unread = ""
+        if usage.unreadable:
+            names = ", ".join(usage.unreadable[:3])[:300]
+            unread = f" and directories itemloop cannot read ({names}: make them readable)"
         return (
-            f"itemloop: the workspace holds {shown(size)}, over its limit of {shown(limit)} "
-            f"(--max-workspace-size){done}. Remove files (apply_patch can delete them) to run "
-            "commands again."
+            f"itemloop: the workspace (with the writable paths) holds {shown(usage.total)}"
+            f"{held}{unread}, over its limit of {shown(limit)} (--max-workspace-size){done}. "
+            "Remove files (apply_patch can delete them) to run commands again."
         )
 
     def unavailable(self, detail: str) -> SandboxUnavailable:
@@ -609,6 +641,24 @@ class BubblewrapSandbox(ChannelSandbox):
             "If bubblewrap itself is the problem, choose --sandbox docker --image IMAGE "
             "(or --sandbox host to run unconfined)."
         )
+
+
+def _over(usage: Usage, limit: int) -> bool:
+    """Past `limit`; a directory that could not be read counts as past it (its content is
+    unknown: `workspace_size.py`)."""
+    return usage.total > limit or bool(usage.unreadable)
+
+
+async def _exited(pid: int) -> None:
+    """Until `pid` has exited (its files are closed by then), through a pidfd."""
+    try:
+        fd = os.pidfd_open(pid)
+    except OSError:
+        return  # gone already
+    try:
+        await anyio.wait_readable(fd)
+    finally:
+        os.close(fd)
 
 
 class _ThoroughFailed(SandboxUnavailable):

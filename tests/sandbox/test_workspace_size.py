@@ -47,7 +47,7 @@ async def test_a_command_that_keeps_writing_is_stopped(make: Make, workspace: Pa
         r = await sb.run(["sh", "-c", grow], timeout_s=300)
         assert not r.timed_out, r
         assert "this command's sandbox was stopped" in r.stderr, r
-        assert disk_usage(str(workspace)) > 10 * MiB
+        assert disk_usage(str(workspace)).total > 10 * MiB
         (workspace / "grow").unlink()
         r = await sb.run(["echo", "restarted"])
         assert r.stdout == "restarted\n", r
@@ -85,3 +85,105 @@ def test_the_cli_flag_bounds_the_workspace(tmp_path: Path) -> None:
     events = [json.loads(line) for line in r.stdout.splitlines()]
     second = next(e for e in events if e["kind"] == "call_finished" and e["call_id"] == "s2")
     assert "workspace" in second["output"]["output"][0]["stderr"]  # refused: over the limit
+
+
+# --- the review's bypasses: each run for real through bubblewrap -------------------
+
+
+async def test_a_deleted_file_kept_open_counts(make: Make, workspace: Path) -> None:
+    """A file unlinked at once and held by a background process is still on the disk."""
+    hold = (
+        f"exec 3>big; rm big; (exec 3>&3; sleep 600) & head -c {30 * MiB} /dev/zero >&3; echo done"
+    )
+    async with make("local", workspace, SandboxOptions(max_workspace_bytes=10 * MiB)) as sb:
+        r = await sb.run(["sh", "-c", hold], timeout_s=60)
+        assert "over its limit of 10.0 MiB" in r.stderr, r
+        assert "this command's sandbox was stopped" in r.stderr, r  # what held it is gone
+        r = await sb.run(["echo", "next"])  # nothing left to remove: a new sandbox runs it
+        assert r.stdout == "next\n", r
+
+
+async def test_an_o_tmpfile_file_counts(make: Make, workspace: Path) -> None:
+    tmpfile = (
+        "import os, time\n"
+        "fd = os.open('.', os.O_TMPFILE | os.O_WRONLY, 0o600)\n"
+        f"for _ in range({30}): os.write(fd, bytes({MiB}))\n"
+        "time.sleep(600)\n"
+    )
+    async with make("local", workspace, SandboxOptions(max_workspace_bytes=10 * MiB)) as sb:
+        r = await sb.run(["python3", "-c", tmpfile], timeout_s=60)
+        assert not r.timed_out, r  # stopped by the measure, not by the timeout
+        assert "this command's sandbox was stopped" in r.stderr, r
+
+
+async def test_a_tree_deeper_than_path_max_counts(make: Make, workspace: Path) -> None:
+    """20 directories of 250-character names: their full paths are past PATH_MAX."""
+    deep = (
+        "import os\n"
+        "for _ in range(20):\n"
+        "    os.mkdir('d' * 250); fd = os.open('d' * 250, os.O_RDONLY)\n"
+        "    os.fchdir(fd); os.close(fd)\n"
+        f"with open('big', 'wb') as f: f.write(bytes({30 * MiB}))\n"
+    )
+    async with make("local", workspace, SandboxOptions(max_workspace_bytes=10 * MiB)) as sb:
+        r = await sb.run(["python3", "-c", deep], timeout_s=60)
+        assert r.exit_code == 0, r
+        assert "over its limit of 10.0 MiB" in r.stderr, r
+        with pytest.raises(SandboxError, match=r"over its limit.*commands do not run"):
+            await sb.run(["true"])
+
+
+async def test_writable_paths_count_with_the_workspace(
+    make: Make, workspace: Path, tmp_path: Path
+) -> None:
+    extra = tmp_path / "extra"
+    extra.mkdir()
+    options = SandboxOptions(max_workspace_bytes=10 * MiB, writable_paths=[str(extra)])
+    async with make("local", workspace, options) as sb:
+        r = await sb.run(["sh", "-c", f"head -c {6 * MiB} /dev/zero > {extra}/a"])
+        assert r.stderr == "", r  # 6 MiB in all: within the limit
+        r = await sb.run(["sh", "-c", f"head -c {6 * MiB} /dev/zero > b"])
+        assert "over its limit of 10.0 MiB" in r.stderr, r  # 12 MiB together
+        with pytest.raises(SandboxError, match=r"over its limit.*commands do not run"):
+            await sb.run(["true"])
+
+
+def test_the_walk_agrees_with_du_past_its_descriptor_window(tmp_path: Path) -> None:
+    """A tree deeper than `WINDOW` with files on every level (the walk comes back up by
+    `..`), a second root sharing a hard link: coreutils du, counting each inode once
+    across its arguments, is the reference."""
+    import os
+    import subprocess
+
+    from itemloop.sandbox.workspace_size import WINDOW
+
+    ws, extra = tmp_path / "ws", tmp_path / "extra"
+    ws.mkdir()
+    extra.mkdir()
+
+    def put(name: str, size: int, at: int) -> None:
+        fd = os.open(name, os.O_WRONLY | os.O_CREAT, 0o600, dir_fd=at)
+        os.write(fd, bytes(size))
+        os.close(fd)
+
+    fd = os.open(ws, os.O_RDONLY)  # by descriptors: the full paths pass PATH_MAX
+    for i in range(WINDOW * 2):
+        put(f"f{i}", 4096 * (i % 5 + 1), fd)
+        os.mkdir(f"side{i}", dir_fd=fd)
+        side = os.open(f"side{i}", os.O_RDONLY, dir_fd=fd)
+        put("s", 8192, side)
+        os.close(side)
+        os.mkdir("d" * 200, dir_fd=fd)
+        deeper = os.open("d" * 200, os.O_RDONLY, dir_fd=fd)
+        os.close(fd)
+        fd = deeper
+    os.close(fd)
+    (ws / "shared").write_bytes(bytes(MiB))
+    os.link(ws / "shared", extra / "shared")
+    du = subprocess.run(
+        ["du", "-s", "-x", "-B1", "-c", str(ws), str(extra)],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    expected = int(du.stdout.splitlines()[-1].split()[0])
+    assert disk_usage(str(ws), str(extra)).total == expected
+    assert disk_usage(str(ws)).total + disk_usage(str(extra)).total > expected
