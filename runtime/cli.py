@@ -151,8 +151,9 @@ def _add_sandbox_flags(
         type=int,
         default=None,
         metavar="BYTES",
-        help="stop commands once the workspace grows past BYTES (local; measured during "
-        "commands, not reserved on disk; default: no limit)",
+        help="stop commands once the workspace, the writable paths and the deleted files "
+        "commands hold open grow past BYTES (local; measured during commands, not reserved "
+        "on disk; default: no limit)",
     )
 
 

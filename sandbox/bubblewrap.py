@@ -45,9 +45,10 @@ session ends. The private tmpfs mounts (/tmp, /run,
 /dev/shm) are sized to `memory_bytes` (their pages count against it too).
 Where no cgroup can be made (not root, no delegated subtree) the session
 runs without those limits; `notices` says which limits hold, or that none
-do. The workspace's total size (`max_workspace_bytes`) is measured, not
-bounded by the filesystem (`workspace_size.py`): a command is refused while
-the workspace is over it, and one that grows it past it is stopped (the
+do. The workspace's total size (`max_workspace_bytes`: with the writable
+paths and the deleted files the session's processes still hold) is
+measured, not bounded by the filesystem (`workspace_size.py`): a command is
+refused while the workspace is over it, and one that grows it past it is stopped (the
 sandbox is killed, and restarted for the next command) with a note.
 
 Run as root, bubblewrap alone would make commands root on the host's side
