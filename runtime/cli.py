@@ -471,6 +471,13 @@ def build_parser() -> argparse.ArgumentParser:
         d.add_argument(
             "--by", default="the user", help="who decided, for the journal (default: the user)"
         )
+        if verb == "approve":
+            d.add_argument(
+                "--always",
+                action="store_true",
+                help="and allow what asked for the rest of the resumed run (a rule for exactly "
+                "that command, path, action or tool)",
+            )
 
     tools = sub.add_parser("tools", help="print the tool definitions the model would be sent")
     _add_model_flag(tools)

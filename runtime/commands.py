@@ -539,7 +539,9 @@ async def _decide(args: argparse.Namespace) -> int:
     if not args.all and not args.call_ids:
         raise CliError(f"{args.command}: name the CALL_IDs to decide on, or --all")
     approve = args.command == "approve"
-    decision = Approval(approve=approve, by=args.by, reason=args.reason)
+    decision = Approval(
+        approve=approve, by=args.by, reason=args.reason, always=getattr(args, "always", False)
+    )
     decided = decide_in_session(args.session, None if args.all else args.call_ids, decision)
     verb = "approved" if approve else "denied"
     for cid in decided:

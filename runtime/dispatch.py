@@ -225,14 +225,20 @@ class Dispatcher:
                     self.waiting[cid] = request
                     return PAUSED
                 self.decide(cid, decision, emit)
-                if decision.approve and decision.always and isinstance(self.gate, RememberingGate):
-                    for rule in self.gate.remember(call):
-                        emit(Notice(f"rule added for this session: allow {rule}"))
+        if decision is not None and decision.approve and decision.always:
+            self._remember(call, emit)
         if decision is not None and not decision.approve:
             return denial_text(call, decision.by, decision.reason)
         if decision is not None and grants is None and self.gate is not None:
             grants = self.gate.check(call).grants  # approved later: the rule's grants still hold
         return _Admitted(grants)
+
+    def _remember(self, call: Item, emit: Emit) -> None:
+        """An "always" (at the prompt, or `itemloop approve --always` before a resume):
+        the gate allows what asked for the rest of the run."""
+        if isinstance(self.gate, RememberingGate):
+            for rule in self.gate.remember(call):
+                emit(Notice(f"rule added for this session: allow {rule}"))
 
     def decide(self, call_id: str, decision: Approval, emit: Emit | None = None) -> None:
         """Record a decision on a call that asked (journaled; the first one stands)."""

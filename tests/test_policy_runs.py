@@ -254,6 +254,27 @@ def test_exec_with_a_session_pauses_and_answers_once_decided(tmp_path: Path) -> 
     assert "denied by the user" in outs["c3"]["stderr"]
 
 
+def test_approve_always_allows_what_asked_for_the_resumed_run(tmp_path: Path) -> None:
+    session = tmp_path / "s.jsonl"
+    workspace = tmp_path / "ws"
+    workspace.mkdir()
+    common = ["exec", "--tools", "shell", "--workspace", str(workspace), "--session", str(session)]
+    run = [*CLI, *common, "--approval", "untrusted"]
+    first = subprocess.run(
+        run, input=json.dumps(shell("c1", "touch made.txt")), capture_output=True, text=True,
+        env=env(), timeout=60,
+    )  # fmt: skip
+    assert first.returncode == 4, first.stderr  # paused: c1 waits
+    decide = [*CLI, "approve", "--always", "--session", str(session), "c1"]
+    assert subprocess.run(decide, env=env(), timeout=60).returncode == 0
+    # The same command inside another script runs without asking (else: paused again, 4).
+    again = json.dumps(shell("c2", "touch made.txt && touch made.txt"))
+    second = subprocess.run(run, input=again, capture_output=True, text=True, env=env(), timeout=60)
+    assert second.returncode == 0, second.stderr
+    outs = [json.loads(line)["call_id"] for line in second.stdout.splitlines()]
+    assert outs == ["c1", "c2"]
+
+
 MCP_SERVER = Path(__file__).parent / "mcp" / "servers" / "demo_server.py"
 TOOLS_FILE = Path(__file__).parent / "data" / "cli_tools.py"
 
