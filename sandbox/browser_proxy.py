@@ -25,6 +25,11 @@ through `on_refusal`, which the browser turns into a note for the model.
 Hosts matching `quiet_deny` (the browser's own update and telemetry
 services) are refused without a report.
 
+Failures are the connection's own: a malformed target (a port outside
+1..65535 or not a number, an unclosed "[", no host) is a 400, a name that
+does not resolve or an unreachable address a 502, and anything unexpected
+a 502 too; the serving task never dies from one connection.
+
 Limits: a request head over 64 KiB is refused; connecting times out after
 `connect_timeout_s`. Not covered: what a reachable server does with the
 connection; HTTP/1.0 keep-alive tricks are moot (one request per connection).
@@ -89,6 +94,10 @@ class ResolverRules:
         return host, port
 
 
+class BadRequest(Exception):
+    """A request the proxy cannot act on (malformed target, port, name): answered 400."""
+
+
 class ProxyRefused(Exception):
     def __init__(self, refusal: Refusal) -> None:
         super().__init__(refusal.describe())
@@ -128,6 +137,10 @@ class PolicyProxy:
                 pass
             except h11.ProtocolError:
                 await _send(client, 400, "Bad request", "The proxy could not parse the request.")
+            except BadRequest as e:
+                await _send(client, 400, "Bad request", str(e))
+            except Exception as e:  # one connection's failure stays its own
+                await _send(client, 502, "Proxy error", f"The proxy failed on this request: {e!r}")
 
     async def _one_request(self, client: anyio.abc.SocketStream) -> None:
         conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD_BYTES)
@@ -136,14 +149,7 @@ class PolicyProxy:
             return
         method = request.method.decode("ascii", "replace")
         target = request.target.decode("ascii", "replace")
-        if method == "CONNECT":
-            host, port = _host_port(target, 443)
-        else:
-            url = urlsplit(target)
-            if url.scheme != "http" or not url.hostname:
-                await _send(client, 400, "Bad request", "The proxy takes absolute http URLs only.")
-                return
-            host, port = url.hostname, url.port or 80
+        host, port = _target(method, target)
         if any(fnmatch.fnmatchcase(host.lower().rstrip("."), p) for p in self.quiet_deny):
             await _send(client, 403, "Blocked by itemloop", f"{host}: the browser's own traffic")
             return
@@ -248,11 +254,36 @@ async def _splice(a: anyio.abc.SocketStream, b: anyio.abc.SocketStream) -> None:
         tg.start_soon(pump, b, a)
 
 
+def _target(method: str, target: str) -> tuple[str, int]:
+    """The host and port a request asks for; BadRequest if it names none or a bad one."""
+    if method == "CONNECT":
+        return _host_port(target, 443)
+    try:
+        url = urlsplit(target)
+        host, port = url.hostname, url.port
+    except ValueError as e:  # a port out of range or not a number, an unclosed "["
+        raise BadRequest(f"The URL {target!r} is malformed: {e}") from e
+    if url.scheme != "http" or not host:
+        raise BadRequest("The proxy takes absolute http URLs only.")
+    return host, _port(80 if port is None else str(port), target)
+
+
 def _host_port(authority: str, default: int) -> tuple[str, int]:
     host, sep, port = authority.rpartition(":")
-    if not sep or not port.isdigit() or (host.count(":") and not host.endswith("]")):
-        return authority.strip("[]"), default
-    return host.strip("[]"), int(port)
+    if not sep or (host.count(":") and not host.endswith("]")):  # no port, or bare IPv6
+        host, port = authority, ""
+    host = host.removeprefix("[").removesuffix("]")
+    if not host:
+        raise BadRequest(f"{authority!r} names no host.")
+    return host, _port(port or default, authority)
+
+
+def _port(port: str | int, target: str) -> int:
+    """`port` as a TCP port (1..65535); BadRequest otherwise."""
+    text = str(port)
+    if not (text.isascii() and text.isdigit() and 1 <= int(text) <= 65535):
+        raise BadRequest(f"{target!r}: the port must be a number from 1 to 65535.")
+    return int(text)
 
 
 def _refusal_text(r: Refusal) -> str:

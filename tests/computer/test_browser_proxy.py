@@ -87,3 +87,31 @@ async def test_resolver_rules_map_names_and_quiet_hosts_are_not_reported() -> No
             out = await ask(b"GET http://update.test/ HTTP/1.1\r\nHost: update.test\r\n\r\n")
             assert out.startswith(b"HTTP/1.1 403")  # type: ignore[attr-defined]
     assert site.hits == ["/"] and refused == []
+
+
+@pytest.mark.parametrize(
+    ("request_line", "status"),
+    [
+        (b"GET http://127.0.0.1:99999/ HTTP/1.1", b"400"),
+        (b"GET http://127.0.0.1:abc/ HTTP/1.1", b"400"),
+        (b"GET http://[::1/ HTTP/1.1", b"400"),
+        (b"GET http://127.0.0.1:0/ HTTP/1.1", b"400"),
+        (b"CONNECT 127.0.0.1:99999 HTTP/1.1", b"400"),
+        (b"CONNECT 127.0.0.1:0 HTTP/1.1", b"400"),
+        (b"CONNECT 127.0.0.1:abc HTTP/1.1", b"400"),
+        (b"CONNECT :443 HTTP/1.1", b"400"),
+        (b"CONNECT " + b"a" * 64 + b".com:443 HTTP/1.1", b"502"),
+        (b"CONNECT a..b:443 HTTP/1.1", b"502"),
+    ],
+)
+async def test_a_malformed_target_is_answered_and_the_proxy_serves_on(
+    request_line: bytes, status: bytes
+) -> None:
+    refused: list[Refusal] = []
+    with serve({"/": html("still here")}) as site:
+        async with proxy(NetworkPolicy.of("all"), refused) as ask:
+            out = await ask(request_line + b"\r\nHost: x\r\n\r\n")
+            assert out.startswith(b"HTTP/1.1 " + status)  # type: ignore[attr-defined]
+            good = f"GET http://127.0.0.1:{site.port}/ HTTP/1.1\r\nHost: x\r\n\r\n".encode()
+            assert b"still here" in await ask(good)  # type: ignore[operator]
+    assert site.hits == ["/"]
