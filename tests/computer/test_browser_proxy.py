@@ -10,7 +10,7 @@ import anyio.abc
 import pytest
 from web_probe import html, serve
 
-from itemloop.sandbox.browser_proxy import PolicyProxy, ResolverRules
+from itemloop.sandbox.browser_proxy import PolicyProxy, ProxyLimits, ResolverRules
 from itemloop.sandbox.net_policy import NetworkPolicy, Refusal
 
 pytestmark = pytest.mark.anyio
@@ -114,4 +114,68 @@ async def test_a_malformed_target_is_answered_and_the_proxy_serves_on(
             assert out.startswith(b"HTTP/1.1 " + status)  # type: ignore[attr-defined]
             good = f"GET http://127.0.0.1:{site.port}/ HTTP/1.1\r\nHost: x\r\n\r\n".encode()
             assert b"still here" in await ask(good)  # type: ignore[operator]
+    assert site.hits == ["/"]
+
+
+async def _read_all(s: anyio.abc.SocketStream) -> bytes:
+    out = b""
+    with anyio.fail_after(15):
+        async for chunk in s:
+            out += chunk
+    return out
+
+
+async def test_a_head_that_never_ends_is_answered_408_and_closed() -> None:
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
+    port = listener.extra(anyio.abc.SocketAttribute.local_port)
+    p = PolicyProxy(NetworkPolicy.of("all"), limits=ProxyLimits(head_timeout_s=0.2))
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(p.serve, listener)
+        async with await anyio.connect_tcp("127.0.0.1", port) as s:
+            await s.send(b"GET http://127.0.0.1/ HTTP/1.1\r\nX-slow: ")
+            assert (await _read_all(s)).startswith(b"HTTP/1.1 408")
+        tg.cancel_scope.cancel()
+
+
+async def test_a_tunnel_without_bytes_either_way_is_closed() -> None:
+    silent = await anyio.create_tcp_listener(local_host="127.0.0.1")
+    silent_port = silent.extra(anyio.abc.SocketAttribute.local_port)
+    held: list[anyio.abc.SocketStream] = []
+
+    async def hold(s: anyio.abc.SocketStream) -> None:
+        held.append(s)  # accepted, never answered, never closed
+        await anyio.sleep_forever()
+
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
+    port = listener.extra(anyio.abc.SocketAttribute.local_port)
+    p = PolicyProxy(NetworkPolicy.of("all"), limits=ProxyLimits(idle_timeout_s=0.2))
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(silent.serve, hold)
+        tg.start_soon(p.serve, listener)
+        async with await anyio.connect_tcp("127.0.0.1", port) as s:
+            await s.send(f"CONNECT 127.0.0.1:{silent_port} HTTP/1.1\r\nHost: h\r\n\r\n".encode())
+            out = await _read_all(s)
+        assert out == b"HTTP/1.1 200 Connection Established\r\n\r\n" and len(held) == 1
+        tg.cancel_scope.cancel()
+
+
+async def test_connections_beyond_the_cap_are_refused_503() -> None:
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
+    port = listener.extra(anyio.abc.SocketAttribute.local_port)
+    p = PolicyProxy(NetworkPolicy.of("all"), limits=ProxyLimits(max_connections=1))
+    with serve({"/": html("ok")}) as site:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(p.serve, listener)
+            async with await anyio.connect_tcp("127.0.0.1", port) as first:
+                await first.send(b"GET http://127.0.0.1/ HTTP/1.1\r\nX-slow: ")
+                # Refused at once, before any request (one sent early may see a reset instead).
+                async with await anyio.connect_tcp("127.0.0.1", port) as second:
+                    assert (await _read_all(second)).startswith(b"HTTP/1.1 503")
+                await first.send(b"1\r\n\r\n")  # the first is served on
+                assert (await _read_all(first)).startswith(b"HTTP/1.1 ")
+            async with await anyio.connect_tcp("127.0.0.1", port) as third:
+                req = f"GET http://127.0.0.1:{site.port}/ HTTP/1.1\r\nHost: x\r\n\r\n"
+                await third.send(req.encode())
+                assert b"ok" in await _read_all(third)  # its slot is free again
+            tg.cancel_scope.cancel()
     assert site.hits == ["/"]
