@@ -58,7 +58,7 @@ import anyio
 import anyio.abc
 import h11
 
-from .net_policy import IPAddress, NetworkPolicy, Refusal
+from .net_policy import IPAddress, NetworkPolicy, Refusal, host_name
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,14 +103,16 @@ class ResolverRules:
             for rule in a.partition("=")[2].split(","):
                 words = rule.split()
                 if len(words) == 3 and words[0].upper() == "MAP":
-                    rules.append(("MAP", words[1].lower(), words[2]))
+                    rules.append(("MAP", host_name(words[1]), words[2]))
                 elif len(words) == 2 and words[0].upper() == "EXCLUDE":
-                    rules.append(("EXCLUDE", words[1].lower(), ""))
+                    rules.append(("EXCLUDE", host_name(words[1]), ""))
         return cls(tuple(rules))
 
     def map(self, host: str, port: int) -> tuple[str, int]:
+        """Where `host` (normalised by `host_name`, as the policy sees it) goes."""
+        host = host_name(host)
         for kind, pattern, replacement in self.rules:
-            if not fnmatch.fnmatchcase(host.lower(), pattern):
+            if not fnmatch.fnmatchcase(host, pattern):
                 continue
             if kind == "EXCLUDE":
                 break
@@ -201,7 +203,8 @@ class PolicyProxy:
         method = request.method.decode("ascii", "replace")
         target = request.target.decode("ascii", "replace")
         host, port = _target(method, target)
-        if any(fnmatch.fnmatchcase(host.lower().rstrip("."), p) for p in self.quiet_deny):
+        host = host_name(host)  # once, for the quiet list, the policy and the resolver rules
+        if any(fnmatch.fnmatchcase(host, p) for p in self.quiet_deny):
             await _send(client, 403, "Blocked by itemloop", f"{host}: the browser's own traffic")
             return
         try:

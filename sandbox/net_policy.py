@@ -8,7 +8,9 @@ browser's filtering proxy (`browser_proxy.py`) for every connection a page asks 
   matching none of its patterns is refused. Patterns are shell globs on the
   lower-cased name without a trailing dot (`*.example.com` matches
   `a.example.com`, not `example.com`; list both for both). An IP literal is
-  matched as written.
+  matched as written. `host_name` is that normalisation, and the proxy's
+  resolver rules use it too, so a trailing dot cannot pass one and miss the
+  other.
 - `check_address(ip)` on EVERY address the name resolved to (the proxy
   refuses the connection if any is refused, and connects only to a checked
   address, so DNS rebinding or a name pointing at 127.0.0.1 gains nothing):
@@ -57,7 +59,10 @@ class Refusal:
         return f"{self.host}{at} is blocked by the browser's network policy: {self.rule}"
 
 
-def _name(host: str) -> str:
+def host_name(host: str) -> str:
+    """`host` as the policy and the resolver rules see it: lower case, no trailing dot,
+    no IPv6 brackets. One function for both, so `a.test.` cannot pass as `a.test` to one
+    and as something else to the other."""
     return host.strip().rstrip(".").lower().removeprefix("[").removesuffix("]")
 
 
@@ -120,10 +125,10 @@ class NetworkPolicy:
     def of(
         cls, mode: NetworkMode, allow: Sequence[str] = (), deny: Sequence[str] = ()
     ) -> NetworkPolicy:
-        return cls(mode, tuple(_name(p) for p in allow), tuple(_name(p) for p in deny))
+        return cls(mode, tuple(host_name(p) for p in allow), tuple(host_name(p) for p in deny))
 
     def check_name(self, host: str) -> Refusal | None:
-        name = _name(host)
+        name = host_name(host)
         if self.mode == "none":
             return Refusal(name, "--browser-network none (no network for pages)")
         for p in self.deny:
@@ -140,7 +145,7 @@ class NetworkPolicy:
         if kind is None:
             return None
         return Refusal(
-            _name(host), f"{kind} addresses are not public (--browser-network public)", str(ip)
+            host_name(host), f"{kind} addresses are not public (--browser-network public)", str(ip)
         )
 
     def describe(self) -> str:
@@ -169,4 +174,5 @@ __all__ = [
     "NetworkPolicy",
     "Refusal",
     "address_class",
+    "host_name",
 ]

@@ -179,3 +179,14 @@ async def test_connections_beyond_the_cap_are_refused_503() -> None:
                 assert b"ok" in await _read_all(third)  # its slot is free again
             tg.cancel_scope.cancel()
     assert site.hits == ["/"]
+
+
+async def test_a_trailing_dot_or_capitals_do_not_skip_the_resolver_pin() -> None:
+    refused: list[Refusal] = []
+    with serve({"/": html("mapped")}) as site:
+        rules = ResolverRules.from_args([f"--host-resolver-rules=MAP *.test 127.0.0.1:{site.port}"])
+        async with proxy(NetworkPolicy.of("all", allow=["docs.test"]), refused, rules=rules) as ask:
+            for host in (b"docs.test.", b"DOCS.Test."):
+                out = await ask(b"GET http://" + host + b"/ HTTP/1.1\r\nHost: x\r\n\r\n")
+                assert b"mapped" in out  # type: ignore[operator]
+    assert site.hits == ["/", "/"] and refused == []
