@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import anyio
 import anyio.abc
 import pytest
+from computer_probe import require
 from web_probe import html, serve
 
 from itemloop.sandbox.browser_proxy import PolicyProxy, ProxyLimits, ResolverRules
@@ -190,3 +196,53 @@ async def test_a_trailing_dot_or_capitals_do_not_skip_the_resolver_pin() -> None
                 out = await ask(b"GET http://" + host + b"/ HTTP/1.1\r\nHost: x\r\n\r\n")
                 assert b"mapped" in out  # type: ignore[operator]
     assert site.hits == ["/", "/"] and refused == []
+
+
+# Run in a network namespace of its own with 1.2.3.4 on its loopback: a listener there is
+# the host's own public address; 5.6.7.8 is public and not the host's.
+OWN_ADDRESS_PROBE = """
+import ipaddress, json, sys
+import anyio, anyio.abc
+from web_probe import html, serve
+from itemloop.sandbox.browser_proxy import PolicyProxy
+from itemloop.sandbox.net_policy import NetworkPolicy
+
+async def main():
+    refused = []
+    p = PolicyProxy(NetworkPolicy(), on_refusal=refused.append)
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
+    port = listener.extra(anyio.abc.SocketAttribute.local_port)
+    with serve({"/": html("own")}, "1.2.3.4", 8080) as site:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(p.serve, listener)
+            async with await anyio.connect_tcp("127.0.0.1", port) as s:
+                await s.send(b"GET http://1.2.3.4:8080/ HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n")
+                out = b"".join([c async for c in s])
+            tg.cancel_scope.cancel()
+    other = NetworkPolicy().check_address("h", ipaddress.ip_address("5.6.7.8"))
+    json.dump({"answer": out.split(b"\\r\\n")[0].decode(), "hits": site.hits,
+               "rules": [r.rule for r in refused], "other": repr(other)}, sys.stdout)
+
+anyio.run(main)
+"""
+
+
+def test_the_hosts_own_public_address_is_refused_in_a_netns() -> None:
+    require(binaries=("unshare", "ip"))
+    if os.geteuid() != 0:
+        pytest.skip("creating a network namespace with addresses needs root")
+    here = Path(__file__).parent
+    setup = f"ip link set lo up && ip addr add 1.2.3.4/32 dev lo && exec {sys.executable} -c "
+    r = subprocess.run(
+        ["unshare", "--net", "sh", "-c", setup + '"$0"', OWN_ADDRESS_PROBE],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=here,
+        env={**os.environ, "PYTHONPATH": str(here)},
+    )
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["answer"].startswith("HTTP/1.1 403") and out["hits"] == []
+    assert out["rules"] and "the host's own address (1.2.3.4)" in out["rules"][0]
+    assert out["other"] == "None"  # a public address not the host's passes
