@@ -38,6 +38,10 @@ itemloop accepts the control connection (`accept`), learns bubblewrap's pid
 from the peer credentials, and serves the proxy (`browser_proxy.py`) on the
 received socket on the host side.
 
+The jail's directories in the temp dir are named after itemloop's pid; a
+killed itemloop's are removed by the next jail made (`leftovers.py`), only
+real directories owned by itemloop's user or the jail uid.
+
 Not covered: the read-only host view shows world-readable files; a pathname
 Unix socket the uid may write to is connectable from inside (the docker and
 X sockets under /run and /tmp are hidden; Chromium's own sandbox keeps
@@ -65,6 +69,7 @@ from .cgroups import DELEGATION, CgroupUnavailable, Limits, SessionCgroup
 from .command import STANDARD_PATH
 from .hidden import inside, invoking_homes
 from .idmap import COMMAND_ID, allocated
+from .leftovers import gone
 
 NOBODY = 65534
 _DEFAULTS = SandboxOptions()
@@ -86,6 +91,9 @@ def jail_ids() -> tuple[int, int]:
 
 
 HOME = "/tmp/home"
+DIR_PREFIX = "itemloop-browser-"
+DOWNLOADS_PREFIX = "itemloop-browser-downloads-"
+"""The jail's directories in the temp dir are `<prefix><itemloop's pid>-<random>`."""
 
 HELPER = r"""
 import ctypes, os, socket, sys
@@ -153,8 +161,9 @@ class BrowserJail:
         self.cgroup: SessionCgroup | None = None
         self.notices: list[str] = []
         """What holds the browser and what does not, for the model (the cgroup's limits)."""
-        self.dir = tempfile.mkdtemp(prefix="itemloop-browser-")
-        self.downloads = tempfile.mkdtemp(prefix="itemloop-browser-downloads-")
+        _remove_leftovers({os.geteuid(), self.uid})
+        self.dir = tempfile.mkdtemp(prefix=f"{DIR_PREFIX}{os.getpid()}-")
+        self.downloads = tempfile.mkdtemp(prefix=f"{DOWNLOADS_PREFIX}{os.getpid()}-")
         try:
             self._prepare(bwrap, chromium)
         except BaseException:
@@ -264,6 +273,26 @@ class BrowserJail:
             self.cgroup = None
         shutil.rmtree(self.dir, ignore_errors=True)
         shutil.rmtree(self.downloads, ignore_errors=True)
+
+
+def _remove_leftovers(owners: set[int]) -> None:
+    """Remove the jail directories of itemloops that were killed (`leftovers.py`): only real
+    directories of `owners` (ours, the jail uid's), not a link another user planted in /tmp."""
+    tmp = tempfile.gettempdir()
+    try:
+        names = os.listdir(tmp)
+    except OSError:
+        return
+    for n in names:
+        if not (gone(n, DIR_PREFIX) or gone(n, DOWNLOADS_PREFIX)):
+            continue
+        path = os.path.join(tmp, n)
+        try:
+            st = os.lstat(path)
+        except OSError:
+            continue
+        if stat.S_ISDIR(st.st_mode) and st.st_uid in owners:
+            shutil.rmtree(path, ignore_errors=True)  # never follows a link (fd-based)
 
 
 def _reachable(path: str, uid: int, gid: int) -> bool:

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
 import pytest
+from computer_probe import CHROMIUM
 
 from itemloop.sandbox.browser_computer import BrowserComputer
-from itemloop.sandbox.browser_jail import BROWSER_LIMITS
+from itemloop.sandbox.browser_jail import BROWSER_LIMITS, BrowserJail, jail_ids
 
 pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("need_browser")]
 
@@ -67,3 +72,41 @@ async def test_chromium_runs_in_a_session_cgroup_with_a_memory_limit() -> None:
         )
         assert int(limit.read_text()) == BROWSER_LIMITS.memory_bytes
     assert not cgroup.exists()  # removed with the browser
+
+
+def test_a_killed_itemloops_browser_directories_are_removed_by_the_next(tmp_path: Path) -> None:
+    # A SIGKILLed itemloop leaves its jail directory and its downloads staging directory
+    # (the jail uid's) in /tmp; the next jail removes those whose itemloop is gone, and
+    # nothing else: not a live one's, not another user's, not what a planted link points at.
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    pid, tmp = int(dead.stdout), Path(tempfile.gettempdir())
+    left = tmp / f"itemloop-browser-{pid}-left"
+    left_downloads = tmp / f"itemloop-browser-downloads-{pid}-left"
+    live = tmp / f"itemloop-browser-{os.getpid()}-live"
+    strangers = tmp / f"itemloop-browser-{pid}-strangers"
+    planted = tmp / f"itemloop-browser-downloads-{pid}-link"
+    target = tmp_path / "keep"
+    target.mkdir()
+    (target / "file").write_text("mine")
+    dirs = (left, left_downloads, live, strangers)
+    try:
+        for d in dirs:
+            d.mkdir()
+            (d / "file").write_bytes(b"x")
+        if os.geteuid() == 0:
+            os.chown(left_downloads, *jail_ids())
+            os.chown(strangers, 12345, 12345)
+        planted.symlink_to(target)
+        BrowserJail(CHROMIUM).cleanup()
+        assert not left.exists() and not left_downloads.exists()
+        assert live.exists() and planted.is_symlink() and (target / "file").exists()
+        assert strangers.exists() == (os.geteuid() == 0)
+    finally:
+        for d in dirs:
+            shutil.rmtree(d, ignore_errors=True)
+        planted.unlink(missing_ok=True)
