@@ -6,11 +6,18 @@ with Chromium's arguments and the DevTools pipe on fds 3 and 4. The launcher
 
 1. connects to the jail's control socket (a Unix socket in a 0700 temp dir)
    and keeps the connection as an inherited fd;
-2. when run as root, opens the Python prefix the helper needs (it may live
+2. joins the jail's session cgroup (`cgroups.SessionCgroup`, made by
+   `BrowserJail` with `BROWSER_LIMITS`: the memory and process defaults of
+   `SandboxOptions`) while still itemloop's user and before anything forks,
+   so Chromium and all it starts are held by those limits; `cleanup`
+   removes the cgroup, killing what is left in it. Where no cgroup can be
+   made (not root, nothing delegated), `notices` says the browser runs
+   without limits;
+3. when run as root, opens the Python prefix the helper needs (it may live
    under 0700 /root), then switches to `jail_ids()` (the commands' own
    unallocated id, `idmap.COMMAND_ID`), so the browser is an unprivileged
    user on the host side too;
-3. execs bubblewrap: own user, PID, IPC, UTS, cgroup and network namespaces
+4. execs bubblewrap: own user, PID, IPC, UTS, cgroup and network namespaces
    (the network one is empty: no route anywhere), the host filesystem
    read-only, a private tmpfs at /tmp (HOME is /tmp/home; Playwright's
    `--user-data-dir` under /tmp lands there, so the profile is private to
@@ -19,7 +26,7 @@ with Chromium's arguments and the DevTools pipe on fds 3 and 4. The launcher
    `bubblewrap.root_only_paths` hidden, a clean environment, and only the
    downloads staging directory writable on the host. bubblewrap keeps
    inherited fds: the DevTools pipe reaches Chromium.
-4. inside, a tiny helper (`HELPER`, stdlib Python with -I -S) makes the
+5. inside, a tiny helper (`HELPER`, stdlib Python with -I -S) makes the
    listening socket on 127.0.0.1 of the sandbox's namespace, sends it to
    itemloop over the control connection (SCM_RIGHTS) with whether a nested
    user namespace can be made, and execs Chromium with
@@ -30,6 +37,10 @@ with Chromium's arguments and the DevTools pipe on fds 3 and 4. The launcher
 itemloop accepts the control connection (`accept`), learns bubblewrap's pid
 from the peer credentials, and serves the proxy (`browser_proxy.py`) on the
 received socket on the host side.
+
+The jail's directories in the temp dir are named after itemloop's pid; a
+killed itemloop's are removed by the next jail made (`leftovers.py`), only
+real directories owned by itemloop's user or the jail uid.
 
 Not covered: the read-only host view shows world-readable files; a pathname
 Unix socket the uid may write to is connectable from inside (the docker and
@@ -52,13 +63,19 @@ from dataclasses import dataclass
 import anyio
 import anyio.abc
 
-from .base import SandboxUnavailable
+from .base import SandboxOptions, SandboxUnavailable
 from .bubblewrap import INSTALL_HINT, bwrap_path, root_only_paths
+from .cgroups import DELEGATION, CgroupUnavailable, Limits, SessionCgroup
 from .command import STANDARD_PATH
 from .hidden import inside, invoking_homes
 from .idmap import COMMAND_ID, allocated
+from .leftovers import gone
 
 NOBODY = 65534
+_DEFAULTS = SandboxOptions()
+BROWSER_LIMITS = Limits(memory_bytes=_DEFAULTS.memory_bytes, max_processes=_DEFAULTS.max_processes)
+"""The browser sandbox's cgroup limits: the memory and process defaults of the commands'
+sandbox (`SandboxOptions`, their one home)."""
 
 
 def jail_ids() -> tuple[int, int]:
@@ -74,6 +91,9 @@ def jail_ids() -> tuple[int, int]:
 
 
 HOME = "/tmp/home"
+DIR_PREFIX = "itemloop-browser-"
+DOWNLOADS_PREFIX = "itemloop-browser-downloads-"
+"""The jail's directories in the temp dir are `<prefix><itemloop's pid>-<random>`."""
 
 HELPER = r"""
 import ctypes, os, socket, sys
@@ -104,6 +124,9 @@ ctl = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
 ctl.connect(os.path.join(here, "control"))
 fd = ctl.detach()
 os.set_inheritable(fd, True)
+for procs in cfg["cgroup_procs"]:  # before dropping root, before anything forks
+    with open(procs, "w") as f:
+        f.write(str(os.getpid()))
 if os.geteuid() == 0:
     os.setgroups([])
     os.setgid(cfg["gid"])
@@ -135,16 +158,36 @@ class BrowserJail:
         uid, gid = ids if ids is not None else jail_ids()
         self.uid = uid if self.root_run else os.getuid()
         self.gid = gid if self.root_run else os.getgid()
-        self.dir = tempfile.mkdtemp(prefix="itemloop-browser-")
-        self.downloads = tempfile.mkdtemp(prefix="itemloop-browser-downloads-")
+        self.cgroup: SessionCgroup | None = None
+        self.notices: list[str] = []
+        """What holds the browser and what does not, for the model (the cgroup's limits)."""
+        _remove_leftovers({os.geteuid(), self.uid})
+        self.dir = tempfile.mkdtemp(prefix=f"{DIR_PREFIX}{os.getpid()}-")
+        self.downloads = tempfile.mkdtemp(prefix=f"{DOWNLOADS_PREFIX}{os.getpid()}-")
+        try:
+            self._prepare(bwrap, chromium)
+        except BaseException:
+            self.cleanup()
+            raise
+
+    def _prepare(self, bwrap: str, chromium: str) -> None:
         if self.root_run:
             os.chown(self.downloads, self.uid, self.gid)
         self.launcher = os.path.join(self.dir, "launcher")
         self.control = os.path.join(self.dir, "control")
         python, prefix = self._python()
+        try:
+            self.cgroup = SessionCgroup.create(BROWSER_LIMITS)
+            self.notices.append(f"browser limits: {self.cgroup.describe()}")
+        except CgroupUnavailable as e:
+            self.notices.append(
+                f"the browser runs without memory or process limits: no cgroup could be made "
+                f"({e}); that needs root or a cgroup delegated to you ({DELEGATION})"
+            )
         config = {
             "uid": self.uid,
             "gid": self.gid,
+            "cgroup_procs": self.cgroup.procs_files if self.cgroup else [],
             "bwrap": [bwrap, *self._bwrap_args(prefix)],
             "python": python,
             "helper": HELPER,
@@ -224,8 +267,32 @@ class BrowserJail:
         return Handoff(socket.socket(fileno=fds[0]), msg == b"sandbox", pid)
 
     def cleanup(self) -> None:
+        """Remove the cgroup (killing what is left in it) and the directories."""
+        if self.cgroup is not None:
+            self.cgroup.remove()
+            self.cgroup = None
         shutil.rmtree(self.dir, ignore_errors=True)
         shutil.rmtree(self.downloads, ignore_errors=True)
+
+
+def _remove_leftovers(owners: set[int]) -> None:
+    """Remove the jail directories of itemloops that were killed (`leftovers.py`): only real
+    directories of `owners` (ours, the jail uid's), not a link another user planted in /tmp."""
+    tmp = tempfile.gettempdir()
+    try:
+        names = os.listdir(tmp)
+    except OSError:
+        return
+    for n in names:
+        if not (gone(n, DIR_PREFIX) or gone(n, DOWNLOADS_PREFIX)):
+            continue
+        path = os.path.join(tmp, n)
+        try:
+            st = os.lstat(path)
+        except OSError:
+            continue
+        if stat.S_ISDIR(st.st_mode) and st.st_uid in owners:
+            shutil.rmtree(path, ignore_errors=True)  # never follows a link (fd-based)
 
 
 def _reachable(path: str, uid: int, gid: int) -> bool:

@@ -8,7 +8,9 @@ browser's filtering proxy (`browser_proxy.py`) for every connection a page asks 
   matching none of its patterns is refused. Patterns are shell globs on the
   lower-cased name without a trailing dot (`*.example.com` matches
   `a.example.com`, not `example.com`; list both for both). An IP literal is
-  matched as written.
+  matched as written. `host_name` is that normalisation, and the proxy's
+  resolver rules use it too, so a trailing dot cannot pass one and miss the
+  other.
 - `check_address(ip)` on EVERY address the name resolved to (the proxy
   refuses the connection if any is refused, and connects only to a checked
   address, so DNS rebinding or a name pointing at 127.0.0.1 gains nothing):
@@ -17,7 +19,10 @@ browser's filtering proxy (`browser_proxy.py`) for every connection a page asks 
   metadata endpoints, and fe80::/10), private (10/8, 172.16/12,
   192.168/16, fc00::/7), shared CGNAT space (100.64/10), multicast,
   unspecified or otherwise reserved. An IPv4-mapped IPv6 address is judged
-  as its IPv4 address. `mode="all"` checks names only.
+  as its IPv4 address. Nor may a public address be one of the host's own
+  (`own_address`: the proxy connects from the host, so a service bound to
+  0.0.0.0 on a host with a public address would be reachable); it is
+  refused as "the host's own address". `mode="all"` checks names only.
 
 Allow and deny lists only narrow: an allowed name still has its addresses
 checked (use `mode="all"` for an allow list of local hosts). Unix sockets are
@@ -27,13 +32,17 @@ An IPv4 address embedded in an IPv6 transition prefix (6to4 2002::/16,
 Teredo 2001::/32's client, NAT64 64:ff9b::/96) is judged as that IPv4
 address too, so a gateway on the way cannot carry a page to 127.0.0.1 or
 10.0.0.1. Not covered: what a reachable public host forwards to is its own
-business.
+business (a router or NAT the host sits behind that forwards a public
+address back to it, too); an address added to the host is seen up to
+`OWN_ADDRESSES_TTL_S` late; IPv6 local routes for whole prefixes (AnyIP)
+are not read, only interface addresses.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import ipaddress
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final, Literal
@@ -57,7 +66,10 @@ class Refusal:
         return f"{self.host}{at} is blocked by the browser's network policy: {self.rule}"
 
 
-def _name(host: str) -> str:
+def host_name(host: str) -> str:
+    """`host` as the policy and the resolver rules see it: lower case, no trailing dot,
+    no IPv6 brackets. One function for both, so `a.test.` cannot pass as `a.test` to one
+    and as something else to the other."""
     return host.strip().rstrip(".").lower().removeprefix("[").removesuffix("]")
 
 
@@ -101,6 +113,52 @@ def _embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
     return None
 
 
+OWN_ADDRESSES_TTL_S: Final = 2.0
+"""How long the host's own addresses are cached (an address added later is seen this late)."""
+OWN_ADDRESS: Final = "the host's own address"
+_own: tuple[float, tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]] = (-1e9, ())
+
+
+def own_networks() -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """The addresses this host's network namespace answers on itself, from /proc.
+
+    IPv4: every "host LOCAL" entry of /proc/net/fib_trie (an interface's address, or a
+    local route's whole prefix, like 127.0.0.0/8). IPv6: the interfaces' addresses in
+    /proc/net/if_inet6. Cached for `OWN_ADDRESSES_TTL_S`."""
+    global _own
+    now = time.monotonic()
+    if now - _own[0] < OWN_ADDRESSES_TTL_S:
+        return _own[1]
+    nets: set[ipaddress.IPv4Network | ipaddress.IPv6Network] = set()
+    try:
+        with open("/proc/net/fib_trie", encoding="ascii") as f:
+            last = ""
+            for line in f:
+                words = line.split()
+                if words[:1] == ["|--"] and len(words) == 2:
+                    last = words[1]
+                elif words[1:] == ["host", "LOCAL"] and last:
+                    nets.add(ipaddress.IPv4Network(f"{last}{words[0]}", strict=False))
+    except OSError:
+        pass
+    try:
+        with open("/proc/net/if_inet6", encoding="ascii") as f:
+            for line in f:
+                raw = line.split()[0]
+                nets.add(ipaddress.IPv6Network(int(raw, 16)))
+    except OSError:
+        pass
+    _own = (now, tuple(nets))
+    return _own[1]
+
+
+def own_address(ip: IPAddress) -> bool:
+    """`ip` is one this host answers on itself (`own_networks`)."""
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return any(ip in net for net in own_networks())
+
+
 @dataclass(frozen=True, slots=True)
 class NetworkPolicy:
     """What pages may reach (see the module docstring)."""
@@ -120,10 +178,10 @@ class NetworkPolicy:
     def of(
         cls, mode: NetworkMode, allow: Sequence[str] = (), deny: Sequence[str] = ()
     ) -> NetworkPolicy:
-        return cls(mode, tuple(_name(p) for p in allow), tuple(_name(p) for p in deny))
+        return cls(mode, tuple(host_name(p) for p in allow), tuple(host_name(p) for p in deny))
 
     def check_name(self, host: str) -> Refusal | None:
-        name = _name(host)
+        name = host_name(host)
         if self.mode == "none":
             return Refusal(name, "--browser-network none (no network for pages)")
         for p in self.deny:
@@ -137,10 +195,13 @@ class NetworkPolicy:
         if self.mode != "public":
             return None
         kind = address_class(ip)
+        if kind is None and own_address(ip):
+            rule = f"{OWN_ADDRESS} ({ip}) is not reachable from pages (--browser-network public)"
+            return Refusal(host_name(host), rule, str(ip))
         if kind is None:
             return None
         return Refusal(
-            _name(host), f"{kind} addresses are not public (--browser-network public)", str(ip)
+            host_name(host), f"{kind} addresses are not public (--browser-network public)", str(ip)
         )
 
     def describe(self) -> str:
@@ -169,4 +230,7 @@ __all__ = [
     "NetworkPolicy",
     "Refusal",
     "address_class",
+    "host_name",
+    "own_address",
+    "own_networks",
 ]

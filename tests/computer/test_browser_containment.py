@@ -159,13 +159,27 @@ async def test_allow_list_by_host_name() -> None:
 
 
 def test_private_and_link_local_refused_public_reached_in_a_netns() -> None:
-    require(binaries=(CHROMIUM, "unshare", "ip"), modules=("playwright",))
+    require(binaries=(CHROMIUM, "unshare", "ip", "nsenter", "setpriv"), modules=("playwright",))
     if os.geteuid() != 0:
         pytest.skip("creating a network namespace with addresses needs root")
-    setup = " && ".join(
-        ["ip link set lo up"]
-        + [f"ip addr add {a}/32 dev lo" for a in ("1.2.3.4", "10.7.7.7", "169.254.7.7")]
-        + [f"exec {sys.executable} {HERE / 'netns_probe.py'}"]
+    # 1.2.3.4 lives in a second namespace behind a veth pair: on this one's own loopback
+    # it would be the host's own address, which the policy refuses.
+    setup = "\n".join(
+        [
+            "set -e",
+            "setpriv --pdeathsig KILL unshare --net sleep 600 &",
+            "P=$!",
+            "trap 'kill $P' EXIT",
+            'while [ "$(readlink /proc/$P/ns/net)" = "$(readlink /proc/self/ns/net)" ]; do :; done',
+            "ip link set lo up",
+            *[f"ip addr add {a}/32 dev lo" for a in ("10.7.7.7", "169.254.7.7")],
+            "ip link add veth0 type veth peer name veth1 netns $P",
+            "ip link set veth0 up",
+            "ip route add 1.2.3.4/32 dev veth0",
+            "nsenter -t $P -n sh -c 'ip link set lo up && ip addr add 1.2.3.4/32 dev veth1"
+            " && ip link set veth1 up && ip route add default dev veth1'",
+            f"PUBLIC_NETNS=/proc/$P/ns/net {sys.executable} {HERE / 'netns_probe.py'}",
+        ]
     )
     r = subprocess.run(
         ["unshare", "--net", "sh", "-c", setup],
