@@ -69,7 +69,7 @@ from .cgroups import DELEGATION, CgroupUnavailable, Limits, SessionCgroup
 from .command import STANDARD_PATH
 from .hidden import inside, invoking_homes
 from .idmap import COMMAND_ID, allocated
-from .leftovers import gone
+from .leftovers import remove_temp_dirs, temp_prefix
 
 NOBODY = 65534
 _DEFAULTS = SandboxOptions()
@@ -161,9 +161,9 @@ class BrowserJail:
         self.cgroup: SessionCgroup | None = None
         self.notices: list[str] = []
         """What holds the browser and what does not, for the model (the cgroup's limits)."""
-        _remove_leftovers({os.geteuid(), self.uid})
-        self.dir = tempfile.mkdtemp(prefix=f"{DIR_PREFIX}{os.getpid()}-")
-        self.downloads = tempfile.mkdtemp(prefix=f"{DOWNLOADS_PREFIX}{os.getpid()}-")
+        remove_temp_dirs((DIR_PREFIX, DOWNLOADS_PREFIX), owners=(self.uid,))
+        self.dir = tempfile.mkdtemp(prefix=temp_prefix(DIR_PREFIX))
+        self.downloads = tempfile.mkdtemp(prefix=temp_prefix(DOWNLOADS_PREFIX))
         try:
             self._prepare(bwrap, chromium)
         except BaseException:
@@ -273,26 +273,6 @@ class BrowserJail:
             self.cgroup = None
         shutil.rmtree(self.dir, ignore_errors=True)
         shutil.rmtree(self.downloads, ignore_errors=True)
-
-
-def _remove_leftovers(owners: set[int]) -> None:
-    """Remove the jail directories of itemloops that were killed (`leftovers.py`): only real
-    directories of `owners` (ours, the jail uid's), not a link another user planted in /tmp."""
-    tmp = tempfile.gettempdir()
-    try:
-        names = os.listdir(tmp)
-    except OSError:
-        return
-    for n in names:
-        if not (gone(n, DIR_PREFIX) or gone(n, DOWNLOADS_PREFIX)):
-            continue
-        path = os.path.join(tmp, n)
-        try:
-            st = os.lstat(path)
-        except OSError:
-            continue
-        if stat.S_ISDIR(st.st_mode) and st.st_uid in owners:
-            shutil.rmtree(path, ignore_errors=True)  # never follows a link (fd-based)
 
 
 def _reachable(path: str, uid: int, gid: int) -> bool:

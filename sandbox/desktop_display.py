@@ -48,7 +48,7 @@ import tempfile
 from typing import Any
 
 from .base import SandboxOptions
-from .leftovers import gone
+from .leftovers import remove_temp_dirs, temp_prefix
 
 DEFAULT_WINDOW_MANAGER = "openbox --sm-disable"
 """`--computer-wm` without a command: Debian's openbox (.ci/setup-computer.sh)."""
@@ -112,8 +112,8 @@ class DesktopDisplay:
 
     def __init__(self, *, network: bool = False) -> None:
         self.network = network
-        _remove_leftovers()
-        self.dir = tempfile.mkdtemp(prefix=f"{_DIR_PREFIX}{os.getpid()}-")
+        remove_temp_dirs((_DIR_PREFIX,))
+        self.dir = tempfile.mkdtemp(prefix=temp_prefix(_DIR_PREFIX))
         self._guard: AbstractGuard | None = None
         self._fb: int | None = None
         try:
@@ -236,26 +236,6 @@ class DesktopDisplay:
 
 
 _DIR_PREFIX = "itemloop-display-"
-
-
-def _remove_leftovers() -> None:
-    """Remove the display directories of itemloops that were killed (`leftovers.py`):
-    only real directories of ours (not a link another user planted in /tmp)."""
-    tmp = tempfile.gettempdir()
-    try:
-        names = os.listdir(tmp)
-    except OSError:
-        return
-    for n in names:
-        if not gone(n, _DIR_PREFIX):
-            continue
-        path = os.path.join(tmp, n)
-        try:
-            st = os.lstat(path)
-        except OSError:
-            continue
-        if stat.S_ISDIR(st.st_mode) and st.st_uid == os.geteuid():
-            shutil.rmtree(path, ignore_errors=True)
 
 
 def _png(data: bytes, width: int, height: int, stride: int, *, little_endian: bool) -> bytes:

@@ -96,11 +96,14 @@ from .channel_sandbox import ChannelSandbox
 from .command import DEFAULT_SHELL, STANDARD_PATH
 from .docker_exec import PIDS_DIR, DockerExecChannel, close_stream
 from .hidden import inside, invoking_homes, masks
+from .leftovers import remove_temp_dirs, temp_prefix
 from .runner_bundle import BundleUnavailable, RunnerBundle, engine_problem, runner_bundle
 from .runner_channel import READY_TIMEOUT_S, RunnerChannel
 from .seccomp import UnsupportedArch, container_filter, native_arch
 
 WORKSPACE = "/workspace"
+CTL_PREFIX = "itemloop-docker-"
+"""The host directory of a session's control socket: `<prefix><pid>-...` in the temp dir."""
 CTL_DIR = "/run/itemloop"
 HOME = "/tmp"
 LABEL = "itemloop.sandbox"
@@ -222,7 +225,8 @@ class DockerSandbox(ChannelSandbox):
         self.client = await anyio.to_thread.run_sync(self._connect_engine)
         await anyio.to_thread.run_sync(remove_leftovers, self.client)
         # 0700: only this uid (the container's commands run as it) reaches ctl.sock.
-        self.ctl_dir = Path(tempfile.mkdtemp(prefix="itemloop-docker-"))
+        remove_temp_dirs((CTL_PREFIX,))  # a killed itemloop's (its container died with it)
+        self.ctl_dir = Path(tempfile.mkdtemp(prefix=temp_prefix(CTL_PREFIX)))
         stack.callback(shutil.rmtree, self.ctl_dir, True)
         self.ctl_dir.chmod(0o700)
         pids = self.ctl_dir / "pids"
@@ -590,6 +594,6 @@ def remove_leftovers(client: Any) -> list[str]:
             c.remove(force=True)
             removed.append(c.id)
         ctl = labels.get("itemloop.ctl", "")
-        if ctl.startswith(tempfile.gettempdir()) and "itemloop-docker-" in ctl:
+        if ctl.startswith(tempfile.gettempdir()) and CTL_PREFIX in ctl:
             shutil.rmtree(ctl, ignore_errors=True)
     return removed

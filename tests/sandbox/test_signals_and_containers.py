@@ -14,9 +14,11 @@ import contextlib
 import json
 import os
 import select
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -153,6 +155,42 @@ def test_the_container_dies_with_a_killed_itemloop(cli: Any, kind: str) -> None:
     (container,) = containers_of(c.proc.pid)
     assert c.stop(signal.SIGKILL)[0] == -signal.SIGKILL
     assert removed(container), "the container outlived its owner"
+
+
+@pytest.fixture
+def dead_pid() -> int:
+    """The pid of a process that has exited."""
+    done = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    return int(done.stdout)
+
+
+@pytest.mark.docker
+@pytest.mark.anyio
+async def test_a_killed_itemloops_control_directory_is_removed_by_the_next(
+    make: Any, workspace: Path, tmp_path: Path, dead_pid: int
+) -> None:
+    # The container dies with its killed owner, but the control directory (its socket)
+    # stays in /tmp; the next docker session removes those whose itemloop is gone.
+    tmp = Path(tempfile.gettempdir())
+    left = tmp / f"itemloop-docker-{dead_pid}-left"
+    planted = tmp / f"itemloop-docker-{dead_pid}-link"
+    target = tmp_path / "keep"
+    target.mkdir()
+    try:
+        left.mkdir()
+        (left / "pids").mkdir()
+        planted.symlink_to(target)
+        async with make("docker", workspace) as sb:
+            r = await sb.run(["true"])
+            assert r.exit_code == 0, r
+        assert not left.exists()
+        assert planted.is_symlink() and target.exists()
+    finally:
+        shutil.rmtree(left, ignore_errors=True)
+        planted.unlink(missing_ok=True)
 
 
 def sandbox_processes(workspace: Path) -> list[str]:
