@@ -41,7 +41,12 @@ from typing import TYPE_CHECKING, Any, Literal, Self
 import anyio
 
 from .base import SandboxUnavailable
-from .browser_files import WorkspaceFileError, read_workspace_file, save_download
+from .browser_files import (
+    MAX_UPLOAD_BYTES,
+    WorkspaceFileError,
+    read_workspace_file,
+    save_download,
+)
 from .browser_jail import BrowserJail, Handoff, launch_args
 from .browser_proxy import PolicyProxy, ResolverRules
 from .computer import Button, ComputerError, ComputerUnavailable, Environment, Point, canonical_key
@@ -324,12 +329,18 @@ class BrowserComputer:
         if len(paths) > 1 and not chooser.is_multiple():
             raise ComputerError("this file chooser takes one file; type one path")
         files = []
+        budget = MAX_UPLOAD_BYTES  # for all the files chosen at once
         for p in paths:
             try:
-                name, data = await anyio.to_thread.run_sync(read_workspace_file, self.workspace, p)
+                # abandon_on_cancel: a read stuck in the kernel (a hung network mount) must not
+                # hold the call past its timeout; the thread ends when the read does.
+                name, data = await anyio.to_thread.run_sync(
+                    read_workspace_file, self.workspace, p, budget, abandon_on_cancel=True
+                )
             except WorkspaceFileError as e:
                 self._chooser_text = ""
                 raise ComputerError(f"file chooser: {e}") from None
+            budget -= len(data)
             files.append({"name": name, "mimeType": _mime(name), "buffer": data})
         self._chooser = None
         self._chooser_text = ""

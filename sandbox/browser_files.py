@@ -13,8 +13,10 @@ staged file itself is opened with O_NOFOLLOW and must be a plain file with
 one link: the staging directory belongs to the browser's uid.
 
 `read_workspace_file` reads a file the model picked for a file chooser, by a
-workspace-relative path, the same way (no `..`, no symlinks, a regular file
-of at most `MAX_UPLOAD_BYTES`).
+workspace-relative path, the same way (no `..`, no symlinks), opened with
+O_NONBLOCK so a FIFO a command planted cannot block the open, and checked on
+its fd: a regular file of at most `MAX_UPLOAD_BYTES` (for all the files of one
+choice together), else refused, nothing read.
 
 Not covered: a download's bytes are whatever the server sent (nothing is
 scanned); the workspace size limit of the sandbox is checked by the sandbox
@@ -140,8 +142,12 @@ def _save(workspace: str, src: BinaryIO, suggested: str) -> str:
         os.close(root)
 
 
-def read_workspace_file(workspace: str, relative: str) -> tuple[str, bytes]:
-    """(file name, bytes) of a workspace file the model named for a file chooser."""
+def read_workspace_file(
+    workspace: str, relative: str, limit: int = MAX_UPLOAD_BYTES
+) -> tuple[str, bytes]:
+    """(file name, bytes) of a workspace file the model named for a file chooser, of at
+    most `limit` bytes. Opened with O_NONBLOCK: a FIFO (or a device) a command planted
+    there must not block the open; it is refused on its fd, before anything is read."""
     parts = _parts(relative.strip())
     root = _workspace_fd(workspace)
     try:
@@ -150,20 +156,24 @@ def read_workspace_file(workspace: str, relative: str) -> tuple[str, bytes]:
         except OSError as e:
             raise WorkspaceFileError(f"{relative!r}: {_why(e)}") from None
         try:
+            flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
             try:
-                fd = os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+                fd = os.open(parts[-1], flags, dir_fd=dir_fd)
             except OSError as e:
                 raise WorkspaceFileError(f"{relative!r}: {_why(e)}") from None
             with open(fd, "rb") as f:
                 st = os.fstat(f.fileno())
                 if not stat.S_ISREG(st.st_mode):
                     raise WorkspaceFileError(f"{relative!r} is not a regular file")
-                if st.st_size > MAX_UPLOAD_BYTES:
-                    raise WorkspaceFileError(
-                        f"{relative!r} is {st.st_size} bytes; at most {MAX_UPLOAD_BYTES} "
-                        "can be given to a page"
-                    )
-                return parts[-1], f.read(MAX_UPLOAD_BYTES + 1)[:MAX_UPLOAD_BYTES]
+                too_big = WorkspaceFileError(
+                    f"{relative!r} is over {limit} bytes, the most a page can be given"
+                )
+                if st.st_size > limit:
+                    raise too_big
+                data = f.read(limit + 1)  # the file may grow after fstat
+                if len(data) > limit:
+                    raise too_big
+                return parts[-1], data
         finally:
             os.close(dir_fd)
     finally:

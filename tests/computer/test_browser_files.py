@@ -1,0 +1,83 @@
+"""Files between the contained browser and the workspace, against hostile pages and a hostile
+workspace: a FIFO or an oversize file offered to a file chooser, downloads a page starts on its
+own (names it picks, sizes, counts), paths the user hid. Through the real Chromium."""
+
+from __future__ import annotations
+
+import base64
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from computer_probe import DEADLINE_S
+
+from itemloop.sandbox.browser_computer import BrowserComputer
+from itemloop.tools.computer import ComputerExecutor
+
+pytestmark = [
+    pytest.mark.anyio,
+    pytest.mark.usefixtures("need_browser"),
+    pytest.mark.timeout(180),
+]
+
+CHOOSER = (
+    "<input type=file id=f style='position:absolute;left:0;top:0;width:600px;height:400px'>"
+    "<pre id=out style='position:absolute;top:420px'></pre><script>"
+    "document.getElementById('f').addEventListener('change', async e => {"
+    " const f = e.target.files[0];"
+    " document.getElementById('out').textContent = f.name + ':' + await f.text(); });</script>"
+)
+
+
+def data_url(page: str) -> str:
+    return "data:text/html;base64," + base64.b64encode(page.encode()).decode()
+
+
+def call(cid: str, **kw: Any) -> dict[str, Any]:
+    return {"type": "computer_call", "call_id": cid, **kw}
+
+
+def choose(path: str) -> list[dict[str, Any]]:
+    return [{"type": "type", "text": path}, {"type": "keypress", "keys": ["ENTER"]}]
+
+
+async def until(get: Callable[[], Any], ok: Callable[[Any], bool]) -> Any:
+    with anyio.fail_after(DEADLINE_S):
+        while True:
+            value = await get()
+            if ok(value):
+                return value
+            await anyio.sleep(0.05)
+
+
+async def open_chooser(b: BrowserComputer, ex: ComputerExecutor) -> None:
+    r = await ex.execute(call("open", action={"type": "click", "x": 100, "y": 100}))
+    seen = [n["content"][0]["text"] for n in r.notes]
+
+    async def noted() -> bool:
+        seen.extend(b.take_notes())
+        return any("file chooser" in n for n in seen)
+
+    await until(noted, bool)
+
+
+async def test_a_fifo_offered_to_the_file_chooser_is_refused_not_waited_on(
+    tmp_path: Path,
+) -> None:
+    os.mkfifo(tmp_path / "pipe")  # a command in the session can make one
+    (tmp_path / "ok.txt").write_text("fine")
+    async with BrowserComputer(640, 480, start_url=data_url(CHOOSER), workspace=tmp_path) as b:
+        ex = ComputerExecutor(b)
+        await open_chooser(b, ex)
+        r = await ex.execute(call("c1", actions=choose("pipe")))
+        assert not r.ok and "not a regular file" in r.summary
+        # the chooser is still open: a good path still works
+        r = await ex.execute(call("c2", actions=choose("ok.txt")))
+        assert r.ok, r.summary
+        shown = await until(
+            lambda: b.page.evaluate("document.getElementById('out').textContent"), bool
+        )
+    assert shown == "ok.txt:fine"
