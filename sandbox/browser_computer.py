@@ -24,11 +24,19 @@ the workspace: the note says a chooser is open; the next `type` is taken as
 workspace-relative path(s) (one a line) and Enter gives them to the page,
 Escape cancels. Without a workspace, downloads are refused and choosers
 cancelled, each with a note.
+
+Notes. A string a page chose (a download's name, a refused host name, a
+failure message) reaches a note only through `page_words`: cut to
+`MAX_PAGE_WORDS` characters, quoted as an ASCII JSON string, and said to be
+the page's words; a download's note names the sanitised saved name, not the
+suggested one. No note is longer than `MAX_NOTE_CHARS`, and at most
+`MAX_NOTES` wait for the next call.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import mimetypes
 import os
 import shutil
@@ -65,6 +73,9 @@ CHROMIUM_ARGS = (
     "--disable-sync",
 )
 MAX_NOTES = 8
+MAX_PAGE_WORDS = 100
+"""Characters of a page-chosen string (a download's name, a host name) a note quotes."""
+MAX_NOTE_CHARS = 500
 CHROMIUM_SERVICE_HOSTS = (
     "update.googleapis.com",
     "clients2.google.com",
@@ -155,6 +166,8 @@ class BrowserComputer:
         return notes
 
     def _note(self, text: str) -> None:
+        if len(text) > MAX_NOTE_CHARS:  # a backstop: page data is quoted and cut before this
+            text = text[: MAX_NOTE_CHARS - 1] + "…"
         if text not in self._notes:
             self._notes.append(text)
         del self._notes[:-MAX_NOTES]
@@ -282,7 +295,11 @@ class BrowserComputer:
         page.on("filechooser", self._on_file_chooser)
 
     def _on_refusal(self, refusal: Refusal) -> None:
-        self._note(f"Blocked: {refusal.describe()}.")
+        at = f" ({refusal.address})" if refusal.address else ""
+        self._note(
+            f"Blocked: the page's connection to the host {page_words(refusal.host)}{at} "
+            f"(the page's words) was refused by the browser's network policy: {refusal.rule}."
+        )
 
     def _on_download(self, download: Download) -> None:
         self._spawn(self._save(download))
@@ -294,19 +311,24 @@ class BrowserComputer:
 
     async def _save(self, download: Download) -> None:
         name = download.suggested_filename
+        said = f"The page's download named {page_words(name)} (the page's words)"
         if self.workspace is None:
-            self._note(f"The download {name!r} was refused: this browser has no workspace.")
+            self._note(f"{said} was refused: this browser has no workspace.")
             await download.cancel()
             return
         try:
             source = await download.path()
             where = await anyio.to_thread.run_sync(save_download, self.workspace, str(source), name)
         except WorkspaceFileError as e:
-            self._note(f"The download {name!r} was not saved: {e}")
+            self._note(f"{said} was not saved: {e}")
         except Exception as e:  # the download failed or was cancelled in the browser
-            self._note(f"The download {name!r} failed: {e}")
+            self._note(f"{said} failed: {page_words(str(e))}")
         else:
-            self._note(f"Downloaded {name!r} to {where} in the workspace.")
+            folder, _, saved = where.rpartition("/")
+            self._note(
+                f"The page downloaded a file, saved as {folder}/{page_words(saved)} "
+                "in the workspace (the name is the page's words)."
+            )
 
     def _on_file_chooser(self, chooser: FileChooser) -> None:
         if self.workspace is None:
@@ -471,6 +493,15 @@ async def _listener(handoff: Handoff) -> anyio.abc.SocketListener:
     sock: socket.socket = handoff.listener
     sock.setblocking(False)
     return await anyio.abc.SocketListener.from_socket(sock)
+
+
+def page_words(text: str, limit: int = MAX_PAGE_WORDS) -> str:
+    """`text`, chosen by a page, for a note to the model: cut to `limit` characters (an
+    ellipsis says so) and quoted as an ASCII JSON string, so it reads as data, not as our
+    words (and a bidi override or a control character shows as its escape)."""
+    if len(text) <= limit:
+        return json.dumps(text)
+    return json.dumps(text[: limit - 1])[:-1] + '…"'
 
 
 def _mime(name: str) -> str:

@@ -131,7 +131,7 @@ def _save(workspace: str, src: BinaryIO, suggested: str) -> str:
                 except FileExistsError:
                     continue
             else:
-                raise WorkspaceFileError(f"too many downloads named {stem}{dot}{ext}")
+                raise WorkspaceFileError("too many downloads of that name already")
             with open(out, "wb") as dst:
                 while chunk := src.read(_CHUNK):
                     dst.write(chunk)

@@ -236,7 +236,7 @@ async def test_a_download_lands_in_the_workspace(tmp_path: Path) -> None:
             notes = b.take_notes()
     assert got == ["report (1).txt", "report.txt"]
     assert (saved / "report.txt").read_bytes() == b"quarterly numbers\n"
-    assert any("downloads/report.txt" in n for n in notes)
+    assert any('downloads/"report.txt"' in n for n in notes)
 
 
 async def test_a_download_never_follows_a_symlinked_downloads_dir(tmp_path: Path) -> None:
