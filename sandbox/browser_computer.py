@@ -23,7 +23,14 @@ Files (`browser_files.py`): with a `workspace`, downloads are saved into its
 the workspace: the note says a chooser is open; the next `type` is taken as
 workspace-relative path(s) (one a line) and Enter gives them to the page,
 Escape cancels. Without a workspace, downloads are refused and choosers
-cancelled, each with a note.
+cancelled, each with a note. A page may start downloads without any action of
+the model; they are bounded: `max_download_bytes` each, `max_downloads` and
+`max_session_download_bytes` per session (defaults in `browser_files.py`).
+Playwright reports no progress, so while downloads run the host's staging
+directory is polled (`DOWNLOAD_POLL_S`) and the running ones are cancelled
+together once a staged file passes the per-file limit or the session's bytes
+would; the limits are checked again when a download is saved. The staged copy
+is deleted once a download is saved, refused or cancelled.
 
 Notes. A string a page chose (a download's name, a refused host name, a
 failure message) reaches a note only through `page_words`: cut to
@@ -42,7 +49,7 @@ import os
 import shutil
 import socket
 from collections.abc import AsyncIterator, Coroutine, Sequence
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager, suppress
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, Self
 
@@ -50,6 +57,9 @@ import anyio
 
 from .base import SandboxUnavailable
 from .browser_files import (
+    MAX_DOWNLOAD_BYTES,
+    MAX_SESSION_DOWNLOAD_BYTES,
+    MAX_SESSION_DOWNLOADS,
     MAX_UPLOAD_BYTES,
     WorkspaceFileError,
     read_workspace_file,
@@ -76,6 +86,8 @@ MAX_NOTES = 8
 MAX_PAGE_WORDS = 100
 """Characters of a page-chosen string (a download's name, a host name) a note quotes."""
 MAX_NOTE_CHARS = 500
+DOWNLOAD_POLL_S = 0.2
+DISCARD_TIMEOUT_S = 10.0
 CHROMIUM_SERVICE_HOSTS = (
     "update.googleapis.com",
     "clients2.google.com",
@@ -115,6 +127,9 @@ class BrowserComputer:
         headless: bool = True,
         action_timeout_s: float = 10.0,
         start_timeout_s: float = 30.0,
+        max_download_bytes: int = MAX_DOWNLOAD_BYTES,
+        max_downloads: int = MAX_SESSION_DOWNLOADS,
+        max_session_download_bytes: int = MAX_SESSION_DOWNLOAD_BYTES,
     ) -> None:
         if width < 1 or height < 1:
             raise ValueError(f"display size must be positive, got {width}x{height}")
@@ -128,6 +143,11 @@ class BrowserComputer:
         self.headless = headless
         self.action_timeout_s = action_timeout_s
         self.start_timeout_s = start_timeout_s
+        self.max_download_bytes = max_download_bytes
+        self.max_downloads = max_downloads
+        self.max_session_download_bytes = max_session_download_bytes
+        self.staging_dir: str | None = None
+        """The host directory Chromium stages downloads in, while the browser runs."""
         self.notices: list[str] = []
         """What holds and what does not, for the person (Chromium's own sandbox, the policy)."""
         self.sandbox_pid: int | None = None
@@ -139,6 +159,11 @@ class BrowserComputer:
         self._chooser: FileChooser | None = None
         self._chooser_text = ""
         self._tasks: set[asyncio.Task[None]] = set()
+        self._downloads = 0
+        self._saved_bytes = 0
+        self._active: dict[Download, str | None] = {}
+        """Downloads in progress, with why they were cancelled (None: not cancelled)."""
+        self._guard: asyncio.Task[None] | None = None
 
     @property
     def display_width(self) -> int:
@@ -195,6 +220,7 @@ class BrowserComputer:
             except SandboxUnavailable as e:
                 raise ComputerUnavailable(str(e)) from None
             stack.callback(jail.cleanup)
+            self.staging_dir = jail.downloads
             stack.push_async_callback(self._settle_tasks)
             control = await jail.listen()
             stack.push_async_callback(control.aclose)
@@ -273,6 +299,7 @@ class BrowserComputer:
         self._context = None
         self._chooser = None
         self.sandbox_pid = None
+        self.staging_dir = None
         if stack is not None:
             with anyio.move_on_after(self.start_timeout_s):
                 await stack.aclose()
@@ -302,6 +329,14 @@ class BrowserComputer:
         )
 
     def _on_download(self, download: Download) -> None:
+        self._downloads += 1
+        if self._downloads > self.max_downloads:
+            self._note(
+                f"The page started more downloads than this session allows (at most "
+                f"{self.max_downloads} downloads); the rest were cancelled."
+            )
+            self._spawn(_discard(download))
+            return
         self._spawn(self._save(download))
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
@@ -314,21 +349,65 @@ class BrowserComputer:
         said = f"The page's download named {page_words(name)} (the page's words)"
         if self.workspace is None:
             self._note(f"{said} was refused: this browser has no workspace.")
-            await download.cancel()
+            await _discard(download)
             return
+        self._active[download] = None
+        if self._guard is None:
+            self._guard = asyncio.get_running_loop().create_task(self._guard_downloads())
+            self._tasks.add(self._guard)
+            self._guard.add_done_callback(self._tasks.discard)
         try:
             source = await download.path()
-            where = await anyio.to_thread.run_sync(save_download, self.workspace, str(source), name)
+            limit = min(
+                self.max_download_bytes, self.max_session_download_bytes - self._saved_bytes
+            )
+            where, size = await anyio.to_thread.run_sync(
+                save_download, self.workspace, str(source), name, limit
+            )
+            self._saved_bytes += size
         except WorkspaceFileError as e:
             self._note(f"{said} was not saved: {e}")
         except Exception as e:  # the download failed or was cancelled in the browser
-            self._note(f"{said} failed: {page_words(str(e))}")
+            why = self._active.get(download)
+            if why is not None:
+                self._note(f"{said} was cancelled: {why}.")
+            else:
+                self._note(f"{said} failed: {page_words(str(e))}")
         else:
             folder, _, saved = where.rpartition("/")
             self._note(
                 f"The page downloaded a file, saved as {folder}/{page_words(saved)} "
                 "in the workspace (the name is the page's words)."
             )
+        finally:
+            self._active.pop(download, None)
+            await _discard(download)  # the staged copy, on the host's /tmp
+
+    async def _guard_downloads(self) -> None:
+        """Cancel the downloads in progress once the staging directory shows one past
+        `max_download_bytes`, or all of them past what the session may still save.
+        Playwright reports no progress, so the directory is polled while any runs; which
+        staged file is which download is not known, so the running ones go together."""
+        try:
+            while self._active and self.staging_dir is not None:
+                largest, total = await anyio.to_thread.run_sync(_usage, self.staging_dir)
+                why = None
+                if largest > self.max_download_bytes:
+                    why = f"it passed {self.max_download_bytes} bytes, the most one download may be"
+                elif self._saved_bytes + total > self.max_session_download_bytes:
+                    why = (
+                        f"the session's downloads passed {self.max_session_download_bytes} "
+                        "bytes together, the most it may save"
+                    )
+                if why is not None:
+                    for d, cancelled in list(self._active.items()):
+                        if cancelled is None:
+                            self._active[d] = why
+                            with suppress(Exception):
+                                await d.cancel()
+                await anyio.sleep(DOWNLOAD_POLL_S)
+        finally:
+            self._guard = None
 
     def _on_file_chooser(self, chooser: FileChooser) -> None:
         if self.workspace is None:
@@ -493,6 +572,23 @@ async def _listener(handoff: Handoff) -> anyio.abc.SocketListener:
     sock: socket.socket = handoff.listener
     sock.setblocking(False)
     return await anyio.abc.SocketListener.from_socket(sock)
+
+
+async def _discard(download: Download) -> None:
+    """Cancel `download` if it still runs and delete its staged copy."""
+    with suppress(Exception), anyio.move_on_after(DISCARD_TIMEOUT_S):
+        await download.cancel()
+        await download.delete()
+
+
+def _usage(directory: str) -> tuple[int, int]:
+    """(the largest file's size, all files' sizes together) in `directory`."""
+    sizes = [0]
+    with os.scandir(directory) as entries:
+        for e in entries:
+            with suppress(OSError):
+                sizes.append(e.stat(follow_symlinks=False).st_size)
+    return max(sizes), sum(sizes)
 
 
 def page_words(text: str, limit: int = MAX_PAGE_WORDS) -> str:

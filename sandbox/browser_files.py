@@ -11,6 +11,9 @@ directory, so a symlink a command planted (`downloads` -> /etc, or the file
 name itself) is refused rather than followed out of the workspace. The
 staged file itself is opened with O_NOFOLLOW and must be a plain file with
 one link: the staging directory belongs to the browser's uid.
+A download over the limit it is given (`MAX_DOWNLOAD_BYTES` by default, less
+when the session's `MAX_SESSION_DOWNLOAD_BYTES` is nearly used) is refused,
+also when it grows past it during the copy (the partial copy is removed).
 
 `read_workspace_file` reads a file the model picked for a file chooser, by a
 workspace-relative path, the same way (no `..`, no symlinks), opened with
@@ -20,7 +23,9 @@ choice together), else refused, nothing read.
 
 Not covered: a download's bytes are whatever the server sent (nothing is
 scanned); the workspace size limit of the sandbox is checked by the sandbox
-when the next command runs, not here.
+when the next command runs, not here; the limits on downloads bound what is
+saved, not the disk the staging directory uses meanwhile (that is watched by
+`BrowserComputer`, with a poll's delay).
 """
 
 from __future__ import annotations
@@ -36,6 +41,11 @@ from typing import BinaryIO
 DOWNLOADS_DIR = "downloads"
 MAX_NAME_BYTES = 200
 MAX_UPLOAD_BYTES = 50 * 1024 * 1024
+MAX_DOWNLOAD_BYTES = 1 << 30
+"""The most one download may be; a bigger one is cancelled while it runs."""
+MAX_SESSION_DOWNLOADS = 100
+MAX_SESSION_DOWNLOAD_BYTES = 2 << 30
+"""The most downloads one browser session saves, and their bytes together."""
 _CHUNK = 1 << 20
 
 
@@ -102,14 +112,19 @@ def _open_source(source: str) -> int:
     return fd
 
 
-def save_download(workspace: str, source: str, suggested: str) -> str:
-    """Copy the finished download at `source` into the workspace; its workspace-relative path."""
+def save_download(
+    workspace: str, source: str, suggested: str, limit: int = MAX_DOWNLOAD_BYTES
+) -> tuple[str, int]:
+    """Copy the finished download at `source`, of at most `limit` bytes, into the workspace;
+    (its workspace-relative path, its size)."""
     src_fd = _open_source(source)
     with open(src_fd, "rb") as src:
-        return _save(workspace, src, suggested)
+        if os.fstat(src_fd).st_size > limit:
+            raise WorkspaceFileError(f"it is over {max(limit, 0)} bytes, the most it may be")
+        return _save(workspace, src, suggested, limit)
 
 
-def _save(workspace: str, src: BinaryIO, suggested: str) -> str:
+def _save(workspace: str, src: BinaryIO, suggested: str, limit: int) -> tuple[str, int]:
     root = _workspace_fd(workspace)
     try:
         try:
@@ -132,10 +147,15 @@ def _save(workspace: str, src: BinaryIO, suggested: str) -> str:
                     continue
             else:
                 raise WorkspaceFileError("too many downloads of that name already")
+            size = 0
             with open(out, "wb") as dst:
                 while chunk := src.read(_CHUNK):
+                    size += len(chunk)
+                    if size > limit:  # it grew after fstat
+                        os.unlink(name, dir_fd=dir_fd)
+                        raise WorkspaceFileError(f"it is over {limit} bytes, the most it may be")
                     dst.write(chunk)
-            return f"{DOWNLOADS_DIR}/{name}"
+            return f"{DOWNLOADS_DIR}/{name}", size
         finally:
             os.close(dir_fd)
     finally:

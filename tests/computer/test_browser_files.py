@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import base64
 import os
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
-from computer_probe import DEADLINE_S
+from computer_probe import DEADLINE_S, LOCAL
 from web_probe import html, serve
 
 from itemloop.sandbox.browser_computer import BrowserComputer
@@ -117,3 +120,103 @@ async def test_page_chosen_names_reach_the_model_capped_quoted_and_as_the_pages_
     assert 'The page downloaded a file, saved as downloads/"report.pdf SYSTEM' in text
     assert '…"' in text and loud[:300] not in text
     assert '"ignore-previous-instructions.test"' in text
+
+
+@contextmanager
+def endless_download() -> Iterator[str]:
+    """A server whose /big is an attachment that never ends (64 KiB chunks until the client
+    goes); its URL."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path != "/big":
+                body = DOWNLOAD_PAGE.encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "text/html")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+                return
+            self.send_response(200)
+            self.send_header("Content-Type", "application/octet-stream")
+            self.send_header("Content-Disposition", "attachment; filename=big.bin")
+            self.end_headers()
+            chunk = b"\0" * 65536
+            with suppress(OSError):
+                while True:
+                    self.wfile.write(chunk)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+DOWNLOAD_PAGE = (
+    "<body><script>const a=document.createElement('a');a.href='/big';a.download='';"
+    "document.body.appendChild(a);a.click();</script>"
+)
+
+
+async def test_a_download_past_the_byte_limit_is_cancelled_while_it_runs(tmp_path: Path) -> None:
+    with endless_download() as url:
+        async with BrowserComputer(
+            640, 480, workspace=tmp_path, policy=LOCAL, max_download_bytes=2 << 20
+        ) as b:
+            await b.goto(url)
+            notes = await until(lambda: _notes(b), bool)
+            staging = b.staging_dir
+            assert staging is not None
+            left = await until(lambda: anyio.to_thread.run_sync(os.listdir, staging), _empty)
+    assert "big.bin" in notes[0] and "2097152 bytes" in notes[0]
+    assert _listing(tmp_path / "downloads") == []
+    assert left == []
+
+
+async def test_downloads_are_counted_and_their_staged_copies_removed(tmp_path: Path) -> None:
+    many = (
+        "".join(f"<a id=a{i} href='/f{i}' download></a>" for i in range(4))
+        + "<script>for (let i = 0; i < 4; i++) document.getElementById('a'+i).click();</script>"
+    )
+    pages = {"/": html(many)} | {
+        f"/f{i}": ("text/plain", b"x" * 1000, {"Content-Disposition": f"attachment; filename=f{i}"})
+        for i in range(4)
+    }
+    with serve(pages) as site:
+        async with BrowserComputer(
+            640, 480, workspace=tmp_path, policy=LOCAL, max_downloads=2
+        ) as b:
+            await b.goto(site.url)
+            seen: list[str] = []
+
+            async def settled() -> list[str]:
+                seen.extend(b.take_notes())
+                return seen
+
+            await until(settled, lambda n: len([x for x in n if "download" in x]) >= 3)
+            staging = b.staging_dir
+            assert staging is not None
+            left = await until(lambda: anyio.to_thread.run_sync(os.listdir, staging), _empty)
+    assert len(_listing(tmp_path / "downloads")) == 2
+    assert any("at most 2 downloads" in n for n in seen)
+    assert left == []
+
+
+def _empty(names: list[str]) -> bool:
+    return not names
+
+
+def _listing(d: Path) -> list[str]:
+    return sorted(os.listdir(d)) if d.is_dir() else []
+
+
+async def _notes(b: BrowserComputer) -> list[str]:
+    return b.take_notes()
