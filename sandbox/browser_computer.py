@@ -164,6 +164,7 @@ class BrowserComputer:
         self._active: dict[Download, str | None] = {}
         """Downloads in progress, with why they were cancelled (None: not cancelled)."""
         self._guard: asyncio.Task[None] | None = None
+        self._renewing: asyncio.Task[None] | None = None
 
     @property
     def display_width(self) -> int:
@@ -320,6 +321,34 @@ class BrowserComputer:
         page._itemloop_watched = True  # type: ignore[attr-defined]
         page.on("download", self._on_download)
         page.on("filechooser", self._on_file_chooser)
+        page.on("crash", self._on_crash)
+
+    def _on_crash(self, page: Page) -> None:
+        if page is self._page and self._renewing is None:
+            self._renewing = asyncio.get_running_loop().create_task(self._renew(page))
+            self._tasks.add(self._renewing)
+            self._renewing.add_done_callback(self._tasks.discard)
+
+    async def _renew(self, crashed: Page) -> None:
+        """Put a new page on screen in place of `crashed` (its renderer died: V8 out of
+        memory, killed); without this every later action fails with "Target crashed"."""
+        try:
+            assert self._context is not None
+            page = await self._context.new_page()  # `_on_new_page` puts it on screen
+            start = self.start_url or "about:blank"
+            self._note(
+                "The page crashed (its renderer died, e.g. out of memory); "
+                f"a new page was opened at {start}."
+            )
+            if start != "about:blank":
+                with suppress(Exception):
+                    await page.goto(start)
+            with suppress(Exception):
+                await crashed.close()
+        except Exception as e:
+            self._note(f"The page crashed and no new page could be opened: {e}")
+        finally:
+            self._renewing = None
 
     def _on_refusal(self, refusal: Refusal) -> None:
         at = f" ({refusal.address})" if refusal.address else ""
@@ -544,6 +573,8 @@ class BrowserComputer:
 
         try:
             with anyio.fail_after(self.action_timeout_s * 2):
+                if self._renewing is not None:  # the page crashed: act on its successor
+                    await asyncio.shield(self._renewing)
                 yield
         except TimeoutError:
             raise ComputerError(

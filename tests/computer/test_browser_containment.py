@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Callable
@@ -354,3 +355,40 @@ def test_a_planted_symlink_in_the_staging_dir_is_not_copied(tmp_path: Path) -> N
     with pytest.raises(WorkspaceFileError, match="not a plain file"):
         save_download(str(ws), str(fifo), "x.txt")
     assert _listing(ws / "downloads") == []
+
+
+# -- a page that crashes ------------------------------------------------------------
+
+
+def renderer_processes(sandbox_pid: int) -> list[int]:
+    return [
+        p
+        for p in chromium_processes(sandbox_pid)
+        if b"--type=renderer" in Path(f"/proc/{p}/cmdline").read_bytes()
+    ]
+
+
+async def test_a_crashed_renderer_is_replaced_by_a_new_page() -> None:
+    start = "data:text/html,<p>start page</p>"
+    async with BrowserComputer(320, 240, start_url=start) as b:
+        assert b.sandbox_pid is not None
+        ex = ComputerExecutor(b)
+        renderers = await anyio.to_thread.run_sync(renderer_processes, b.sandbox_pid)
+        assert renderers
+        for p in renderers:
+            os.kill(p, signal.SIGKILL)  # what a V8 out-of-memory does to it
+        said: list[str] = []
+
+        async def shot() -> Any:
+            r = await ex.execute(
+                {"type": "computer_call", "call_id": "c", "action": {"type": "screenshot"}}
+            )
+            said.extend(n["content"][0]["text"] for n in r.notes)
+            return r
+
+        await until(shot, lambda r: r.ok and any("crashed" in n for n in said))
+        assert "start page" in await text(b)
+        r = await ex.execute(
+            {"type": "computer_call", "call_id": "d", "action": {"type": "click", "x": 5, "y": 5}}
+        )
+        assert r.ok, r.summary
