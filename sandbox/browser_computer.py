@@ -32,6 +32,11 @@ together once a staged file passes the per-file limit or the session's bytes
 would; the limits are checked again when a download is saved. The staged copy
 is deleted once a download is saved, refused or cancelled.
 
+A crashed page (its renderer died: V8 out of memory, killed) is replaced by a
+new page at `start_url`, and so is a page on which `HUNG_AFTER_TIMEOUTS`
+actions in a row timed out (a script looping forever); the model is told in a
+note. What the page held (its form fields, its history) is lost with it.
+
 Notes. A string a page chose (a download's name, a refused host name, a
 failure message) reaches a note only through `page_words`: cut to
 `MAX_PAGE_WORDS` characters, quoted as an ASCII JSON string, and said to be
@@ -87,6 +92,7 @@ MAX_PAGE_WORDS = 100
 """Characters of a page-chosen string (a download's name, a host name) a note quotes."""
 MAX_NOTE_CHARS = 500
 DOWNLOAD_POLL_S = 0.2
+HUNG_AFTER_TIMEOUTS = 2
 DISCARD_TIMEOUT_S = 10.0
 CHROMIUM_SERVICE_HOSTS = (
     "update.googleapis.com",
@@ -165,6 +171,8 @@ class BrowserComputer:
         """Downloads in progress, with why they were cancelled (None: not cancelled)."""
         self._guard: asyncio.Task[None] | None = None
         self._renewing: asyncio.Task[None] | None = None
+        self._timeouts = 0
+        """Actions timed out in a row: at `HUNG_AFTER_TIMEOUTS` the page is replaced."""
 
     @property
     def display_width(self) -> int:
@@ -324,29 +332,31 @@ class BrowserComputer:
         page.on("crash", self._on_crash)
 
     def _on_crash(self, page: Page) -> None:
-        if page is self._page and self._renewing is None:
-            self._renewing = asyncio.get_running_loop().create_task(self._renew(page))
+        if page is self._page:
+            self._replace(page, "crashed (its renderer died, e.g. out of memory)")
+
+    def _replace(self, page: Page, why: str) -> None:
+        if self._renewing is None:
+            self._renewing = asyncio.get_running_loop().create_task(self._renew(page, why))
             self._tasks.add(self._renewing)
             self._renewing.add_done_callback(self._tasks.discard)
 
-    async def _renew(self, crashed: Page) -> None:
+    async def _renew(self, crashed: Page, why: str) -> None:
         """Put a new page on screen in place of `crashed` (its renderer died: V8 out of
-        memory, killed); without this every later action fails with "Target crashed"."""
+        memory, killed; or it stopped responding); without this every later action
+        fails ("Target crashed") or times out."""
         try:
             assert self._context is not None
             page = await self._context.new_page()  # `_on_new_page` puts it on screen
             start = self.start_url or "about:blank"
-            self._note(
-                "The page crashed (its renderer died, e.g. out of memory); "
-                f"a new page was opened at {start}."
-            )
+            self._note(f"The page {why}; a new page was opened at {start}.")
             if start != "about:blank":
                 with suppress(Exception):
                     await page.goto(start)
-            with suppress(Exception):
-                await crashed.close()
+            with suppress(Exception), anyio.move_on_after(self.action_timeout_s):
+                await crashed.close(run_before_unload=False)
         except Exception as e:
-            self._note(f"The page crashed and no new page could be opened: {e}")
+            self._note(f"The page {why}, and no new page could be opened: {e}")
         finally:
             self._renewing = None
 
@@ -568,15 +578,24 @@ class BrowserComputer:
 
     @asynccontextmanager
     async def _action(self, name: str) -> AsyncIterator[None]:
-        """Turn Playwright's errors and hangs into `ComputerError`s."""
+        """Turn Playwright's errors and hangs into `ComputerError`s; replace a page that
+        timed out `HUNG_AFTER_TIMEOUTS` actions in a row (a script looping forever)."""
         from playwright.async_api import Error as PlaywrightError
+        from playwright.async_api import TimeoutError as PlaywrightTimeout
 
         try:
             with anyio.fail_after(self.action_timeout_s * 2):
                 if self._renewing is not None:  # the page crashed: act on its successor
                     await asyncio.shield(self._renewing)
                 yield
-        except TimeoutError:
+            self._timeouts = 0
+        except (TimeoutError, PlaywrightTimeout) as e:
+            self._timeouts += 1
+            if self._timeouts >= HUNG_AFTER_TIMEOUTS and self._page is not None:
+                self._timeouts = 0
+                self._replace(self._page, "did not respond (actions timed out twice in a row)")
+            if isinstance(e, PlaywrightTimeout):
+                raise ComputerError(f"{name} timed out in the browser: {e.message}") from None
             raise ComputerError(
                 f"{name} timed out after {self.action_timeout_s * 2:g} s in the browser"
             ) from None

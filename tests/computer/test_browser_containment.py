@@ -392,3 +392,22 @@ async def test_a_crashed_renderer_is_replaced_by_a_new_page() -> None:
             {"type": "computer_call", "call_id": "d", "action": {"type": "click", "x": 5, "y": 5}}
         )
         assert r.ok, r.summary
+
+
+async def test_a_page_that_stops_responding_is_replaced_after_two_timeouts() -> None:
+    start = "data:text/html,<p>start page</p>"
+    hang = "data:text/html,<p>hang</p><script>setTimeout(() => { for (;;) {} }, 100)</script>"
+    async with BrowserComputer(320, 240, start_url=start, action_timeout_s=1) as b:
+        ex = ComputerExecutor(b)
+        await b.goto(hang)
+        click = {"type": "click", "x": 5, "y": 5}
+        said: list[str] = []
+        for cid in ("h1", "h2"):
+            r = await ex.execute({"type": "computer_call", "call_id": cid, "action": click})
+            said += [n["content"][0]["text"] for n in r.notes]
+            assert not r.ok and "time" in r.summary.lower(), r.summary
+        r = await ex.execute({"type": "computer_call", "call_id": "h3", "action": click})
+        said += [n["content"][0]["text"] for n in r.notes]
+        assert r.ok, r.summary
+        assert any("did not respond" in n for n in said)
+        assert "start page" in await text(b)
