@@ -22,9 +22,9 @@ Files (`browser_files.py`): with a `workspace`, downloads are saved into its
 `downloads/` directory, and a file chooser the page opens is answered from
 the workspace: the note says a chooser is open; the next `type` is taken as
 workspace-relative path(s) (one a line) and Enter gives them to the page,
-Escape cancels. Without a workspace, downloads are refused and choosers
-cancelled, each with a note. A page may start downloads without any action of
-the model; they are bounded: `max_download_bytes` each, `max_downloads` and
+Escape cancels; paths the user hid (`hidden_paths`) are refused. Without a
+workspace, downloads are refused and choosers cancelled, each with a note. A
+page may start downloads without any action of the model; they are bounded: `max_download_bytes` each, `max_downloads` and
 `max_session_download_bytes` per session (defaults in `browser_files.py`).
 Playwright reports no progress, so while downloads run the host's staging
 directory is polled (`DOWNLOAD_POLL_S`) and the running ones are cancelled
@@ -43,6 +43,12 @@ failure message) reaches a note only through `page_words`: cut to
 the page's words; a download's note names the sanitised saved name, not the
 suggested one. No note is longer than `MAX_NOTE_CHARS`, and at most
 `MAX_NOTES` wait for the next call.
+
+Not covered: downloads are not asked for (a page starts them; the limits bound
+them); the staging directory can pass a limit by a poll's worth of bytes
+before the download is cancelled, and downloads running together are cancelled
+together; a page that hangs costs `HUNG_AFTER_TIMEOUTS` timed-out calls before
+it is replaced, and a slow page that times out as often is replaced the same.
 """
 
 from __future__ import annotations
@@ -136,6 +142,7 @@ class BrowserComputer:
         max_download_bytes: int = MAX_DOWNLOAD_BYTES,
         max_downloads: int = MAX_SESSION_DOWNLOADS,
         max_session_download_bytes: int = MAX_SESSION_DOWNLOAD_BYTES,
+        hidden_paths: Sequence[str] = (),
     ) -> None:
         if width < 1 or height < 1:
             raise ValueError(f"display size must be positive, got {width}x{height}")
@@ -152,6 +159,8 @@ class BrowserComputer:
         self.max_download_bytes = max_download_bytes
         self.max_downloads = max_downloads
         self.max_session_download_bytes = max_session_download_bytes
+        self.hidden_paths = [os.path.realpath(p) for p in hidden_paths]
+        """Host paths the file chooser refuses (the sandbox's `hidden_paths`), resolved."""
         self.staging_dir: str | None = None
         """The host directory Chromium stages downloads in, while the browser runs."""
         self.notices: list[str] = []
@@ -475,7 +484,12 @@ class BrowserComputer:
                 # abandon_on_cancel: a read stuck in the kernel (a hung network mount) must not
                 # hold the call past its timeout; the thread ends when the read does.
                 name, data = await anyio.to_thread.run_sync(
-                    read_workspace_file, self.workspace, p, budget, abandon_on_cancel=True
+                    read_workspace_file,
+                    self.workspace,
+                    p,
+                    budget,
+                    self.hidden_paths,
+                    abandon_on_cancel=True,
                 )
             except WorkspaceFileError as e:
                 self._chooser_text = ""

@@ -19,13 +19,17 @@ also when it grows past it during the copy (the partial copy is removed).
 workspace-relative path, the same way (no `..`, no symlinks), opened with
 O_NONBLOCK so a FIFO a command planted cannot block the open, and checked on
 its fd: a regular file of at most `MAX_UPLOAD_BYTES` (for all the files of one
-choice together), else refused, nothing read.
+choice together), else refused, nothing read. A path the user hid from commands
+(`SandboxOptions.hidden_paths`, resolved, given as `hidden`), or one beneath
+it, is refused too.
 
 Not covered: a download's bytes are whatever the server sent (nothing is
 scanned); the workspace size limit of the sandbox is checked by the sandbox
 when the next command runs, not here; the limits on downloads bound what is
 saved, not the disk the staging directory uses meanwhile (that is watched by
-`BrowserComputer`, with a poll's delay).
+`BrowserComputer`, with a poll's delay). A hidden file is refused by its path: a hard
+link to it elsewhere in the workspace (which a command cannot make, the file
+being hidden from it, but one made before the session can exist) is given.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ import errno
 import os
 import stat
 import unicodedata
+from collections.abc import Sequence
 from contextlib import suppress
 from pathlib import PurePosixPath
 from typing import BinaryIO
@@ -163,12 +168,14 @@ def _save(workspace: str, src: BinaryIO, suggested: str, limit: int) -> tuple[st
 
 
 def read_workspace_file(
-    workspace: str, relative: str, limit: int = MAX_UPLOAD_BYTES
+    workspace: str, relative: str, limit: int = MAX_UPLOAD_BYTES, hidden: Sequence[str] = ()
 ) -> tuple[str, bytes]:
     """(file name, bytes) of a workspace file the model named for a file chooser, of at
     most `limit` bytes. Opened with O_NONBLOCK: a FIFO (or a device) a command planted
     there must not block the open; it is refused on its fd, before anything is read."""
     parts = _parts(relative.strip())
+    if _is_hidden(os.path.join(os.path.realpath(workspace), *parts), hidden):
+        raise WorkspaceFileError(f"{relative!r} is hidden by the user (--hide); not given")
     root = _workspace_fd(workspace)
     try:
         try:
@@ -198,6 +205,12 @@ def read_workspace_file(
             os.close(dir_fd)
     finally:
         os.close(root)
+
+
+def _is_hidden(path: str, hidden: Sequence[str]) -> bool:
+    """Whether `path` (no symlink in it is followed when it is opened) is, or is in, one of
+    the resolved `hidden` paths."""
+    return any(path == h or path.startswith(h.rstrip("/") + "/") for h in hidden)
 
 
 def _why(e: OSError) -> str:

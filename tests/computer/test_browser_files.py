@@ -220,3 +220,26 @@ def _listing(d: Path) -> list[str]:
 
 async def _notes(b: BrowserComputer) -> list[str]:
     return b.take_notes()
+
+
+async def test_the_file_chooser_refuses_paths_the_user_hid(tmp_path: Path) -> None:
+    ws = tmp_path / "ws"
+    (ws / "private").mkdir(parents=True)
+    (ws / "secrets.env").write_text("DB_PASSWORD=hunter2\n")
+    (ws / "private" / "key.txt").write_text("k")
+    (ws / "ok.txt").write_text("fine")
+    hidden = [str(ws / "secrets.env"), str(ws / "private")]
+    async with BrowserComputer(
+        640, 480, start_url=data_url(CHOOSER), workspace=ws, hidden_paths=hidden
+    ) as b:
+        ex = ComputerExecutor(b)
+        await open_chooser(b, ex)
+        for path in ("secrets.env", "./secrets.env", "private/key.txt"):
+            r = await ex.execute(call("c1", actions=choose(path)))
+            assert not r.ok and "hidden" in r.summary, (path, r.summary)
+        r = await ex.execute(call("c2", actions=choose("ok.txt")))
+        assert r.ok, r.summary
+        shown = await until(
+            lambda: b.page.evaluate("document.getElementById('out').textContent"), bool
+        )
+    assert shown == "ok.txt:fine"
