@@ -370,10 +370,10 @@ class BrowserComputer:
             self._renewing = None
 
     def _on_refusal(self, refusal: Refusal) -> None:
-        at = f" ({refusal.address})" if refusal.address else ""
+        at = f"; address {refusal.address}" if refusal.address else ""
         self._note(
-            f"Blocked: the page's connection to the host {page_words(refusal.host)}{at} "
-            f"(the page's words) was refused by the browser's network policy: {refusal.rule}."
+            f"Blocked: the page's connection to {page_words(refusal.host)} (a host name the "
+            f"page chose{at}) was refused by the browser's network policy: {refusal.rule}."
         )
 
     def _on_download(self, download: Download) -> None:
