@@ -24,8 +24,9 @@ the workspace: the note says a chooser is open; the next `type` is taken as
 workspace-relative path(s) (one a line) and Enter gives them to the page,
 Escape cancels; paths the user hid (`hidden_paths`) are refused. Without a
 workspace, downloads are refused and choosers cancelled, each with a note. A
-page may start downloads without any action of the model; they are bounded: `max_download_bytes` each, `max_downloads` and
-`max_session_download_bytes` per session (defaults in `browser_files.py`).
+page may start downloads without any action of the model; they are bounded:
+`max_download_bytes` each, `max_downloads` and `max_session_download_bytes`
+per session (defaults in `browser_files.py`).
 Playwright reports no progress, so while downloads run the host's staging
 directory is polled (`DOWNLOAD_POLL_S`) and the running ones are cancelled
 together once a staged file passes the per-file limit or the session's bytes
@@ -648,9 +649,9 @@ async def _discard(download: Download) -> None:
 def _usage(directory: str) -> tuple[int, int]:
     """(the largest file's size, all files' sizes together) in `directory`."""
     sizes = [0]
-    with os.scandir(directory) as entries:
+    with suppress(OSError), os.scandir(directory) as entries:  # gone: the browser closed
         for e in entries:
-            with suppress(OSError):
+            with suppress(OSError):  # a download finished and was removed meanwhile
                 sizes.append(e.stat(follow_symlinks=False).st_size)
     return max(sizes), sum(sizes)
 
