@@ -43,7 +43,8 @@ failure message) reaches a note only through `page_words`: cut to
 `MAX_PAGE_WORDS` characters, quoted as an ASCII JSON string, and said to be
 the page's words; a download's note names the sanitised saved name, not the
 suggested one. No note is longer than `MAX_NOTE_CHARS`, and at most
-`MAX_NOTES` wait for the next call.
+`MAX_NOTES` wait for the next call: older ones are left out, and a first note
+says how many.
 
 Not covered: downloads are not asked for (a page starts them; the limits bound
 them); the staging directory can pass a limit by a poll's worth of bytes
@@ -172,6 +173,7 @@ class BrowserComputer:
         self._context: BrowserContext | None = None
         self._page: Page | None = None
         self._notes: list[str] = []
+        self._left_out = 0
         self._chooser: FileChooser | None = None
         self._chooser_text = ""
         self._tasks: set[asyncio.Task[None]] = set()
@@ -207,6 +209,9 @@ class BrowserComputer:
         """What happened since the last call that the model should be told (refused
         connections, downloads, a file chooser), oldest first; clears them."""
         notes, self._notes = self._notes, []
+        if self._left_out:
+            notes.insert(0, f"{self._left_out} earlier notes were left out (too many at once).")
+            self._left_out = 0
         return notes
 
     def _note(self, text: str) -> None:
@@ -214,6 +219,7 @@ class BrowserComputer:
             text = text[: MAX_NOTE_CHARS - 1] + "…"
         if text not in self._notes:
             self._notes.append(text)
+        self._left_out += max(0, len(self._notes) - MAX_NOTES)
         del self._notes[:-MAX_NOTES]
 
     # -- lifecycle -------------------------------------------------------------

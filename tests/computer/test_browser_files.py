@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
@@ -18,7 +19,7 @@ import pytest
 from computer_probe import DEADLINE_S, LOCAL
 from web_probe import html, serve
 
-from itemloop.sandbox.browser_computer import BrowserComputer
+from itemloop.sandbox.browser_computer import MAX_NOTES, BrowserComputer
 from itemloop.sandbox.net_policy import NetworkPolicy
 from itemloop.tools.computer import ComputerExecutor
 
@@ -243,3 +244,19 @@ async def test_the_file_chooser_refuses_paths_the_user_hid(tmp_path: Path) -> No
             lambda: b.page.evaluate("document.getElementById('out').textContent"), bool
         )
     assert shown == "ok.txt:fine"
+
+
+async def test_notes_left_out_in_a_flood_are_counted() -> None:
+    n = 12
+    page = (
+        "<script>Promise.allSettled([...Array(N).keys()].map(i => fetch(`http://h${i}.test/`)))"
+        ".then(() => { document.title = 'done'; });</script>"
+    ).replace("N", str(n))
+    async with BrowserComputer(
+        640, 480, start_url=data_url(page), policy=NetworkPolicy.of("none")
+    ) as b:
+        await until(lambda: b.page.title(), lambda t: t == "done")
+        notes = b.take_notes()
+    assert len(notes) == MAX_NOTES + 1
+    left_out = re.match(r"(\d+) earlier notes were left out", notes[0])
+    assert left_out is not None and int(left_out[1]) >= 1, notes[0]
