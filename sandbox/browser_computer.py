@@ -22,26 +22,62 @@ Files (`browser_files.py`): with a `workspace`, downloads are saved into its
 `downloads/` directory, and a file chooser the page opens is answered from
 the workspace: the note says a chooser is open; the next `type` is taken as
 workspace-relative path(s) (one a line) and Enter gives them to the page,
-Escape cancels. Without a workspace, downloads are refused and choosers
-cancelled, each with a note.
+Escape cancels; paths the user hid (`hidden_paths`) are refused. Without a
+workspace, downloads are refused and choosers cancelled, each with a note. A
+page may start downloads without any action of the model; they are bounded:
+`max_download_bytes` each, `max_downloads` and `max_session_download_bytes`
+per session (defaults in `browser_files.py`).
+Playwright reports no progress, so while downloads run the host's staging
+directory is polled (`DOWNLOAD_POLL_S`) and the running ones are cancelled
+together once a staged file passes the per-file limit or the session's bytes
+would; the limits are checked again when a download is saved. The staged copy
+is deleted once a download is saved, refused or cancelled.
+
+A crashed page (its renderer died: V8 out of memory, killed) is replaced by a
+new page at `start_url`, and so is a page on which `HUNG_AFTER_TIMEOUTS`
+actions in a row timed out (a script looping forever); the model is told in a
+note. What the page held (its form fields, its history) is lost with it.
+
+Notes. A string a page chose (a download's name, a refused host name, a
+failure message) reaches a note only through `page_words`: cut to
+`MAX_PAGE_WORDS` characters, quoted as an ASCII JSON string, and said to be
+the page's words; a download's note names the sanitised saved name, not the
+suggested one. No note is longer than `MAX_NOTE_CHARS`, and at most
+`MAX_NOTES` wait for the next call: older ones are left out, and a first note
+says how many.
+
+Not covered: downloads are not asked for (a page starts them; the limits bound
+them); the staging directory can pass a limit by a poll's worth of bytes
+before the download is cancelled, and downloads running together are cancelled
+together; a page that hangs costs `HUNG_AFTER_TIMEOUTS` timed-out calls before
+it is replaced, and a slow page that times out as often is replaced the same.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import mimetypes
 import os
 import shutil
 import socket
 from collections.abc import AsyncIterator, Coroutine, Sequence
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager, suppress
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, Self
 
 import anyio
 
 from .base import SandboxUnavailable
-from .browser_files import WorkspaceFileError, read_workspace_file, save_download
+from .browser_files import (
+    MAX_DOWNLOAD_BYTES,
+    MAX_SESSION_DOWNLOAD_BYTES,
+    MAX_SESSION_DOWNLOADS,
+    MAX_UPLOAD_BYTES,
+    WorkspaceFileError,
+    read_workspace_file,
+    save_download,
+)
 from .browser_jail import BrowserJail, Handoff, launch_args
 from .browser_proxy import PolicyProxy, ResolverRules
 from .computer import Button, ComputerError, ComputerUnavailable, Environment, Point, canonical_key
@@ -60,6 +96,12 @@ CHROMIUM_ARGS = (
     "--disable-sync",
 )
 MAX_NOTES = 8
+MAX_PAGE_WORDS = 100
+"""Characters of a page-chosen string (a download's name, a host name) a note quotes."""
+MAX_NOTE_CHARS = 500
+DOWNLOAD_POLL_S = 0.2
+HUNG_AFTER_TIMEOUTS = 2
+DISCARD_TIMEOUT_S = 10.0
 CHROMIUM_SERVICE_HOSTS = (
     "update.googleapis.com",
     "clients2.google.com",
@@ -99,6 +141,10 @@ class BrowserComputer:
         headless: bool = True,
         action_timeout_s: float = 10.0,
         start_timeout_s: float = 30.0,
+        max_download_bytes: int = MAX_DOWNLOAD_BYTES,
+        max_downloads: int = MAX_SESSION_DOWNLOADS,
+        max_session_download_bytes: int = MAX_SESSION_DOWNLOAD_BYTES,
+        hidden_paths: Sequence[str] = (),
     ) -> None:
         if width < 1 or height < 1:
             raise ValueError(f"display size must be positive, got {width}x{height}")
@@ -112,6 +158,13 @@ class BrowserComputer:
         self.headless = headless
         self.action_timeout_s = action_timeout_s
         self.start_timeout_s = start_timeout_s
+        self.max_download_bytes = max_download_bytes
+        self.max_downloads = max_downloads
+        self.max_session_download_bytes = max_session_download_bytes
+        self.hidden_paths = [os.path.realpath(p) for p in hidden_paths]
+        """Host paths the file chooser refuses (the sandbox's `hidden_paths`), resolved."""
+        self.staging_dir: str | None = None
+        """The host directory Chromium stages downloads in, while the browser runs."""
         self.notices: list[str] = []
         """What holds and what does not, for the person (Chromium's own sandbox, the policy)."""
         self.sandbox_pid: int | None = None
@@ -120,9 +173,18 @@ class BrowserComputer:
         self._context: BrowserContext | None = None
         self._page: Page | None = None
         self._notes: list[str] = []
+        self._left_out = 0
         self._chooser: FileChooser | None = None
         self._chooser_text = ""
         self._tasks: set[asyncio.Task[None]] = set()
+        self._downloads = 0
+        self._saved_bytes = 0
+        self._active: dict[Download, str | None] = {}
+        """Downloads in progress, with why they were cancelled (None: not cancelled)."""
+        self._guard: asyncio.Task[None] | None = None
+        self._renewing: asyncio.Task[None] | None = None
+        self._timeouts = 0
+        """Actions timed out in a row: at `HUNG_AFTER_TIMEOUTS` the page is replaced."""
 
     @property
     def display_width(self) -> int:
@@ -147,11 +209,17 @@ class BrowserComputer:
         """What happened since the last call that the model should be told (refused
         connections, downloads, a file chooser), oldest first; clears them."""
         notes, self._notes = self._notes, []
+        if self._left_out:
+            notes.insert(0, f"{self._left_out} earlier notes were left out (too many at once).")
+            self._left_out = 0
         return notes
 
     def _note(self, text: str) -> None:
+        if len(text) > MAX_NOTE_CHARS:  # a backstop: page data is quoted and cut before this
+            text = text[: MAX_NOTE_CHARS - 1] + "…"
         if text not in self._notes:
             self._notes.append(text)
+        self._left_out += max(0, len(self._notes) - MAX_NOTES)
         del self._notes[:-MAX_NOTES]
 
     # -- lifecycle -------------------------------------------------------------
@@ -177,6 +245,7 @@ class BrowserComputer:
             except SandboxUnavailable as e:
                 raise ComputerUnavailable(str(e)) from None
             stack.callback(jail.cleanup)
+            self.staging_dir = jail.downloads
             stack.push_async_callback(self._settle_tasks)
             control = await jail.listen()
             stack.push_async_callback(control.aclose)
@@ -255,6 +324,7 @@ class BrowserComputer:
         self._context = None
         self._chooser = None
         self.sandbox_pid = None
+        self.staging_dir = None
         if stack is not None:
             with anyio.move_on_after(self.start_timeout_s):
                 await stack.aclose()
@@ -275,11 +345,53 @@ class BrowserComputer:
         page._itemloop_watched = True  # type: ignore[attr-defined]
         page.on("download", self._on_download)
         page.on("filechooser", self._on_file_chooser)
+        page.on("crash", self._on_crash)
+
+    def _on_crash(self, page: Page) -> None:
+        if page is self._page:
+            self._replace(page, "crashed (its renderer died, e.g. out of memory)")
+
+    def _replace(self, page: Page, why: str) -> None:
+        if self._renewing is None:
+            self._renewing = asyncio.get_running_loop().create_task(self._renew(page, why))
+            self._tasks.add(self._renewing)
+            self._renewing.add_done_callback(self._tasks.discard)
+
+    async def _renew(self, crashed: Page, why: str) -> None:
+        """Put a new page on screen in place of `crashed` (its renderer died: V8 out of
+        memory, killed; or it stopped responding); without this every later action
+        fails ("Target crashed") or times out."""
+        try:
+            assert self._context is not None
+            page = await self._context.new_page()  # `_on_new_page` puts it on screen
+            start = self.start_url or "about:blank"
+            self._note(f"The page {why}; a new page was opened at {start}.")
+            if start != "about:blank":
+                with suppress(Exception):
+                    await page.goto(start)
+            with suppress(Exception), anyio.move_on_after(self.action_timeout_s):
+                await crashed.close(run_before_unload=False)
+        except Exception as e:
+            self._note(f"The page {why}, and no new page could be opened: {e}")
+        finally:
+            self._renewing = None
 
     def _on_refusal(self, refusal: Refusal) -> None:
-        self._note(f"Blocked: {refusal.describe()}.")
+        at = f"; address {refusal.address}" if refusal.address else ""
+        self._note(
+            f"Blocked: the page's connection to {page_words(refusal.host)} (a host name the "
+            f"page chose{at}) was refused by the browser's network policy: {refusal.rule}."
+        )
 
     def _on_download(self, download: Download) -> None:
+        self._downloads += 1
+        if self._downloads > self.max_downloads:
+            self._note(
+                f"The page started more downloads than this session allows (at most "
+                f"{self.max_downloads} downloads); the rest were cancelled."
+            )
+            self._spawn(_discard(download))
+            return
         self._spawn(self._save(download))
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
@@ -289,19 +401,68 @@ class BrowserComputer:
 
     async def _save(self, download: Download) -> None:
         name = download.suggested_filename
+        said = f"The page's download named {page_words(name)} (the page's words)"
         if self.workspace is None:
-            self._note(f"The download {name!r} was refused: this browser has no workspace.")
-            await download.cancel()
+            self._note(f"{said} was refused: this browser has no workspace.")
+            await _discard(download)
             return
+        self._active[download] = None
+        if self._guard is None:
+            self._guard = asyncio.get_running_loop().create_task(self._guard_downloads())
+            self._tasks.add(self._guard)
+            self._guard.add_done_callback(self._tasks.discard)
         try:
             source = await download.path()
-            where = await anyio.to_thread.run_sync(save_download, self.workspace, str(source), name)
+            limit = min(
+                self.max_download_bytes, self.max_session_download_bytes - self._saved_bytes
+            )
+            where, size = await anyio.to_thread.run_sync(
+                save_download, self.workspace, str(source), name, limit
+            )
+            self._saved_bytes += size
         except WorkspaceFileError as e:
-            self._note(f"The download {name!r} was not saved: {e}")
+            self._note(f"{said} was not saved: {e}")
         except Exception as e:  # the download failed or was cancelled in the browser
-            self._note(f"The download {name!r} failed: {e}")
+            why = self._active.get(download)
+            if why is not None:
+                self._note(f"{said} was cancelled: {why}.")
+            else:
+                self._note(f"{said} failed: {page_words(str(e))}")
         else:
-            self._note(f"Downloaded {name!r} to {where} in the workspace.")
+            folder, _, saved = where.rpartition("/")
+            self._note(
+                f"The page downloaded a file, saved as {folder}/{page_words(saved)} "
+                "in the workspace (the name is the page's words)."
+            )
+        finally:
+            self._active.pop(download, None)
+            await _discard(download)  # the staged copy, on the host's /tmp
+
+    async def _guard_downloads(self) -> None:
+        """Cancel the downloads in progress once the staging directory shows one past
+        `max_download_bytes`, or all of them past what the session may still save.
+        Playwright reports no progress, so the directory is polled while any runs; which
+        staged file is which download is not known, so the running ones go together."""
+        try:
+            while self._active and self.staging_dir is not None:
+                largest, total = await anyio.to_thread.run_sync(_usage, self.staging_dir)
+                why = None
+                if largest > self.max_download_bytes:
+                    why = f"it passed {self.max_download_bytes} bytes, the most one download may be"
+                elif self._saved_bytes + total > self.max_session_download_bytes:
+                    why = (
+                        f"the session's downloads passed {self.max_session_download_bytes} "
+                        "bytes together, the most it may save"
+                    )
+                if why is not None:
+                    for d, cancelled in list(self._active.items()):
+                        if cancelled is None:
+                            self._active[d] = why
+                            with suppress(Exception):
+                                await d.cancel()
+                await anyio.sleep(DOWNLOAD_POLL_S)
+        finally:
+            self._guard = None
 
     def _on_file_chooser(self, chooser: FileChooser) -> None:
         if self.workspace is None:
@@ -324,12 +485,23 @@ class BrowserComputer:
         if len(paths) > 1 and not chooser.is_multiple():
             raise ComputerError("this file chooser takes one file; type one path")
         files = []
+        budget = MAX_UPLOAD_BYTES  # for all the files chosen at once
         for p in paths:
             try:
-                name, data = await anyio.to_thread.run_sync(read_workspace_file, self.workspace, p)
+                # abandon_on_cancel: a read stuck in the kernel (a hung network mount) must not
+                # hold the call past its timeout; the thread ends when the read does.
+                name, data = await anyio.to_thread.run_sync(
+                    read_workspace_file,
+                    self.workspace,
+                    p,
+                    budget,
+                    self.hidden_paths,
+                    abandon_on_cancel=True,
+                )
             except WorkspaceFileError as e:
                 self._chooser_text = ""
                 raise ComputerError(f"file chooser: {e}") from None
+            budget -= len(data)
             files.append({"name": name, "mimeType": _mime(name), "buffer": data})
         self._chooser = None
         self._chooser_text = ""
@@ -427,13 +599,24 @@ class BrowserComputer:
 
     @asynccontextmanager
     async def _action(self, name: str) -> AsyncIterator[None]:
-        """Turn Playwright's errors and hangs into `ComputerError`s."""
+        """Turn Playwright's errors and hangs into `ComputerError`s; replace a page that
+        timed out `HUNG_AFTER_TIMEOUTS` actions in a row (a script looping forever)."""
         from playwright.async_api import Error as PlaywrightError
+        from playwright.async_api import TimeoutError as PlaywrightTimeout
 
         try:
             with anyio.fail_after(self.action_timeout_s * 2):
+                if self._renewing is not None:  # the page crashed: act on its successor
+                    await asyncio.shield(self._renewing)
                 yield
-        except TimeoutError:
+            self._timeouts = 0
+        except (TimeoutError, PlaywrightTimeout) as e:
+            self._timeouts += 1
+            if self._timeouts >= HUNG_AFTER_TIMEOUTS and self._page is not None:
+                self._timeouts = 0
+                self._replace(self._page, "did not respond (actions timed out twice in a row)")
+            if isinstance(e, PlaywrightTimeout):
+                raise ComputerError(f"{name} timed out in the browser: {e.message}") from None
             raise ComputerError(
                 f"{name} timed out after {self.action_timeout_s * 2:g} s in the browser"
             ) from None
@@ -460,6 +643,32 @@ async def _listener(handoff: Handoff) -> anyio.abc.SocketListener:
     sock: socket.socket = handoff.listener
     sock.setblocking(False)
     return await anyio.abc.SocketListener.from_socket(sock)
+
+
+async def _discard(download: Download) -> None:
+    """Cancel `download` if it still runs and delete its staged copy."""
+    with suppress(Exception), anyio.move_on_after(DISCARD_TIMEOUT_S):
+        await download.cancel()
+        await download.delete()
+
+
+def _usage(directory: str) -> tuple[int, int]:
+    """(the largest file's size, all files' sizes together) in `directory`."""
+    sizes = [0]
+    with suppress(OSError), os.scandir(directory) as entries:  # gone: the browser closed
+        for e in entries:
+            with suppress(OSError):  # a download finished and was removed meanwhile
+                sizes.append(e.stat(follow_symlinks=False).st_size)
+    return max(sizes), sum(sizes)
+
+
+def page_words(text: str, limit: int = MAX_PAGE_WORDS) -> str:
+    """`text`, chosen by a page, for a note to the model: cut to `limit` characters (an
+    ellipsis says so) and quoted as an ASCII JSON string, so it reads as data, not as our
+    words (and a bidi override or a control character shows as its escape)."""
+    if len(text) <= limit:
+        return json.dumps(text)
+    return json.dumps(text[: limit - 1])[:-1] + '…"'
 
 
 def _mime(name: str) -> str:

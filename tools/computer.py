@@ -31,9 +31,12 @@ blank screen of the display's size carrying the banner.
 Notes. A computer that has something to tell the model about what happened
 meanwhile (`Noting.take_notes`: the contained browser's refused connections,
 downloads saved to the workspace, an open file chooser) has it drawn in the
-same banner and sent as a developer message right after the output
-(`ExecResult.notes`), and added to the summary. Notes arriving after the
-screenshot (a connection the page opens later) come with the next call.
+same banner and sent as a message right after the output (`ExecResult.notes`),
+and added to the summary. Notes arriving after the screenshot (a connection the
+page opens later) come with the next call. The message's role is `user`, not
+`developer`: notes carry strings a page chose (a download's name, a host name;
+quoted and cut by the computer, but still the page's), and the developer role
+carries the operator's authority, which nothing a page controls may borrow.
 """
 
 from __future__ import annotations
@@ -292,7 +295,7 @@ class ComputerExecutor:
 def _note_message(call: Item, text: str) -> Item:
     return {
         "type": "message",
-        "role": "developer",
+        "role": "user",  # notes carry page-chosen words: the weaker role (module docstring)
         "content": [{"type": "input_text", "text": f"[computer {call_id_of(call)}] {text}"}],
     }
 

@@ -245,6 +245,7 @@ class Toolset:
                     start_url=c.start_url,
                     workspace=self.config.sandbox.workspace.resolve(),
                     policy=c.browser_policy,
+                    hidden_paths=self.config.sandbox.options.hidden_paths,
                 )
         self.computer = await self._start_it(stack, computer)
         return ComputerExecutor(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Callable
@@ -250,7 +251,7 @@ async def test_a_download_lands_in_the_workspace(tmp_path: Path) -> None:
             notes = b.take_notes()
     assert got == ["report (1).txt", "report.txt"]
     assert (saved / "report.txt").read_bytes() == b"quarterly numbers\n"
-    assert any("downloads/report.txt" in n for n in notes)
+    assert any('downloads/"report.txt"' in n for n in notes)
 
 
 async def test_a_download_never_follows_a_symlinked_downloads_dir(tmp_path: Path) -> None:
@@ -327,6 +328,7 @@ pytestmark.append(pytest.mark.timeout(180))
 
 
 async def test_the_toolset_gives_the_browser_its_policy_and_workspace(tmp_path: Path) -> None:
+    from itemloop.sandbox.base import SandboxOptions
     from itemloop.tools.config import ComputerConfig, SandboxConfig, ToolsetConfig
     from itemloop.tools.toolset import Toolset
 
@@ -337,7 +339,10 @@ async def test_the_toolset_gives_the_browser_its_policy_and_workspace(tmp_path: 
     with serve(pages) as site:
         config = ToolsetConfig(
             builtins=("computer",),
-            sandbox=SandboxConfig(workspace=tmp_path),
+            sandbox=SandboxConfig(
+                workspace=tmp_path,
+                options=SandboxOptions(hidden_paths=(str(tmp_path / "secret.txt"),)),
+            ),
             computer=ComputerConfig(
                 start_url=site.url, browser_network="all", browser_deny=("evil.test",)
             ),
@@ -346,6 +351,7 @@ async def test_the_toolset_gives_the_browser_its_policy_and_workspace(tmp_path: 
             assert any("any address" in n and "except evil.test" in n for n in tools.notices)
             b = tools.computer
             assert isinstance(b, BrowserComputer)
+            assert b.hidden_paths == [str((tmp_path / "secret.txt").resolve())]
             await b.click(300, 200)
             saved = tmp_path / "downloads"
             await until(lambda: anyio.to_thread.run_sync(_listing, saved), bool)
@@ -368,3 +374,58 @@ def test_a_planted_symlink_in_the_staging_dir_is_not_copied(tmp_path: Path) -> N
     with pytest.raises(WorkspaceFileError, match="not a plain file"):
         save_download(str(ws), str(fifo), "x.txt")
     assert _listing(ws / "downloads") == []
+
+
+# -- a page that crashes ------------------------------------------------------------
+
+
+def renderer_processes(sandbox_pid: int) -> list[int]:
+    return [
+        p
+        for p in chromium_processes(sandbox_pid)
+        if b"--type=renderer" in Path(f"/proc/{p}/cmdline").read_bytes()
+    ]
+
+
+async def test_a_crashed_renderer_is_replaced_by_a_new_page() -> None:
+    start = "data:text/html,<p>start page</p>"
+    async with BrowserComputer(320, 240, start_url=start) as b:
+        assert b.sandbox_pid is not None
+        ex = ComputerExecutor(b)
+        renderers = await anyio.to_thread.run_sync(renderer_processes, b.sandbox_pid)
+        assert renderers
+        for p in renderers:
+            os.kill(p, signal.SIGKILL)  # what a V8 out-of-memory does to it
+        said: list[str] = []
+
+        async def shot() -> Any:
+            r = await ex.execute(
+                {"type": "computer_call", "call_id": "c", "action": {"type": "screenshot"}}
+            )
+            said.extend(n["content"][0]["text"] for n in r.notes)
+            return r
+
+        await until(shot, lambda r: r.ok and any("crashed" in n for n in said))
+        assert "start page" in await text(b)
+        r = await ex.execute(
+            {"type": "computer_call", "call_id": "d", "action": {"type": "click", "x": 5, "y": 5}}
+        )
+        assert r.ok, r.summary
+
+
+async def test_a_page_that_stops_responding_is_replaced_after_two_timeouts_in_a_row() -> None:
+    start = "data:text/html,<p>start page</p>"
+    hang = "data:text/html,<p>hang</p><script>onmousedown = () => { for (;;) {} }</script>"
+    async with BrowserComputer(320, 240, start_url=start, action_timeout_s=1) as b:
+        ex = ComputerExecutor(b)
+        await b.goto(hang)
+        click = {"type": "click", "x": 5, "y": 5}
+        # the click hangs, then the screenshot after it: two timeouts in a row
+        r = await ex.execute({"type": "computer_call", "call_id": "h1", "action": click})
+        said = [n["content"][0]["text"] for n in r.notes]
+        assert not r.ok and "time" in r.summary.lower(), r.summary
+        r = await ex.execute({"type": "computer_call", "call_id": "h2", "action": click})
+        said += [n["content"][0]["text"] for n in r.notes]
+        assert r.ok, r.summary
+        assert any("did not respond" in n for n in said)
+        assert "start page" in await text(b)

@@ -49,7 +49,8 @@ def test_browser_policy_example(need_browser: None) -> None:
     assert len(runs) == 3
     default, allow, everything = runs
     assert "served: nothing" in default and "loopback addresses are not public" in default
-    assert "note: Blocked: docs.example.test (127.0.0.1)" in default
+    assert 'note: Blocked: the page\'s connection to "docs.example.test"' in default
+    assert "address 127.0.0.1" in default
     assert "served: docs.example.test\n" in allow
     assert "intranet.example.test is blocked" in allow and "not in --browser-allow" in allow
     assert "page: Intranet: payroll" in everything
