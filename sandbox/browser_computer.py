@@ -280,6 +280,7 @@ class BrowserComputer:
                 await handed.wait()
                 self.sandbox_pid = box[0].sandbox_pid
                 self.notices.append(self.policy.describe())
+                self.notices.extend(jail.notices)  # its limits, or why none hold
                 if jail.root_run:
                     self.notices.append(
                         f"the browser runs as uid {jail.uid} (not root), in namespaces of its own"

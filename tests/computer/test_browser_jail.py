@@ -71,6 +71,7 @@ async def test_chromium_runs_in_a_session_cgroup_with_a_memory_limit() -> None:
             cgroup / f for f in ("memory.limit_in_bytes", "memory.max") if (cgroup / f).exists()
         )
         assert int(limit.read_text()) == BROWSER_LIMITS.memory_bytes
+        assert any(n.startswith("browser limits: memory") for n in b.notices), b.notices
     assert not cgroup.exists()  # removed with the browser
 
 
