@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -59,3 +61,14 @@ def toolset_of(*tools: Any, **config: Any) -> Toolset:
         functions=[t for t in tools if not isinstance(t, CustomTool)],
         custom=[t for t in tools if isinstance(t, CustomTool)],
     )
+
+
+def dead_pid() -> int:
+    """The pid of a process that has exited (what a killed itemloop's leftovers name)."""
+    done = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return int(done.stdout)

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 import pytest
 from computer_probe import CHROMIUM
+from helpers import dead_pid
 
 from itemloop.sandbox.browser_computer import BrowserComputer
 from itemloop.sandbox.browser_jail import BROWSER_LIMITS, BrowserJail, jail_ids
@@ -79,13 +78,7 @@ def test_a_killed_itemloops_browser_directories_are_removed_by_the_next(tmp_path
     # A SIGKILLed itemloop leaves its jail directory and its downloads staging directory
     # (the jail uid's) in /tmp; the next jail removes those whose itemloop is gone, and
     # nothing else: not a live one's, not another user's, not what a planted link points at.
-    dead = subprocess.run(
-        [sys.executable, "-c", "import os; print(os.getpid())"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    pid, tmp = int(dead.stdout), Path(tempfile.gettempdir())
+    pid, tmp = dead_pid(), Path(tempfile.gettempdir())
     left = tmp / f"itemloop-browser-{pid}-left"
     left_downloads = tmp / f"itemloop-browser-downloads-{pid}-left"
     live = tmp / f"itemloop-browser-{os.getpid()}-live"

@@ -19,6 +19,7 @@ from typing import Any
 import anyio
 import pytest
 from computer_probe import DEADLINE_S, pixel, png_size
+from helpers import dead_pid
 
 from itemloop.sandbox.base import SandboxOptions
 from itemloop.sandbox.bubblewrap import BubblewrapSandbox
@@ -330,16 +331,11 @@ def test_a_killed_itemloops_display_directory_is_removed_by_the_next(tmp_path: P
     # A SIGKILLed itemloop leaves its display directory (cookie, framebuffer) in /tmp;
     # the next display made removes those whose itemloop is gone, and nothing else:
     # not a live one's, not what a link planted under such a name points at.
-    dead = subprocess.run(
-        [sys.executable, "-c", "import os; print(os.getpid())"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
+    gone = dead_pid()
     tmp = Path(tempfile.gettempdir())
-    left = tmp / f"itemloop-display-{int(dead.stdout)}-left"
+    left = tmp / f"itemloop-display-{gone}-left"
     live = tmp / f"itemloop-display-{os.getpid()}-live"
-    planted = tmp / f"itemloop-display-{int(dead.stdout)}-link"
+    planted = tmp / f"itemloop-display-{gone}-link"
     target = tmp_path / "keep"
     target.mkdir()
     (target / "file").write_text("mine")

@@ -11,12 +11,11 @@ is a notice, not a limit.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from helpers import dead_pid
 
 from itemloop.sandbox import SandboxOptions
 from itemloop.sandbox.bubblewrap import BubblewrapSandbox
@@ -134,14 +133,8 @@ def test_a_killed_itemloops_cgroups_are_removed_by_the_next_session() -> None:
     probe = SessionCgroup.create(Limits(memory_bytes=64 * MiB, max_processes=10, cpus=1.0))
     parents = [d.parent for d in probe.dirs]
     probe.remove()
-    gone = subprocess.run(
-        [sys.executable, "-c", "import os; print(os.getpid())"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    dead_pid = int(gone.stdout)
-    dead = [p / f"itemloop-{dead_pid}-1" for p in parents]
+    gone = dead_pid()
+    dead = [p / f"itemloop-{gone}-1" for p in parents]
     live = [p / f"itemloop-{os.getpid()}-999999" for p in parents]
     try:
         for d in dead + live:

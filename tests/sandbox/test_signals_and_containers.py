@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 from backends import BUSYBOX_IMAGE, PYTHON_IMAGE, problem
-from helpers import message, write_script
+from helpers import dead_pid, message, write_script
 
 HANG_GUARD_S = 60.0
 """Far below the command's `sleep 1000`: only a killed command ends in time."""
@@ -157,26 +157,17 @@ def test_the_container_dies_with_a_killed_itemloop(cli: Any, kind: str) -> None:
     assert removed(container), "the container outlived its owner"
 
 
-@pytest.fixture
-def dead_pid() -> int:
-    """The pid of a process that has exited."""
-    done = subprocess.run(
-        [sys.executable, "-c", "import os; print(os.getpid())"],
-        capture_output=True, text=True, check=True,
-    )  # fmt: skip
-    return int(done.stdout)
-
-
 @pytest.mark.docker
 @pytest.mark.anyio
 async def test_a_killed_itemloops_control_directory_is_removed_by_the_next(
-    make: Any, workspace: Path, tmp_path: Path, dead_pid: int
+    make: Any, workspace: Path, tmp_path: Path
 ) -> None:
+    gone = dead_pid()
     # The container dies with its killed owner, but the control directory (its socket)
     # stays in /tmp; the next docker session removes those whose itemloop is gone.
     tmp = Path(tempfile.gettempdir())
-    left = tmp / f"itemloop-docker-{dead_pid}-left"
-    planted = tmp / f"itemloop-docker-{dead_pid}-link"
+    left = tmp / f"itemloop-docker-{gone}-left"
+    planted = tmp / f"itemloop-docker-{gone}-link"
     target = tmp_path / "keep"
     target.mkdir()
     try:
