@@ -38,6 +38,17 @@ new page at `start_url`, and so is a page on which `HUNG_AFTER_TIMEOUTS`
 actions in a row timed out (a script looping forever); the model is told in a
 note. What the page held (its form fields, its history) is lost with it.
 
+A browser that died (its main process killed by the OOM killer, crashed, its
+jail's processes killed) is found gone by the next action or screenshot:
+Playwright says it disconnected, or bubblewrap has exited (checked too, so an
+action does not race Playwright's news). The old jail is closed and cleaned
+up (cgroup, temp dirs) and a new browser is started in a new jail with the
+same settings, at `start_url` (one Playwright driver serves the session); the
+model is told in a note that the pages were lost. An action other than a
+screenshot, meant for the lost page, is not done and says so. A restart that
+fails is that call's error; the next call tries again (each try is bounded by
+`start_timeout_s`; the executor's screenshot after a failed action is a try).
+
 Notes. A string a page chose (a download's name, a refused host name, a
 failure message) reaches a note only through `page_words`: cut to
 `MAX_PAGE_WORDS` characters, quoted as an ASCII JSON string, and said to be
@@ -84,7 +95,14 @@ from .computer import Button, ComputerError, ComputerUnavailable, Environment, P
 from .net_policy import DEFAULT_POLICY, NetworkPolicy, Refusal
 
 if TYPE_CHECKING:
-    from playwright.async_api import Browser, BrowserContext, Download, FileChooser, Page
+    from playwright.async_api import (
+        Browser,
+        BrowserContext,
+        Download,
+        FileChooser,
+        Page,
+        Playwright,
+    )
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = (
@@ -185,6 +203,12 @@ class BrowserComputer:
         self._renewing: asyncio.Task[None] | None = None
         self._timeouts = 0
         """Actions timed out in a row: at `HUNG_AFTER_TIMEOUTS` the page is replaced."""
+        self._outer: AsyncExitStack | None = None
+        """Playwright's driver: the session's, across browser restarts."""
+        self._playwright: Playwright | None = None
+        self._browser: Browser | None = None
+        self._restarts = 0
+        """Browsers started in place of one that died (the screenshot retries across one)."""
 
     @property
     def display_width(self) -> int:
@@ -237,8 +261,26 @@ class BrowserComputer:
             raise ComputerUnavailable(
                 f"the `playwright` Python package is not installed: {e}"
             ) from None
+        self._outer = AsyncExitStack()
+        try:
+            with anyio.fail_after(self.start_timeout_s):
+                self._playwright = await self._outer.enter_async_context(async_playwright())
+            await self._start(first=True)
+        except BaseException as e:
+            with anyio.CancelScope(shield=True):
+                await self._close()
+            err = _start_error(e, self.start_timeout_s, PlaywrightError)
+            if err is e:
+                raise
+            raise err from None
+        return self
+
+    async def _start(self, *, first: bool) -> None:
+        """Start a browser in a new jail and open a page at `start_url` (its exit stack is
+        `_stack`); on failure what was started is closed again."""
         stack = AsyncExitStack()
         self._stack = stack
+        self._browser = None
         try:
             try:
                 jail = BrowserJail(self.executable_path)
@@ -266,9 +308,9 @@ class BrowserComputer:
             # An asyncio task, not a task group: the browser outlives __aenter__'s scopes, and
             # Playwright ties this backend to asyncio anyway.
             self._spawn(serve())
+            assert self._playwright is not None
             with anyio.fail_after(self.start_timeout_s):
-                pw = await stack.enter_async_context(async_playwright())
-                browser: Browser = await pw.chromium.launch(
+                browser: Browser = await self._playwright.chromium.launch(
                     executable_path=jail.launcher,
                     headless=self.headless,
                     chromium_sandbox=True,
@@ -277,19 +319,11 @@ class BrowserComputer:
                     timeout=self.start_timeout_s * 1000,
                 )
                 stack.push_async_callback(browser.close)
+                self._browser = browser
                 await handed.wait()
                 self.sandbox_pid = box[0].sandbox_pid
-                self.notices.append(self.policy.describe())
-                self.notices.extend(jail.notices)  # its limits, or why none hold
-                if jail.root_run:
-                    self.notices.append(
-                        f"the browser runs as uid {jail.uid} (not root), in namespaces of its own"
-                    )
-                if not box[0].chromium_sandbox:
-                    self.notices.append(
-                        "chromium's own sandbox is off (--no-sandbox): this kernel refuses "
-                        "a user namespace inside bubblewrap; the bubblewrap sandbox still holds"
-                    )
+                if first:  # a restarted browser's jail holds the same
+                    self._tell(jail, box[0])
                 context = await browser.new_context(
                     viewport={"width": self._width, "height": self._height},
                     accept_downloads=self.workspace is not None,
@@ -301,17 +335,23 @@ class BrowserComputer:
                 self._watch(self._page)
                 if self.start_url and self.start_url != "about:blank":
                     await self._page.goto(self.start_url)
-        except BaseException as e:
+        except BaseException:
             with anyio.CancelScope(shield=True):
-                await self._close()
-            if isinstance(e, TimeoutError):
-                raise ComputerError(
-                    f"chromium did not start within {self.start_timeout_s:g} s"
-                ) from None
-            if isinstance(e, PlaywrightError):
-                raise ComputerError(f"chromium did not start: {e.message}") from None
+                await self._close_browser()
             raise
-        return self
+
+    def _tell(self, jail: BrowserJail, handoff: Handoff) -> None:
+        self.notices.append(self.policy.describe())
+        self.notices.extend(jail.notices)  # its limits, or why none hold
+        if jail.root_run:
+            self.notices.append(
+                f"the browser runs as uid {jail.uid} (not root), in namespaces of its own"
+            )
+        if not handoff.chromium_sandbox:
+            self.notices.append(
+                "chromium's own sandbox is off (--no-sandbox): this kernel refuses "
+                "a user namespace inside bubblewrap; the bubblewrap sandbox still holds"
+            )
 
     async def __aexit__(
         self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
@@ -320,15 +360,60 @@ class BrowserComputer:
             await self._close()
 
     async def _close(self) -> None:
+        await self._close_browser()
+        outer, self._outer = self._outer, None
+        self._playwright = None
+        if outer is not None:
+            with anyio.move_on_after(self.start_timeout_s):
+                await outer.aclose()
+
+    async def _close_browser(self) -> None:
+        """Close the browser, its proxy and tasks, and clean up its jail (cgroup, temp dirs)."""
         stack, self._stack = self._stack, None
+        self._browser = None
         self._page = None
         self._context = None
         self._chooser = None
+        self._chooser_text = ""
+        self._timeouts = 0
         self.sandbox_pid = None
         self.staging_dir = None
         if stack is not None:
             with anyio.move_on_after(self.start_timeout_s):
                 await stack.aclose()
+
+    def _gone(self) -> bool:
+        """The browser of an open session has died (killed, crashed, its jail killed).
+        Playwright learns it when the DevTools pipe closes; bubblewrap's exit may be seen
+        first, and is checked too so an action does not race that news."""
+        if self._outer is None:
+            return False  # not open: `page` says so
+        browser, pid = self._browser, self.sandbox_pid
+        return browser is None or not browser.is_connected() or (pid is not None and _exited(pid))
+
+    async def _restart(self) -> None:
+        """Put a new browser (a new jail, the same settings) in place of one that died.
+        A failed start is an error for this call; the next call tries again."""
+        self._restarts += 1
+        start = self.start_url or "about:blank"
+        with anyio.CancelScope(shield=True):
+            await self._close_browser()
+        try:
+            await self._start(first=False)
+        except BaseException as e:
+            from playwright.async_api import Error as PlaywrightError
+
+            err = _start_error(e, self.start_timeout_s, PlaywrightError)
+            if not isinstance(err, (ComputerError, ComputerUnavailable)):
+                raise
+            raise ComputerError(
+                f"the browser had closed (its process died) and a new one could not be "
+                f"started: {err}; the next action tries again"
+            ) from None
+        self._note(
+            f"The browser had closed (its process died) and was restarted at {start}: "
+            "the pages it had open, their history and form fields, were lost."
+        )
 
     async def _settle_tasks(self) -> None:
         for t in list(self._tasks):
@@ -373,7 +458,8 @@ class BrowserComputer:
             with suppress(Exception), anyio.move_on_after(self.action_timeout_s):
                 await crashed.close(run_before_unload=False)
         except Exception as e:
-            self._note(f"The page {why}, and no new page could be opened: {e}")
+            if not self._gone():  # else the browser's restart says what happened
+                self._note(f"The page {why}, and no new page could be opened: {e}")
         finally:
             self._renewing = None
 
@@ -517,6 +603,14 @@ class BrowserComputer:
     # -- actions ---------------------------------------------------------------
 
     async def screenshot(self) -> bytes:
+        restarts = self._restarts
+        try:
+            async with self._action("screenshot"):
+                return await self.page.screenshot(type="png", full_page=False)
+        except ComputerError:
+            if self._restarts == restarts or self._page is None:
+                raise
+        # the browser died during it and a new one was started: show the new one
         async with self._action("screenshot"):
             return await self.page.screenshot(type="png", full_page=False)
         raise AssertionError("unreachable")  # pragma: no cover - _action re-raises
@@ -605,6 +699,12 @@ class BrowserComputer:
         from playwright.async_api import Error as PlaywrightError
         from playwright.async_api import TimeoutError as PlaywrightTimeout
 
+        if self._gone():
+            await self._restart()
+            if name != "screenshot":  # it was meant for a page that is gone
+                raise ComputerError(
+                    f"{name} was not done: the browser had closed and was restarted"
+                )
         try:
             with anyio.fail_after(self.action_timeout_s * 2):
                 if self._renewing is not None:  # the page crashed: act on its successor
@@ -622,6 +722,11 @@ class BrowserComputer:
                 f"{name} timed out after {self.action_timeout_s * 2:g} s in the browser"
             ) from None
         except PlaywrightError as e:
+            if self._gone():  # it died during the action
+                await self._restart()
+                raise ComputerError(
+                    f"{name} failed: the browser closed during it and was restarted"
+                ) from None
             raise ComputerError(f"{name} failed in the browser: {e.message}") from None
 
     @asynccontextmanager
@@ -638,6 +743,27 @@ class BrowserComputer:
         finally:
             for k in reversed(pressed):
                 await keyboard.up(k)
+
+
+def _start_error(
+    e: BaseException, timeout_s: float, playwright_error: type[Exception]
+) -> BaseException:
+    """The error to raise for `e`, raised while starting the browser."""
+    if isinstance(e, TimeoutError):
+        return ComputerError(f"chromium did not start within {timeout_s:g} s")
+    if isinstance(e, playwright_error):
+        return ComputerError(f"chromium did not start: {getattr(e, 'message', e)}")
+    return e
+
+
+def _exited(pid: int) -> bool:
+    """`pid` has exited: gone, or a zombie its parent (Playwright's driver) has not reaped."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
+            state = f.read().rpartition(")")[2].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state in ("Z", "X")
 
 
 async def _listener(handoff: Handoff) -> anyio.abc.SocketListener:

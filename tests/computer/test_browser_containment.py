@@ -67,11 +67,15 @@ def descendants(pid: int) -> list[int]:
 
 
 def chromium_processes(sandbox_pid: int) -> list[int]:
-    return [
-        p
-        for p in descendants(sandbox_pid)
-        if os.path.realpath(f"/proc/{p}/exe").startswith("/usr/lib/chromium/")
-    ]
+    found = []
+    for p in descendants(sandbox_pid):
+        try:
+            exe = os.readlink(f"/proc/{p}/exe")
+        except OSError:
+            continue  # it exited meanwhile
+        if os.path.realpath(exe).startswith("/usr/lib/chromium/"):
+            found.append(p)
+    return found
 
 
 def check_contained(pids: list[int]) -> None:
@@ -429,3 +433,70 @@ async def test_a_page_that_stops_responding_is_replaced_after_two_timeouts_in_a_
         assert r.ok, r.summary
         assert any("did not respond" in n for n in said)
         assert "start page" in await text(b)
+
+
+# -- a browser that dies --------------------------------------------------------------
+
+
+def gone(pid: int) -> bool:
+    """`pid` has exited (a zombie not yet reaped by Playwright's driver counts as exited)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] in "ZX"
+    except OSError:
+        return True
+
+
+async def test_a_browser_killed_under_the_session_is_restarted(tmp_path: Path) -> None:
+    start = "data:text/html,<p>start page</p>"
+    async with BrowserComputer(320, 240, start_url=start, workspace=tmp_path) as b:
+        ex = ComputerExecutor(b)
+        old_pid, old_staging = b.sandbox_pid, b.staging_dir
+        assert old_pid is not None and old_staging is not None
+        await b.goto("data:text/html,<p>elsewhere</p>")
+        old = await anyio.to_thread.run_sync(chromium_processes, old_pid)
+        assert old
+        for p in old:
+            os.kill(p, signal.SIGKILL)  # what the OOM killer does to the browser
+        await until(lambda: anyio.to_thread.run_sync(lambda: gone(old_pid)), bool)
+        shot = {"type": "screenshot"}
+        r = await ex.execute({"type": "computer_call", "call_id": "s1", "action": shot})
+        assert r.ok, r.summary
+        said = " ".join(n["content"][0]["text"] for n in r.notes)
+        assert "browser" in said and "restarted" in said and "lost" in said, said
+        assert "start page" in await text(b)
+        new_pid = b.sandbox_pid
+        assert new_pid is not None and new_pid != old_pid
+        new = await anyio.to_thread.run_sync(chromium_processes, new_pid)
+        assert len(new) >= 2
+        check_contained(new)
+        assert b.staging_dir is not None and await anyio.Path(b.staging_dir).is_dir()
+        assert b.staging_dir != old_staging
+        r = await ex.execute(
+            {"type": "computer_call", "call_id": "c", "action": {"type": "click", "x": 5, "y": 5}}
+        )
+        assert r.ok and not r.notes, r.summary
+        assert not await anyio.Path(old_staging).exists()  # the old jail was cleaned up
+    assert all(gone(p) for p in old + new)
+
+
+async def test_a_restart_that_fails_is_one_error_and_the_next_call_tries_again() -> None:
+    start = "data:text/html,<p>start page</p>"
+    async with BrowserComputer(320, 240, start_url=start) as b:
+        ex = ComputerExecutor(b)
+        old_pid = b.sandbox_pid
+        assert old_pid is not None
+        for p in await anyio.to_thread.run_sync(chromium_processes, old_pid):
+            os.kill(p, signal.SIGKILL)
+        await until(lambda: anyio.to_thread.run_sync(lambda: gone(old_pid)), bool)
+        b.executable_path = "/nonexistent/chromium"  # the restart cannot start a browser
+        click = {"type": "click", "x": 5, "y": 5}
+        r = await ex.execute({"type": "computer_call", "call_id": "c1", "action": click})
+        assert not r.ok and "could not be started" in r.summary, r.summary
+        assert r.output["type"] == "computer_call_output"
+        b.executable_path = CHROMIUM
+        r = await ex.execute({"type": "computer_call", "call_id": "c2", "action": click})
+        assert not r.ok and "click was not done" in r.summary, r.summary
+        assert any("restarted" in n["content"][0]["text"] for n in r.notes)
+        assert "start page" in await text(b)
+        assert b.sandbox_pid is not None
+        check_contained(await anyio.to_thread.run_sync(chromium_processes, b.sandbox_pid))
