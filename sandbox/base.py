@@ -11,7 +11,7 @@ own modules, on the frame of `channel_sandbox`.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import TracebackType
 from typing import Protocol, Self, runtime_checkable
 
@@ -73,6 +73,12 @@ class CommandResult:
     stdout_dropped_chars: int = 0
     """Characters (UTF-8 sequences) in the `stdout_dropped` bytes."""
     stderr_dropped_chars: int = 0
+
+    def with_note(self, note: str) -> CommandResult:
+        """This result with itemloop's `note` on a line of its own after its stderr."""
+        err = self.stderr
+        err = f"{err}\n{note}" if err and not err.endswith("\n") else err + note
+        return replace(self, stderr=err)
 
 
 @dataclass(frozen=True, slots=True)

@@ -97,7 +97,7 @@ starting fails with `SandboxUnavailable` saying why and how to fix it.
 
 from __future__ import annotations
 
-import dataclasses
+import functools
 import glob
 import os
 import shutil
@@ -105,6 +105,7 @@ import sys
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from contextlib import AsyncExitStack
+from dataclasses import dataclass
 from pathlib import Path
 
 import anyio
@@ -533,51 +534,41 @@ class BubblewrapSandbox(ChannelSandbox):
         the workspace is over it; stopped (the whole sandbox, restarted for the next
         command) when it grows past it while the command runs."""
         limit = self.options.max_workspace_bytes
+        run = functools.partial(
+            super().run,
+            argv,
+            script=script,
+            cwd=cwd,
+            env=env,
+            timeout_s=timeout_s,
+            output_limit=output_limit,
+            user=user,
+        )
         if limit is None:
-            return await super().run(
-                argv,
-                script=script,
-                cwd=cwd,
-                env=env,
-                timeout_s=timeout_s,
-                output_limit=output_limit,
-                user=user,
-            )
+            return await run()
         usage, walk_s = await self._measure()
         if usage.held and _over(usage, limit):  # a new sandbox frees them
             await self._stop()
             usage, walk_s = await self._measure()
         if _over(usage, limit):
             raise SandboxError(self._over_message(usage, limit, "commands do not run"))
-        stopped: list[Usage] = []
+        over = _Overgrowth()
         async with anyio.create_task_group() as tg:
-            tg.start_soon(self._watch, limit, walk_s, stopped)
+            tg.start_soon(self._watch, limit, walk_s, over)
             try:
-                result = await super().run(
-                    argv,
-                    script=script,
-                    cwd=cwd,
-                    env=env,
-                    timeout_s=timeout_s,
-                    output_limit=output_limit,
-                    user=user,
-                )
+                result = await run()
             finally:
                 tg.cancel_scope.cancel()
-        if not stopped:
+        if over.usage is None:
             usage, _ = await self._measure()
             if not _over(usage, limit):
                 return result
-            stopped.append(usage)
+            over.usage = usage
             if usage.held:  # what holds them goes, or they stay on the disk
                 await self._stop()
-                stopped.append(usage)
-        note = self._over_message(
-            stopped[0], limit, "this command's sandbox was stopped" if len(stopped) > 1 else ""
-        )
-        err = result.stderr
-        err = f"{err}\n{note}" if err and not err.endswith("\n") else err + note
-        return dataclasses.replace(result, stderr=err)
+                over.stopped = True
+        what = "this command's sandbox was stopped" if over.stopped else ""
+        return result.with_note(self._over_message(over.usage, limit, what))
 
     async def _measure(self) -> tuple[Usage, float]:
         """The workspace and writable paths, with the deleted files the session holds."""
@@ -607,14 +598,13 @@ class BubblewrapSandbox(ChannelSandbox):
             for pid in pids:
                 await _exited(pid)
 
-    async def _watch(self, limit: int, walk_s: float, stopped: list[Usage]) -> None:
-        """Measure while the command runs; past `limit`, stop the sandbox and record the
-        measure (twice: it was stopped)."""
+    async def _watch(self, limit: int, walk_s: float, over: _Overgrowth) -> None:
+        """Measure while the command runs; past `limit`, stop the sandbox and record it."""
         while True:
             await anyio.sleep(interval(walk_s))
             usage, walk_s = await self._measure()
             if _over(usage, limit):
-                stopped += [usage, usage]
+                over.usage, over.stopped = usage, True
                 await self._stop()
                 return
 
@@ -642,6 +632,15 @@ class BubblewrapSandbox(ChannelSandbox):
             "If bubblewrap itself is the problem, choose --sandbox docker --image IMAGE "
             "(or --sandbox host to run unconfined)."
         )
+
+
+@dataclass
+class _Overgrowth:
+    """A command's workspace overgrowth: the measure past the limit, and whether the
+    sandbox was stopped for it."""
+
+    usage: Usage | None = None
+    stopped: bool = False
 
 
 def _over(usage: Usage, limit: int) -> bool:

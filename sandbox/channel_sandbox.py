@@ -30,7 +30,6 @@ command tries again.
 
 from __future__ import annotations
 
-import dataclasses
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from contextlib import AsyncExitStack
@@ -234,9 +233,7 @@ class ChannelSandbox(ABC):
             ) from None
         except SandboxError as e:
             raise SandboxError(f"{e}\n{note}") from None
-        stderr = result.stderr
-        stderr = f"{stderr}\n{note}" if stderr and not stderr.endswith("\n") else stderr + note
-        return dataclasses.replace(result, stderr=stderr)
+        return result.with_note(note)
 
     # --- files ------------------------------------------------------------------
 

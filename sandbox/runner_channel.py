@@ -482,31 +482,10 @@ class RunnerChannel:
             raise SandboxError(f"{msg['message']}; this command's outcome is unknown")
         out_text, out_dropped, out_chars = _text(bufs[0])
         err_text, err_dropped, err_chars = _text(bufs[1])
-        if msg["ev"] == "lost":
-            note = (
-                f"itemloop: this command's exit status is unknown: {msg['message']} while it "
-                "ran (something killed or stopped it, e.g. `kill -9 -1`); the sandbox is "
-                "restarted for the next command, without the processes left running in it"
-            )
-            err_text = (
-                f"{err_text}\n{note}"
-                if err_text and not err_text.endswith("\n")
-                else (err_text + note)
-            )
-            return CommandResult(
-                exit_code=None,
-                timed_out=timed_out,
-                stdout=out_text,
-                stderr=err_text,
-                duration_s=duration,
-                stdout_dropped=out_dropped,
-                stderr_dropped=err_dropped,
-                stdout_dropped_chars=out_chars,
-                stderr_dropped_chars=err_chars,
-            )
-        killed = bool(msg.get("killed"))
-        return CommandResult(
-            exit_code=None if (timed_out or killed) else int(msg["code"]),
+        lost = msg["ev"] == "lost"
+        killed = not lost and bool(msg.get("killed"))
+        result = CommandResult(
+            exit_code=None if (lost or timed_out or killed) else int(msg["code"]),
             timed_out=timed_out or killed,
             stdout=out_text,
             stderr=err_text,
@@ -516,6 +495,13 @@ class RunnerChannel:
             stdout_dropped_chars=out_chars,
             stderr_dropped_chars=err_chars,
         )
+        if lost:
+            return result.with_note(
+                f"itemloop: this command's exit status is unknown: {msg['message']} while it "
+                "ran (something killed or stopped it, e.g. `kill -9 -1`); the sandbox is "
+                "restarted for the next command, without the processes left running in it"
+            )
+        return result
 
     async def _kill(self, rid: int, pending: _Pending) -> None:
         """Ask the runner to kill command `rid`; a runner that does not answer is lost."""
