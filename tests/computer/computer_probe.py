@@ -97,6 +97,16 @@ class XProbe:
         return [e for e in self.events if e["event"] == kind]
 
 
+async def until(get: Callable[[], Any], ok: Callable[[Any], bool]) -> Any:
+    """`await get()` again until `ok` of its value, within DEADLINE_S; the value."""
+    with anyio.fail_after(DEADLINE_S):
+        while True:
+            value = await get()
+            if ok(value):
+                return value
+            await anyio.sleep(0.05)
+
+
 def png_size(png: bytes) -> tuple[int, int]:
     from PIL import Image
 

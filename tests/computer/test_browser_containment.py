@@ -12,13 +12,12 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
-from computer_probe import CHROMIUM, DEADLINE_S, HERE, LOCAL, pixel, require
+from computer_probe import CHROMIUM, HERE, LOCAL, pixel, require, until
 from web_probe import html, serve
 
 from itemloop.sandbox.browser_computer import BrowserComputer
@@ -30,15 +29,6 @@ from itemloop.tools.computer import ComputerExecutor
 pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("need_browser")]
 
 BANNER_RED = (170, 0, 0)
-
-
-async def until(get: Callable[[], Any], ok: Callable[[Any], bool]) -> Any:
-    with anyio.fail_after(DEADLINE_S):
-        while True:
-            value = await get()
-            if ok(value):
-                return value
-            await anyio.sleep(0.05)
 
 
 async def text(b: BrowserComputer) -> str:

@@ -8,7 +8,7 @@ import base64
 import os
 import re
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -16,7 +16,7 @@ from typing import Any
 
 import anyio
 import pytest
-from computer_probe import DEADLINE_S, LOCAL
+from computer_probe import LOCAL, until
 from web_probe import html, serve
 
 from itemloop.sandbox.browser_computer import MAX_NOTES, BrowserComputer
@@ -48,15 +48,6 @@ def call(cid: str, **kw: Any) -> dict[str, Any]:
 
 def choose(path: str) -> list[dict[str, Any]]:
     return [{"type": "type", "text": path}, {"type": "keypress", "keys": ["ENTER"]}]
-
-
-async def until(get: Callable[[], Any], ok: Callable[[Any], bool]) -> Any:
-    with anyio.fail_after(DEADLINE_S):
-        while True:
-            value = await get()
-            if ok(value):
-                return value
-            await anyio.sleep(0.05)
 
 
 async def open_chooser(b: BrowserComputer, ex: ComputerExecutor) -> None:
