@@ -68,6 +68,16 @@ def chromium_processes(sandbox_pid: int) -> list[int]:
     return found
 
 
+def kill_each(pids: list[int]) -> None:
+    """SIGKILL each of `pids`; one that exited since it was listed (a child of another
+    killed first) is already where the test wants it."""
+    for p in pids:
+        try:
+            os.kill(p, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
 def check_contained(pids: list[int]) -> None:
     """Each process is an unprivileged uid in namespaces other than ours, with a private HOME."""
     for p in pids:
@@ -374,11 +384,14 @@ def test_a_planted_symlink_in_the_staging_dir_is_not_copied(tmp_path: Path) -> N
 
 
 def renderer_processes(sandbox_pid: int) -> list[int]:
-    return [
-        p
-        for p in chromium_processes(sandbox_pid)
-        if b"--type=renderer" in Path(f"/proc/{p}/cmdline").read_bytes()
-    ]
+    found = []
+    for p in chromium_processes(sandbox_pid):
+        try:
+            if b"--type=renderer" in Path(f"/proc/{p}/cmdline").read_bytes():
+                found.append(p)
+        except OSError:
+            continue  # it exited meanwhile
+    return found
 
 
 async def test_a_crashed_renderer_is_replaced_by_a_new_page() -> None:
@@ -388,8 +401,7 @@ async def test_a_crashed_renderer_is_replaced_by_a_new_page() -> None:
         ex = ComputerExecutor(b)
         renderers = await anyio.to_thread.run_sync(renderer_processes, b.sandbox_pid)
         assert renderers
-        for p in renderers:
-            os.kill(p, signal.SIGKILL)  # what a V8 out-of-memory does to it
+        kill_each(renderers)  # what a V8 out-of-memory does to it
         said: list[str] = []
 
         async def shot() -> Any:
@@ -445,8 +457,7 @@ async def test_a_browser_killed_under_the_session_is_restarted(tmp_path: Path) -
         await b.goto("data:text/html,<p>elsewhere</p>")
         old = await anyio.to_thread.run_sync(chromium_processes, old_pid)
         assert old
-        for p in old:
-            os.kill(p, signal.SIGKILL)  # what the OOM killer does to the browser
+        kill_each(old)  # what the OOM killer does to the browser
         await until(lambda: anyio.to_thread.run_sync(lambda: gone(old_pid)), bool)
         shot = {"type": "screenshot"}
         r = await ex.execute({"type": "computer_call", "call_id": "s1", "action": shot})
@@ -475,8 +486,7 @@ async def test_a_restart_that_fails_is_one_error_and_the_next_call_tries_again()
         ex = ComputerExecutor(b)
         old_pid = b.sandbox_pid
         assert old_pid is not None
-        for p in await anyio.to_thread.run_sync(chromium_processes, old_pid):
-            os.kill(p, signal.SIGKILL)
+        kill_each(await anyio.to_thread.run_sync(chromium_processes, old_pid))
         await until(lambda: anyio.to_thread.run_sync(lambda: gone(old_pid)), bool)
         b.executable_path = "/nonexistent/chromium"  # the restart cannot start a browser
         click = {"type": "click", "x": 5, "y": 5}
