@@ -38,17 +38,24 @@ once, one more is answered 503 and closed (Chromium keeps at most 32 per
 proxy). So a page or a process of the jail holding connections open costs
 itemloop at most 256 fds and tasks, each for a bounded time while idle.
 
+Accepting survives running out: when the process is out of file
+descriptors or memory (EMFILE, ENFILE, ENOBUFS, ENOMEM), `serve` logs it
+and tries again after `accept_retry_s`, while the connections it serves end
+and free what they held; the waiting client stays in the backlog. (anyio's
+`Listener.serve` would end, and every later page would find the proxy gone.)
+
 Not covered: what a reachable server does with the connection; a slow but
-never idle transfer (a byte every few minutes) is not cut off; an error
-accepting a connection (out of fds) ends `serve`, as anyio's listener
-does; HTTP/1.0 keep-alive tricks are moot (one request per connection).
+never idle transfer (a byte every few minutes) is not cut off; HTTP/1.0
+keep-alive tricks are moot (one request per connection).
 """
 
 from __future__ import annotations
 
+import errno
 import fnmatch
 import html
 import ipaddress
+import logging
 import socket
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -59,6 +66,11 @@ import anyio.abc
 import h11
 
 from .net_policy import IPAddress, NetworkPolicy, Refusal, host_name
+
+log = logging.getLogger("itemloop.browser_proxy")
+
+OUT_OF_RESOURCES = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+"""accept() errors that pass once other connections end: retried, not fatal."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +89,8 @@ class ProxyLimits:
     """Connections served at once; one beyond it is answered 503 and closed. Chromium keeps
     at most 32 sockets per proxy, so only a client that is not Chromium's network stack
     reaches it."""
+    accept_retry_s: float = 0.1
+    """Out of descriptors or memory while accepting: the wait before trying again."""
 
 
 _HOP_HEADERS = {b"connection", b"keep-alive", b"proxy-connection", b"proxy-authorization", b"te"}
@@ -151,7 +165,7 @@ class PolicyProxy:
         self.on_refusal = on_refusal
         self.limits = limits
 
-    async def serve(self, listener: anyio.abc.Listener[anyio.abc.SocketStream]) -> None:
+    async def serve(self, listener: anyio.abc.SocketListener) -> None:
         """Accept and serve connections until cancelled; one over the cap is answered 503."""
         active = 0
 
@@ -167,8 +181,17 @@ class PolicyProxy:
                 finally:
                     active -= 1  # before the close, so the slot is free when the client sees it
 
-        async with listener:
-            await listener.serve(one)
+        async with listener, anyio.create_task_group() as tg:
+            while True:
+                try:
+                    client = await listener.accept()
+                except OSError as e:
+                    if e.errno not in OUT_OF_RESOURCES:
+                        raise
+                    log.warning("proxy: accept failed (%s); trying again", e.strerror)
+                    await anyio.sleep(self.limits.accept_retry_s)
+                    continue
+                tg.start_soon(one, client)
 
     async def _busy(self, client: anyio.abc.SocketStream) -> None:
         with anyio.move_on_after(self.limits.head_timeout_s):

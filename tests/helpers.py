@@ -72,3 +72,11 @@ def dead_pid() -> int:
         check=True,
     )
     return int(done.stdout)
+
+
+def cmdline(pid: int) -> bytes:
+    """`pid`'s command line, or b"" if it exited since it was listed."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""

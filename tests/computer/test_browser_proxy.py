@@ -22,11 +22,17 @@ from itemloop.sandbox.net_policy import NetworkPolicy, Refusal
 pytestmark = pytest.mark.anyio
 
 
+async def loopback_listener() -> anyio.abc.SocketListener:
+    """One listening socket on 127.0.0.1 (what the jail hands the proxy)."""
+    (listener,) = (await anyio.create_tcp_listener(local_host="127.0.0.1")).listeners
+    return listener
+
+
 @asynccontextmanager
 async def proxy(
     policy: NetworkPolicy, refused: list[Refusal], **kw: object
 ) -> AsyncIterator[Callable[[bytes], object]]:
-    listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
+    listener = await loopback_listener()
     port = listener.extra(anyio.abc.SocketAttribute.local_port)
     p = PolicyProxy(policy, on_refusal=refused.append, **kw)  # type: ignore[arg-type]
 
@@ -132,7 +138,7 @@ async def _read_all(s: anyio.abc.SocketStream) -> bytes:
 
 
 async def test_a_head_that_never_ends_is_answered_408_and_closed() -> None:
-    listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
+    listener = await loopback_listener()
     port = listener.extra(anyio.abc.SocketAttribute.local_port)
     p = PolicyProxy(NetworkPolicy.of("all"), limits=ProxyLimits(head_timeout_s=0.2))
     async with anyio.create_task_group() as tg:
@@ -152,7 +158,7 @@ async def test_a_tunnel_without_bytes_either_way_is_closed() -> None:
         held.append(s)  # accepted, never answered, never closed
         await anyio.sleep_forever()
 
-    listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
+    listener = await loopback_listener()
     port = listener.extra(anyio.abc.SocketAttribute.local_port)
     p = PolicyProxy(NetworkPolicy.of("all"), limits=ProxyLimits(idle_timeout_s=0.2))
     async with anyio.create_task_group() as tg:
@@ -166,7 +172,7 @@ async def test_a_tunnel_without_bytes_either_way_is_closed() -> None:
 
 
 async def test_connections_beyond_the_cap_are_refused_503() -> None:
-    listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
+    listener = await loopback_listener()
     port = listener.extra(anyio.abc.SocketAttribute.local_port)
     p = PolicyProxy(NetworkPolicy.of("all"), limits=ProxyLimits(max_connections=1))
     with serve({"/": html("ok")}) as site:
@@ -185,6 +191,68 @@ async def test_connections_beyond_the_cap_are_refused_503() -> None:
                 assert b"ok" in await _read_all(third)  # its slot is free again
             tg.cancel_scope.cancel()
     assert site.hits == ["/"]
+
+
+OUT_OF_FDS_PROXY = r"""
+import logging, os, resource, sys
+import anyio, anyio.abc
+from itemloop.sandbox.browser_proxy import PolicyProxy
+from itemloop.sandbox.net_policy import NetworkPolicy
+
+logging.basicConfig(stream=sys.stdout, format="%(message)s")
+resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
+
+async def main() -> None:
+    (listener,) = (await anyio.create_tcp_listener(local_host="127.0.0.1")).listeners
+    held = []
+    try:
+        while True:
+            held.append(os.open("/dev/null", os.O_RDONLY))
+    except OSError:
+        pass
+    for fd in held[:3]:
+        os.close(fd)  # a few descriptors free: a few clients, not six
+    print(listener.extra(anyio.abc.SocketAttribute.local_port), flush=True)
+    await PolicyProxy(NetworkPolicy()).serve(listener)
+
+anyio.run(main)
+"""
+
+
+def test_running_out_of_descriptors_does_not_end_the_proxy() -> None:
+    """A page holding connections open until the proxy's process is out of descriptors:
+    the accept that fails is tried again, and once the holders close, the waiting client
+    is served. (anyio's Listener.serve ended there, and the browser lost its way out.)"""
+    import socket
+
+    child = subprocess.Popen(
+        [sys.executable, "-c", OUT_OF_FDS_PROXY],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert child.stdout is not None
+        port = int(child.stdout.readline())
+        # More clients than free descriptors: the proxy accepts some, the rest wait.
+        clients = [socket.create_connection(("127.0.0.1", port)) for _ in range(6)]
+        *holders, waiting = clients
+        for h in holders:
+            h.sendall(b"GET http://a.test/ HTTP/1.1\r\nX-slow: ")
+        line = child.stdout.readline()
+        assert "accept failed (Too many open files)" in line, (line, child.poll())
+        for h in holders:
+            h.close()
+        waiting.sendall(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+        waiting.settimeout(15)
+        answer = waiting.recv(1 << 16)
+        assert answer.startswith(b"HTTP/1.1 400"), (answer, child.poll())
+        waiting.close()
+        assert child.poll() is None
+    finally:
+        child.kill()
+        _, err = child.communicate()
+    assert "Traceback" not in err, err
 
 
 async def test_a_trailing_dot_or_capitals_do_not_skip_the_resolver_pin() -> None:
@@ -210,7 +278,7 @@ from itemloop.sandbox.net_policy import NetworkPolicy
 async def main():
     refused = []
     p = PolicyProxy(NetworkPolicy(), on_refusal=refused.append)
-    listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
+    (listener,) = (await anyio.create_tcp_listener(local_host="127.0.0.1")).listeners
     port = listener.extra(anyio.abc.SocketAttribute.local_port)
     with serve({"/": html("own")}, "1.2.3.4", 8080) as site:
         async with anyio.create_task_group() as tg:

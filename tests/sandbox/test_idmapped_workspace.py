@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from helpers import cmdline
 
 from itemloop.sandbox import SandboxOptions, SandboxUnavailable
 from itemloop.sandbox.bubblewrap import BubblewrapSandbox
@@ -90,7 +91,7 @@ async def test_commands_run_as_an_unprivileged_host_uid(make: Make, workspace: P
         assert r.stdout == "started\n", r
         assert sb.cgroup is not None
         inside = sb.cgroup.pids()
-        sleeper = [p for p in inside if b"987654" in Path(f"/proc/{p}/cmdline").read_bytes()]  # noqa: ASYNC240
+        sleeper = [p for p in inside if b"987654" in cmdline(p)]
         assert sleeper, inside
         # Seen from the host, every process of the sandbox (bubblewrap, the runner, its
         # keepers, the command) has the unprivileged uid: real, effective, saved, fs.

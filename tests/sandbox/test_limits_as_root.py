@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from helpers import dead_pid
+from helpers import cmdline, dead_pid
 
 from itemloop.sandbox import SandboxOptions
 from itemloop.sandbox.bubblewrap import BubblewrapSandbox
@@ -115,7 +115,7 @@ async def test_every_process_is_in_the_cgroup_and_it_goes_with_the_session(
         assert r.stdout == "started\n", r
         inside = cgroup.pids()
         assert len(inside) >= 3, inside  # bubblewrap, the runner, its keeper, sleep ...
-        mine = [c for c in sorted(inside) if "sleep" in Path(f"/proc/{c}/cmdline").read_text()]  # noqa: ASYNC240
+        mine = [c for c in sorted(inside) if b"sleep" in cmdline(c)]
         assert mine, inside
     for d in cgroup.dirs:
         assert not d.exists(), d
