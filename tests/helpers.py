@@ -80,3 +80,24 @@ def cmdline(pid: int) -> bytes:
         return Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return b""
+
+
+FORK_PROBE = r"""
+import os, signal
+pids = []
+try:
+    for i in range(300):
+        pid = os.fork()
+        if pid == 0:
+            signal.pause()
+            os._exit(0)
+        pids.append(pid)
+except OSError as e:
+    print("refused:", e.strerror)
+for p in pids:
+    os.kill(p, signal.SIGKILL)
+    os.waitpid(p, 0)
+print(len(pids))
+"""
+"""A Python program that forks up to 300 sleeping children, says whether a fork was
+refused, kills them, and prints how many it had."""

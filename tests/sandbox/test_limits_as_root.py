@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from helpers import cmdline, dead_pid
+from helpers import FORK_PROBE, cmdline, dead_pid
 
 from itemloop.sandbox import SandboxOptions
 from itemloop.sandbox.bubblewrap import BubblewrapSandbox
@@ -26,24 +26,6 @@ pytestmark = [pytest.mark.anyio, pytest.mark.bwrap]
 
 Make = Callable[..., ChannelSandbox]
 MiB = 1024**2
-
-FORKS = r"""
-import os, signal
-pids = []
-try:
-    for i in range(300):
-        pid = os.fork()
-        if pid == 0:
-            signal.pause()
-            os._exit(0)
-        pids.append(pid)
-except OSError as e:
-    print("refused:", e.strerror)
-for p in pids:
-    os.kill(p, signal.SIGKILL)
-    os.waitpid(p, 0)
-print(len(pids))
-"""
 
 
 @pytest.fixture(autouse=True)
@@ -74,7 +56,7 @@ async def test_3_gib_do_not_fit_in_512_mib(make: Make, workspace: Path) -> None:
 async def test_300_forks_do_not_fit_in_100_processes(make: Make, workspace: Path) -> None:
     async with await local(make, workspace, max_processes=100) as sb:
         assert any("100 processes" in n for n in sb.notices), sb.notices
-        r = await sb.run(["python3", "-c", FORKS])
+        r = await sb.run(["python3", "-c", FORK_PROBE])
         assert r.exit_code == 0, r
         assert "refused: Resource temporarily unavailable" in r.stdout, r
         forked = int(r.stdout.split()[-1])

@@ -35,6 +35,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from helpers import FORK_PROBE
 
 pytestmark = [pytest.mark.bwrap]
 
@@ -51,26 +52,8 @@ from pathlib import Path
 from itemloop.sandbox import SandboxOptions
 from itemloop.sandbox.bubblewrap import BubblewrapSandbox
 
-FORKS = '''
-import os, signal
-pids = []
-try:
-    for i in range(300):
-        pid = os.fork()
-        if pid == 0:
-            signal.pause()
-            os._exit(0)
-        pids.append(pid)
-except OSError as e:
-    print("refused:", e.strerror)
-for p in pids:
-    os.kill(p, signal.SIGKILL)
-    os.waitpid(p, 0)
-print(len(pids))
-'''
-
 async def main() -> None:
-    ws, mode = Path(sys.argv[1]), sys.argv[2]
+    ws, mode, forks = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
     options = SandboxOptions(memory_bytes=256 * 1024**2, max_processes=60, cpus=1.0)
     out = {}
     async with BubblewrapSandbox(ws, options) as sb:
@@ -82,7 +65,7 @@ async def main() -> None:
             out["alloc"] = [r.exit_code, r.stdout]
             r = await sb.run(["echo", "still here"])
             out["after"] = [r.exit_code, r.stdout]
-            r = await sb.run(["python3", "-c", FORKS])
+            r = await sb.run(["python3", "-c", forks])
             out["forks"] = [r.exit_code, r.stdout]
     print(json.dumps(out))
 
@@ -204,7 +187,7 @@ def run_as_user(top: Path, joined: list[Path], mode: str) -> dict[str, object]:
     joins = "".join(f"echo $$ > {d / 'cgroup.procs'} && " for d in joined)
     argv = ["/bin/sh", "-c", f'{joins}exec "$@"', "sh", *user_python(), str(script)]
     r = subprocess.run(
-        [*argv, str(top / "ws"), mode],
+        [*argv, str(top / "ws"), mode, FORK_PROBE],
         user=UID,
         group=UID,
         extra_groups=[],
