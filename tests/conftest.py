@@ -5,11 +5,18 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 sys.path.insert(0, str(Path(__file__).parent))
 
 from backends import in_ci, problem
 from responses_server import ScriptedResponsesServer
+
+# CI draws the same property-test examples on every run, so a red run is a change's doing,
+# never the luck of the draw; runs at a desk draw new ones and keep exploring.
+settings.register_profile("ci", derandomize=True, print_blob=True)
+if in_ci():
+    settings.load_profile("ci")
 
 _MARKED_BACKENDS = {"bwrap": "local", "docker": "docker"}
 

@@ -77,7 +77,7 @@ async def test_a_json_request_that_never_ends_hits_the_total_limit() -> None:
 
 async def test_a_stream_gone_silent_midway_is_retried() -> None:
     with ScriptedResponsesServer(turns=[[message("hello")]], faults=["stall"]) as server:
-        model = _model(server, timeout_s=0.3, max_retries=1)
+        model = _model(server, timeout_s=2, max_retries=1)
         response = await model.respond(GO)
         await model.aclose()
     assert response.output == [message("hello")]

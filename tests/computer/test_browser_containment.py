@@ -18,6 +18,7 @@ from typing import Any
 import anyio
 import pytest
 from computer_probe import CHROMIUM, HERE, LOCAL, pixel, require, until
+from helpers import cmdline
 from web_probe import html, serve
 
 from itemloop.sandbox.browser_computer import BrowserComputer
@@ -79,25 +80,38 @@ def kill_each(pids: list[int]) -> None:
 
 
 def check_contained(pids: list[int]) -> None:
-    """Each process is an unprivileged uid in namespaces other than ours, with a private HOME."""
+    """Each process is an unprivileged uid in namespaces other than ours, with a private HOME.
+
+    A helper process that exited since it was listed is skipped; the browser's own process
+    (the one without a --type) must be among those checked."""
+    checked = []
     for p in pids:
-        status = Path(f"/proc/{p}/status").read_text().splitlines()
+        try:
+            status = Path(f"/proc/{p}/status").read_text().splitlines()
+            spaces = {ns: os.readlink(f"/proc/{p}/ns/{ns}") for ns in NAMESPACES}
+        except (FileNotFoundError, ProcessLookupError):
+            continue
         uids = next(line for line in status if line.startswith("Uid:")).split()[1:]
         assert all(u != "0" for u in uids), uids
         if os.geteuid() == 0:
             # the commands' unallocated id: no daemon of the host runs as it (nobody would)
             assert uids == [str(COMMAND_ID)] * 4
-        for ns in ("user", "pid", "ipc", "net", "uts"):
-            assert os.readlink(f"/proc/{p}/ns/{ns}") != os.readlink(f"/proc/self/ns/{ns}"), ns
-    env = Path(f"/proc/{pids[0]}/environ").read_bytes().split(b"\0")
+        for ns, space in spaces.items():
+            assert space != os.readlink(f"/proc/self/ns/{ns}"), ns
+        checked.append(p)
+    browser = next(p for p in checked if b"--type=" not in cmdline(p))
+    env = Path(f"/proc/{browser}/environ").read_bytes().split(b"\0")
     assert b"HOME=/tmp/home" in env
     assert not any(e.startswith(b"OPENAI_") for e in env)
     # the profile is in the sandbox's private /tmp: the host's copy stays empty
-    cmd = Path(f"/proc/{pids[0]}/cmdline").read_bytes().split(b"\0")
+    cmd = cmdline(browser).split(b"\0")
     profile = os.fsdecode(next(a for a in cmd if a.startswith(b"--user-data-dir=")))
     profile = profile.partition("=")[2]
     assert not os.path.exists(profile) or not os.listdir(profile)
     assert b"--no-sandbox" not in cmd  # this kernel allows Chromium's own sandbox
+
+
+NAMESPACES = ("user", "pid", "ipc", "net", "uts")
 
 
 def _listing(d: Path) -> list[str]:
@@ -384,14 +398,7 @@ def test_a_planted_symlink_in_the_staging_dir_is_not_copied(tmp_path: Path) -> N
 
 
 def renderer_processes(sandbox_pid: int) -> list[int]:
-    found = []
-    for p in chromium_processes(sandbox_pid):
-        try:
-            if b"--type=renderer" in Path(f"/proc/{p}/cmdline").read_bytes():
-                found.append(p)
-        except OSError:
-            continue  # it exited meanwhile
-    return found
+    return [p for p in chromium_processes(sandbox_pid) if b"--type=renderer" in cmdline(p)]
 
 
 async def test_a_crashed_renderer_is_replaced_by_a_new_page() -> None:
@@ -422,7 +429,7 @@ async def test_a_crashed_renderer_is_replaced_by_a_new_page() -> None:
 async def test_a_page_that_stops_responding_is_replaced_after_two_timeouts_in_a_row() -> None:
     start = "data:text/html,<p>start page</p>"
     hang = "data:text/html,<p>hang</p><script>onmousedown = () => { for (;;) {} }</script>"
-    async with BrowserComputer(320, 240, start_url=start, action_timeout_s=1) as b:
+    async with BrowserComputer(320, 240, start_url=start, action_timeout_s=3) as b:
         ex = ComputerExecutor(b)
         await b.goto(hang)
         click = {"type": "click", "x": 5, "y": 5}

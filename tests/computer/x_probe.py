@@ -55,7 +55,10 @@ def main() -> None:
     entry.bind("<Return>", lambda e: emit(event="entry", text=entry.get()))
 
     def ready() -> None:
-        root.update_idletasks()
+        root.update()
+        # A request with a reply: the X server has handled every earlier one (the window
+        # is mapped, its white background painted) before the test looks at the screen.
+        root.winfo_pointerxy()
         emit(event="ready", x=root.winfo_rootx(), y=root.winfo_rooty())
 
     root.after(50, ready)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from itemloop.sandbox import SandboxError, SandboxOptions
+from itemloop.sandbox import SandboxError, SandboxOptions, workspace_size
 from itemloop.sandbox.bubblewrap import BubblewrapSandbox
 from itemloop.sandbox.channel_sandbox import ChannelSandbox
 from itemloop.sandbox.workspace_size import disk_usage
@@ -23,8 +23,15 @@ Make = Callable[..., ChannelSandbox]
 MiB = 1024**2
 
 
+@pytest.fixture
+def no_watch_while_running(monkeypatch: pytest.MonkeyPatch) -> None:
+    """For tests of the measure after a command: a slow machine must not let the measure
+    while it runs (every 0.5 s) stop a command that is still writing."""
+    monkeypatch.setattr(workspace_size, "WATCH_INTERVAL_S", 3600.0)
+
+
 async def test_past_the_limit_commands_stop_until_files_are_removed(
-    make: Make, workspace: Path
+    make: Make, workspace: Path, no_watch_while_running: None
 ) -> None:
     async with make("local", workspace, SandboxOptions(max_workspace_bytes=10 * MiB)) as sb:
         assert isinstance(sb, BubblewrapSandbox)
@@ -116,7 +123,9 @@ async def test_an_o_tmpfile_file_counts(make: Make, workspace: Path) -> None:
         assert "this command's sandbox was stopped" in r.stderr, r
 
 
-async def test_a_tree_deeper_than_path_max_counts(make: Make, workspace: Path) -> None:
+async def test_a_tree_deeper_than_path_max_counts(
+    make: Make, workspace: Path, no_watch_while_running: None
+) -> None:
     """20 directories of 250-character names: their full paths are past PATH_MAX."""
     deep = (
         "import os\n"
