@@ -84,12 +84,17 @@ class Swept:
 
     def shown(self) -> str:
         """For a message: the paths cleared, then what could not be done, quoted."""
-        text = listed(self.cleared, self.count)
+        parts = []
+        if self.count:
+            s = "" if self.count == 1 else "s"
+            parts.append(f"removed from {self.count} path{s}: {listed(self.cleared, self.count)}")
         if self.failed:
-            text += f"; could not remove them from {', '.join(self.failed)}"
+            parts.append(f"could not be removed from {', '.join(self.failed)}")
         if self.unreadable:
-            text += f"; directories not searched: {listed(self.unreadable, len(self.unreadable))}"
-        return text
+            parts.append(
+                f"directories not searched: {listed(self.unreadable, len(self.unreadable))}"
+            )
+        return "; ".join(parts)
 
 
 def sweep(root: str, *others: str, limit: int = MAX_LISTED) -> Swept:
