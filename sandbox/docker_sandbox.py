@@ -55,11 +55,17 @@ set-ID modes in chmod/fchmod/fchmodat/fchmodat2 and open/creat/openat/
 mknod(at) fail with EPERM, openat2 and io_uring_setup with ENOSYS. Its
 `ready` says whether it took; the notices say set-ID modes are refused (as
 root), or are not and why (no filter for this architecture, the kernel
-refused it). The exec path is not covered (`docker exec` processes are not
-the runner's children, and a custom Docker seccomp profile would have to
-restate Docker's default one, which the engine does not expose and Debian's
-docker.io does not ship): its notice says set-ID modes are not refused.
-Set-ID bits a file already had are left alone.
+refused it). Set-ID bits a file already had are left alone there. The exec
+path cannot refuse them (`docker exec` processes are not the runner's
+children, and a custom Docker seccomp profile would have to restate Docker's
+default one, which the engine does not expose and Debian's docker.io does
+not ship), so it removes them instead (`setid_sweep`): from the workspace and
+writable paths, at start (bits already there included: it cannot tell who
+set one), after each command (the command's result, or its
+error, names the paths, bounded and quoted) and once the container is gone
+at close (said in `notices`). Its notice says so, and that a process left
+running in the background can set them between two commands: that window
+stays open until the next sweep.
 
 Commands run as the runner's uid without capabilities: they cannot reach its
 memory or socket (it is non-dumpable, see `_runner.py`; Docker's seccomp
@@ -78,9 +84,10 @@ import shutil
 import socket
 import struct
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import AsyncExitStack
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 import anyio
@@ -100,6 +107,7 @@ from .leftovers import remove_temp_dirs, temp_prefix
 from .runner_bundle import BundleUnavailable, RunnerBundle, engine_problem, runner_bundle
 from .runner_channel import READY_TIMEOUT_S, RunnerChannel
 from .seccomp import UnsupportedArch, container_filter, native_arch
+from .setid_sweep import sweep
 
 WORKSPACE = "/workspace"
 CTL_PREFIX = "itemloop-docker-"
@@ -122,6 +130,16 @@ SETID_REFUSED = "docker sandbox: set-user-ID and set-group-ID modes are refused 
 SETID_NOT_REFUSED = (
     "docker sandbox: set-user-ID and set-group-ID modes are not refused ({why}): a command "
     "can leave a set-ID program, owned by uid {uid}, in the workspace"
+)
+SETID_SWEEP_WHY = (
+    " (the docker exec path cannot refuse set-user-ID and set-group-ID modes, so itemloop "
+    "removes them)"
+)
+SETID_SWEPT = (
+    "docker sandbox: set-user-ID and set-group-ID modes are not refused on the exec path "
+    "(`docker exec` runs commands outside the runner's filter); set-ID bits in the workspace "
+    "and writable paths are removed after each command and when the session ends, but a "
+    "process left running in the background can set them between commands"
 )
 
 
@@ -200,6 +218,9 @@ class DockerSandbox(ChannelSandbox):
         """The runner bundle mounted in the container (the fast path); None for the exec path."""
         self.image_env: dict[str, str] = {}
         """The image's ENV, which commands start from on the fast path (as `docker exec` does)."""
+        self.sweeps_setid = False
+        """Whether set-ID bits are removed after each command and at close (`setid_sweep`):
+        from the moment the exec path is taken, for the rest of the session."""
 
     @property
     def mode(self) -> str:
@@ -249,13 +270,72 @@ class DockerSandbox(ChannelSandbox):
                 return runner
             why_not = await self._runner_failure(self.bundle)
         self._notice(f"docker sandbox: not the fast path ({why_not}); {EXEC_PATH_COST}")
-        self._notice(
-            SETID_NOT_REFUSED.format(
-                why="on the exec path: `docker exec` runs commands outside the runner's filter",
-                uid=os.getuid(),
-            )
-        )
+        self._notice(SETID_SWEPT)
+        self.sweeps_setid = True
+        note = await self._sweep_setid("docker sandbox", "in the workspace at start")
+        if note is not None:
+            self._notice(note)
         return DockerExecChannel(self.container, pids)
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            await super().__aexit__(exc_type, exc, tb)
+        finally:
+            if self.sweeps_setid:  # once more, with the container gone: nothing sets them again
+                with anyio.CancelScope(shield=True):
+                    note = await self._sweep_setid("docker sandbox", "when the session ended")
+                if note is not None:
+                    self._notice(note)
+
+    async def run(
+        self,
+        argv: Sequence[str] | None = None,
+        *,
+        script: str | None = None,
+        cwd: str = ".",
+        env: Mapping[str, str] | None = None,
+        timeout_s: float | None = None,
+        output_limit: int | None = None,
+        user: str | None = None,
+    ) -> CommandResult:
+        """`ChannelSandbox.run`; on the exec path, set-ID bits removed after it, and said."""
+        try:
+            result = await super().run(
+                argv,
+                script=script,
+                cwd=cwd,
+                env=env,
+                timeout_s=timeout_s,
+                output_limit=output_limit,
+                user=user,
+            )
+        except SandboxError as e:
+            note = await self._sweep_after_command()
+            if note is None:
+                raise
+            raise SandboxError(f"{e}\n{note}") from None
+        note = await self._sweep_after_command()
+        return result if note is None else result.with_note(note)
+
+    async def _sweep_after_command(self) -> str | None:
+        if not self.sweeps_setid:
+            return None
+        return await self._sweep_setid("itemloop", "after this command", SETID_SWEEP_WHY)
+
+    async def _sweep_setid(self, who: str, when: str, why: str = "") -> str | None:
+        """Remove set-ID bits from the workspace and writable paths (off the event loop);
+        what was done, for a person, or None when there were none."""
+        roots = [str(self.workspace), *map(os.path.realpath, self.options.writable_paths)]
+        try:
+            swept = await anyio.to_thread.run_sync(lambda: sweep(*roots))
+        except OSError as e:
+            return f"{who}: the search for set-ID files {when} failed ({e}): some may be left"
+        return f"{who}: set-ID bits found {when}: {swept.shown()}{why}" if swept else None
 
     def _notice(self, text: str) -> None:
         """Add `text` to the notices once (a restarted sandbox says the same again)."""

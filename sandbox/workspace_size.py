@@ -25,9 +25,10 @@ show it; symbolic links are not followed. The walk goes by directory file
 descriptors (`openat` with O_NOFOLLOW, `scandir` of a descriptor), never by
 full path, so a tree deeper than PATH_MAX counts; it keeps a descriptor for
 at most `WINDOW` levels and comes back up by `..` (checked against the
-directory it left). A directory that cannot be opened, other than one gone
-or replaced meanwhile, is reported (`Usage.unreadable`): its content is not
-known, and the caller treats the measure as over the limit. As root that
+directory it left); it is `walk`, which `setid_sweep` shares. A directory
+that cannot be opened, other than one gone or replaced meanwhile, is
+reported (`Usage.unreadable`): its content is not known, and the caller
+treats the measure as over the limit. As root that
 happens only where the filesystem refuses root (NFS with root_squash); in
 the non-root fallback, a command can `chmod 000` a directory of its own.
 
@@ -48,7 +49,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 WATCH_INTERVAL_S = 0.5
@@ -85,46 +86,64 @@ def disk_usage(*roots: str, pids: Iterable[int] = ()) -> Usage:
     return Usage(total + held, held, tuple(unreadable))
 
 
+@dataclass(frozen=True, slots=True)
+class Listing:
+    """One directory of a walk (`walk`), while the walk is at it."""
+
+    fd: int
+    """The directory, open (O_RDONLY, O_DIRECTORY) until the walk goes on."""
+    rel: str
+    """Its path from the root ("" for the root; it may be longer than PATH_MAX)."""
+    stat: os.stat_result
+    """Its own `fstat`."""
+    entries: list[tuple[str, os.stat_result]]
+    """Its entries' names and `lstat`s (symlinks not followed); an entry gone meanwhile is
+    left out."""
+
+
 @dataclass(slots=True)
 class _Frame:
     fd: int | None
     ident: tuple[int, int]
-    path: str
-    """For messages only (it may be longer than PATH_MAX)."""
+    rel: str
     subdirs: list[str] = field(default_factory=list)
 
 
-def _tree(root: str, seen: set[tuple[int, int]], devs: set[int], unreadable: list[str]) -> int:
+def walk(root: str, seen: set[tuple[int, int]], unreadable: list[str]) -> Iterator[Listing]:
+    """Each directory of the tree at `root` on `root`'s filesystem, by descriptors (see the
+    module docstring): a symlink is not followed, another filesystem not entered, a
+    directory whose identity is in `seen` (walked already) not walked again. Directories
+    that cannot be opened, other than those gone or replaced meanwhile, go to `unreadable`.
+    """
     try:
         fd = os.open(root, _DIR)
     except OSError as e:
         if e.errno not in _GONE:
             unreadable.append(root)
-        return 0
+        return
     st = os.fstat(fd)
     dev = st.st_dev
-    devs.add(dev)
     if (dev, st.st_ino) in seen:  # a root inside another, walked already
         os.close(fd)
-        return 0
+        return
     seen.add((dev, st.st_ino))
-    total = st.st_blocks * 512
-    frames = [_Frame(fd, (dev, st.st_ino), root)]
-    total += _list(frames[0], dev, seen)
+    frames = [_Frame(fd, (dev, st.st_ino), "")]
     try:
+        yield _list(frames[0], st, dev)
         while frames:
             top = frames[-1]
             if top.subdirs and top.fd is not None:
                 name = top.subdirs.pop()
-                child = _open_child(top, name, dev, seen, unreadable)
-                if child is not None:
-                    total += _list(child, dev, seen)
+                opened = _open_child(root, top, name, dev, seen, unreadable)
+                if opened is not None:
+                    child, child_st = opened
                     frames.append(child)
                     if len(frames) > WINDOW:  # keep few descriptors, however deep
                         far = frames[-WINDOW - 1]
                         if far.fd is not None:
                             os.close(far.fd)
                             far.fd = None
+                    yield _list(child, child_st, dev)
                 continue
             frames.pop()
             if frames and frames[-1].fd is None and top.fd is not None:
@@ -135,18 +154,37 @@ def _tree(root: str, seen: set[tuple[int, int]], devs: set[int], unreadable: lis
         for f in frames:
             if f.fd is not None:
                 os.close(f.fd)
+
+
+def _tree(root: str, seen: set[tuple[int, int]], devs: set[int], unreadable: list[str]) -> int:
+    total = 0
+    for d in walk(root, seen, unreadable):
+        if not d.rel:
+            devs.add(d.stat.st_dev)
+            total += d.stat.st_blocks * 512
+        for _name, st in d.entries:
+            if stat.S_ISDIR(st.st_mode):
+                total += st.st_blocks * 512  # its own blocks, even on another filesystem
+            else:
+                total += _blocks(st, seen)
     return total
 
 
 def _open_child(
-    parent: _Frame, name: str, dev: int, seen: set[tuple[int, int]], unreadable: list[str]
-) -> _Frame | None:
+    root: str,
+    parent: _Frame,
+    name: str,
+    dev: int,
+    seen: set[tuple[int, int]],
+    unreadable: list[str],
+) -> tuple[_Frame, os.stat_result] | None:
     assert parent.fd is not None
+    rel = os.path.join(parent.rel, name)
     try:
         fd = os.open(name, _DIR, dir_fd=parent.fd)
     except OSError as e:
         if e.errno not in _GONE:
-            unreadable.append(os.path.join(parent.path, name))
+            unreadable.append(os.path.join(root, rel))
         return None
     st = os.fstat(fd)
     ident = (st.st_dev, st.st_ino)
@@ -154,12 +192,12 @@ def _open_child(
         os.close(fd)
         return None
     seen.add(ident)  # a directory moved while the walk runs is walked once
-    return _Frame(fd, ident, os.path.join(parent.path, name))
+    return _Frame(fd, ident, rel), st
 
 
 def _reopen_parent(child_fd: int, ident: tuple[int, int]) -> int | None:
     """The directory the walk left, by `..`; None when it is not that one any more (the
-    child was moved meanwhile: what is left to walk there is skipped in this measure)."""
+    child was moved meanwhile: what is left to walk there is skipped in this walk)."""
     try:
         fd = os.open("..", _DIR, dir_fd=child_fd)
     except OSError:
@@ -171,26 +209,23 @@ def _reopen_parent(child_fd: int, ident: tuple[int, int]) -> int | None:
     return fd
 
 
-def _list(frame: _Frame, dev: int, seen: set[tuple[int, int]]) -> int:
-    """The blocks of `frame`'s entries; its subdirectories on `dev` are kept to walk."""
+def _list(frame: _Frame, st: os.stat_result, dev: int) -> Listing:
+    """`frame`'s entries; its subdirectories on `dev` are kept to walk."""
     assert frame.fd is not None
-    total = 0
+    entries: list[tuple[str, os.stat_result]] = []
     try:
-        with os.scandir(frame.fd) as entries:
-            for e in entries:
+        with os.scandir(frame.fd) as found:
+            for e in found:
                 try:
-                    st = e.stat(follow_symlinks=False)
+                    est = e.stat(follow_symlinks=False)
                 except OSError:
                     continue  # gone meanwhile
-                if stat.S_ISDIR(st.st_mode):
-                    total += st.st_blocks * 512  # its own blocks, even on another filesystem
-                    if st.st_dev == dev:
-                        frame.subdirs.append(e.name)
-                else:
-                    total += _blocks(st, seen)
+                entries.append((e.name, est))
+                if stat.S_ISDIR(est.st_mode) and est.st_dev == dev:
+                    frame.subdirs.append(e.name)
     except OSError:
-        pass  # removed while listed: what was listed counts
-    return total
+        pass  # removed while listed: what was listed is kept
+    return Listing(frame.fd, frame.rel, st, entries)
 
 
 def _blocks(st: os.stat_result, seen: set[tuple[int, int]]) -> int:

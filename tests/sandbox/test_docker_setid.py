@@ -10,7 +10,9 @@ none), and the probe of the local sandbox's tests (chmod, fchmod, fchmodat,
 fchmodat2, openat with O_CREAT, mknodat, the raw x86_64 and i386 numbers)
 under the image's python3 and under the bundle's interpreter; then the host
 looks at the workspace with `os.stat`. The exec path, which the runner does
-not serve, says in its notices that set-ID modes are not refused there.
+not serve, cannot refuse them: it removes them after each command (and at
+start and close), and says so in its notices and in the command's result;
+each case runs a real `chmod` there and looks at the host's files.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from typing import Any
 import pytest
 from test_setid_and_root_paths import EPERM, MODES, PROBE, Make
 
+from itemloop.sandbox.base import SandboxOptions
 from itemloop.sandbox.channel_sandbox import ChannelSandbox
 from itemloop.sandbox.docker_sandbox import DockerSandbox
 from itemloop.sandbox.runner_bundle import BUNDLE_MOUNT
@@ -42,6 +45,17 @@ IMAGE_CHMOD = {"docker", "docker-python"}
 def _docker(sb: ChannelSandbox) -> DockerSandbox:
     assert isinstance(sb, DockerSandbox)
     return sb
+
+
+def setid_dirs(root: Path) -> list[str]:
+    """Workspace directories with a set-user-ID or set-group-ID bit, as the host sees them."""
+    found = []
+    for d, dirs, _names in os.walk(root):
+        for n in dirs:
+            p = os.path.join(d, n)
+            if os.lstat(p).st_mode & (stat.S_ISUID | stat.S_ISGID):
+                found.append(p)
+    return found
 
 
 def setid_files(root: Path) -> list[str]:
@@ -133,16 +147,73 @@ async def test_chmod_setid_leaves_no_setid_file_on_the_host(
         assert stat.S_IMODE(os.stat(workspace / "sh").st_mode) == 0o700
 
 
-async def test_the_exec_path_says_setid_modes_are_not_refused(workspace: Path, make: Make) -> None:
+EXEC_CASES = {
+    "chmod 4755": ("cp /bin/busybox sh && chmod 4755 sh", ["sh"]),
+    "chmod 2755": ("cp /bin/busybox sh && chmod 2755 sh", ["sh"]),
+    "chmod u+s": ("cp /bin/busybox sh && chmod u+s sh", ["sh"]),
+    "nested": ("mkdir -p a/b && cp /bin/busybox a/b/sh && chmod 6755 a/b/sh", ["a/b/sh"]),
+    # The image's busybox has no set-ID bit for `cp -p` to keep: a copy of one made here.
+    "cp -p": ("cp /bin/busybox sh && chmod 4755 sh && cp -p sh sh2", ["sh", "sh2"]),
+    "directory g+s": ("mkdir d && chmod g+s d", ["d"]),
+}
+
+
+@pytest.mark.parametrize("case", list(EXEC_CASES))
+async def test_the_exec_path_removes_setid_bits_after_each_command(
+    case: str, workspace: Path, make: Make
+) -> None:
+    script, made = EXEC_CASES[case]
     async with make("docker-exec", workspace) as sb:
         d = _docker(sb)
         assert d.mode == "exec"
         said = [n for n in d.notices if "set-user-ID" in n]
-        assert said and "not refused" in said[0], d.notices
-        # What the notice says holds: the exec path has no such filter.
-        r = await sb.run(script="cp /bin/busybox sh && chmod 4755 sh")
+        assert len(said) == 1 and "removed after each command" in said[0], d.notices
+        assert "not refused" in said[0] and "background" in said[0], said
+        r = await sb.run(script=script)
+        # Nothing refuses the mode on this path: the command succeeds, and after it the
+        # bits are gone from the host's files, and the result says which files had them.
         assert r.exit_code == 0, r
-        assert setid_files(workspace) == [str(workspace / "sh")]
+        assert setid_files(workspace) == [] and setid_dirs(workspace) == []
+        for name in made:
+            assert repr(name) in r.stderr, r
+            assert stat.S_IMODE(os.stat(workspace / name).st_mode) & 0o777 == 0o755, name
+        assert "set-ID bits found after this command: removed from" in r.stderr, r
+        # A plain mode is taken, and no note comes with it.
+        r = await sb.run(script=f"chmod 755 {made[0]} && chmod 700 {made[-1]}")
+        assert r.exit_code == 0 and r.stderr == "", r
+        assert stat.S_IMODE(os.stat(workspace / made[0]).st_mode) == (
+            0o700 if made[0] == made[-1] else 0o755
+        )
+        assert stat.S_IMODE(os.stat(workspace / made[-1]).st_mode) == 0o700
+
+
+async def test_the_exec_path_sweeps_at_start_and_at_close(workspace: Path, make: Make) -> None:
+    """Bits set outside a command (before the session, or between its last command and its
+    end, as a background process could) are removed at start and at close."""
+    before = workspace / "before"
+    before.write_bytes(b"x")
+    os.chmod(before, 0o4755)
+    sb = make("docker-exec", workspace)
+    async with sb:
+        d = _docker(sb)
+        assert stat.S_IMODE(os.stat(before).st_mode) == 0o755
+        assert any("'before'" in n and "removed" in n for n in d.notices), d.notices
+        r = await sb.run(script="echo late > late")
+        assert r.exit_code == 0 and r.stderr == "", r
+        os.chmod(workspace / "late", 0o6755)  # after the command's own sweep
+    assert setid_files(workspace) == []
+
+
+async def test_the_exec_path_sweeps_writable_paths(
+    workspace: Path, tmp_path: Path, make: Make
+) -> None:
+    extra = tmp_path / "extra"
+    extra.mkdir()
+    async with make("docker-exec", workspace, SandboxOptions(writable_paths=[str(extra)])) as sb:
+        r = await sb.run(script=f"cp /bin/busybox {extra}/sh && chmod 4755 {extra}/sh")
+        assert r.exit_code == 0, r
+        assert setid_files(extra) == []
+        assert repr(str(extra / "sh")) in r.stderr, r
 
 
 class _BadFilterSandbox(DockerSandbox):

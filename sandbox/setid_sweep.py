@@ -1,0 +1,185 @@
+"""Set-ID bits removed from host trees: what the `docker` sandbox's exec path does instead
+of refusing them.
+
+On the exec path (`docker exec` per command) no seccomp filter refuses
+set-user-ID and set-group-ID modes, and a command run as root in the
+container owns the files it makes: it could leave a setuid-root program in
+the workspace on the host. `sweep` finds such bits afterwards and removes
+them: every regular file and every directory of the trees (the workspace and
+the writable paths) with S_ISUID or S_ISGID gets its mode without those two
+bits (the others, the sticky bit among them, are kept). Directories lose
+both: S_ISUID means nothing on a Linux directory, and S_ISGID on one that a
+command made (owned by root, as the commands are) gives root's group to every
+file a host user later creates in it. The fast path's filter refuses both on
+directories too (it cannot tell a directory from a file), so the two paths
+leave the same workspace. Other kinds of file (FIFOs, sockets, symlinks) keep
+their mode: set-ID bits mean nothing on them.
+
+The walk is `workspace_size.walk`: by directory descriptors, symlinks never
+followed, another filesystem (a mount inside a tree) never entered, a tree
+deeper than PATH_MAX walked all the same. A directory's bits are cleared
+with `fchmod` on the descriptor the walk opened (O_NOFOLLOW, relative to
+its parent's). A file is opened by name relative to its directory's
+descriptor with O_PATH | O_NOFOLLOW, which neither follows a symlink nor
+opens the file itself (no FIFO blocks, no device is opened, no read
+permission is needed); `fstat` on that descriptor must show the regular
+file, same filesystem and inode, the listing showed, still with set-ID bits;
+then `chmod` of `/proc/self/fd/N` changes that inode (fchmod refuses O_PATH
+descriptors, and the magic link names the inode itself, not a path to look
+up again).
+
+Races: a command running meanwhile (one in the background: the sweep runs
+after each command) can rename, replace or swap any name for a symlink
+between any two steps. A name swapped for a symlink fails no step but the
+`fstat` check (the descriptor is the link's own) and is skipped; a name
+replaced by another file is skipped too, and that file is found by the next
+sweep. Nothing is ever looked up by a path the command can change after the
+check, so no file outside the trees is changed: every inode touched was an
+entry of a directory the walk holds. A mode the command changes between the
+`fstat` and the `chmod` is overwritten (with its set-ID bits removed).
+
+Not covered: a background process can set the bits again right after a
+sweep, and they stay until the next one (after the next command, or when the
+session closes); the sweep narrows that window, it does not close it. A hard
+link is the file itself, so a set-ID file linked into a tree from elsewhere
+on its filesystem loses its bits everywhere (commands cannot make such a
+link: they see only the trees). A directory the walk cannot open (not
+root, and a command made it unreadable) is not searched; it is reported.
+Without /proc mounted, files cannot be changed (they are reported as failed).
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from .workspace_size import walk
+
+SETID = stat.S_ISUID | stat.S_ISGID
+MAX_LISTED = 20
+"""Paths a `Swept` keeps of each kind (its counts go on)."""
+MAX_SHOWN = 200
+"""Characters of one path shown in a message (its middle is cut)."""
+
+_PATH = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+@dataclass(frozen=True, slots=True)
+class Swept:
+    """What one sweep did (paths as `sweep` gives them; at most `MAX_LISTED` of each)."""
+
+    cleared: tuple[str, ...] = ()
+    """Files and directories whose set-ID bits were removed."""
+    count: int = 0
+    """How many there were (`cleared` keeps the first few)."""
+    failed: tuple[str, ...] = ()
+    """Those whose bits could not be removed, each with the reason."""
+    unreadable: tuple[str, ...] = ()
+    """Directories that could not be opened: not searched."""
+
+    def __bool__(self) -> bool:
+        return bool(self.count or self.failed or self.unreadable)
+
+    def shown(self) -> str:
+        """For a message: the paths cleared, then what could not be done, quoted."""
+        parts = []
+        if self.count:
+            s = "" if self.count == 1 else "s"
+            parts.append(f"removed from {self.count} path{s}: {listed(self.cleared, self.count)}")
+        if self.failed:
+            parts.append(f"could not be removed from {', '.join(self.failed)}")
+        if self.unreadable:
+            parts.append(
+                f"directories not searched: {listed(self.unreadable, len(self.unreadable))}"
+            )
+        return "; ".join(parts)
+
+
+def sweep(root: str, *others: str, limit: int = MAX_LISTED) -> Swept:
+    """Remove the set-ID bits in the trees at `root` and `others` (see the module
+    docstring). Paths under `root` are given relative to it ("." for `root` itself);
+    those under `others` in full. A tree inside another is walked once."""
+    seen: set[tuple[int, int]] = set()
+    cleared: list[str] = []
+    failed: list[str] = []
+    unreadable: list[str] = []
+    count = 0
+    for i, top in enumerate(dict.fromkeys((root, *others))):
+        unread: list[str] = []
+        for d in walk(top, seen, unread):
+            base = d.rel if i == 0 else os.path.join(top, d.rel)
+            if d.stat.st_mode & SETID:
+                why = _clear_dir(d.fd, d.stat)
+                if why is None:
+                    count += 1
+                    _keep(cleared, base or ".", limit)
+                else:
+                    _keep(failed, f"{_quoted(base or '.')} ({why})", limit)
+            for name, st in d.entries:
+                if not st.st_mode & SETID or not stat.S_ISREG(st.st_mode):
+                    continue
+                if st.st_dev != d.stat.st_dev:
+                    continue  # a file mounted here: another filesystem's
+                why = _clear_file(d.fd, name, st)
+                path = os.path.join(base, name)
+                if why is None:
+                    count += 1
+                    _keep(cleared, path, limit)
+                elif why:
+                    _keep(failed, f"{_quoted(path)} ({why})", limit)
+        unreadable += unread if i else [os.path.relpath(u, top) for u in unread]
+    return Swept(tuple(cleared), count, tuple(failed), tuple(unreadable[:limit]))
+
+
+def _clear_dir(fd: int, st: os.stat_result) -> str | None:
+    """None when done, else why not."""
+    try:
+        os.fchmod(fd, stat.S_IMODE(st.st_mode) & ~SETID)
+    except OSError as e:
+        return e.strerror or str(e)
+    return None
+
+
+def _clear_file(dir_fd: int, name: str, listed_st: os.stat_result) -> str | None:
+    """None when done; "" when the name is not that set-ID file any more (gone, replaced,
+    a symlink now: skipped); else why it could not be done."""
+    try:
+        fd = os.open(name, _PATH, dir_fd=dir_fd)
+    except OSError:
+        return ""  # gone meanwhile
+    try:
+        st = os.fstat(fd)
+        if (
+            not stat.S_ISREG(st.st_mode)
+            or (st.st_dev, st.st_ino) != (listed_st.st_dev, listed_st.st_ino)
+            or not st.st_mode & SETID
+        ):
+            return ""
+        os.chmod(f"/proc/self/fd/{fd}", stat.S_IMODE(st.st_mode) & ~SETID)
+    except OSError as e:
+        return e.strerror or str(e)
+    finally:
+        os.close(fd)
+    return None
+
+
+def _keep(kept: list[str], item: str, limit: int) -> None:
+    if len(kept) < limit:
+        kept.append(item)
+
+
+def listed(paths: Sequence[str], count: int) -> str:
+    """`paths` quoted, and how many more of `count` there were."""
+    text = ", ".join(_quoted(p) for p in paths)
+    more = count - len(paths)
+    return f"{text} and {more} more" if more > 0 else text
+
+
+def _quoted(path: str) -> str:
+    """`path` as a Python literal (control characters and undecodable bytes escaped), its
+    middle cut when long (the name at its end is kept)."""
+    if len(path) > MAX_SHOWN:
+        path = f"{path[: MAX_SHOWN // 4]}...{path[-(MAX_SHOWN * 3 // 4) :]}"
+    return repr(path)

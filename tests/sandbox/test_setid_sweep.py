@@ -1,0 +1,252 @@
+"""`setid_sweep.sweep` on the host: set-ID bits removed in a tree, nothing outside touched.
+
+Real files in a temporary directory, real system calls. The races run a real
+thread that swaps names for symlinks (to set-ID files and directories outside
+the tree) while sweeps run; whatever the interleaving, the outside files keep
+their bits. No sleeps: the swapper runs until the sweeps are done.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from itemloop.sandbox.setid_sweep import MAX_LISTED, sweep
+from itemloop.sandbox.workspace_size import WINDOW
+
+SETID = stat.S_ISUID | stat.S_ISGID
+
+
+def mode(p: Path) -> int:
+    return stat.S_IMODE(os.lstat(p).st_mode)
+
+
+def setid_file(p: Path, m: int = 0o4755, *, check: bool = True) -> Path:
+    p.write_bytes(b"#!/bin/sh\n")
+    os.chmod(p, m)
+    assert not check or mode(p) == m
+    return p
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    root = tmp_path / "tree"
+    root.mkdir()
+    return root
+
+
+@pytest.fixture
+def outside(tmp_path: Path) -> Path:
+    out = tmp_path / "outside"
+    out.mkdir()
+    return out
+
+
+def test_setid_bits_are_removed_and_nothing_else_changes(tree: Path) -> None:
+    setid_file(tree / "suid", 0o4755)
+    setid_file(tree / "sgid", 0o2750)
+    setid_file(tree / "both", 0o6711)
+    (tree / "a" / "b").mkdir(parents=True)
+    setid_file(tree / "a" / "b" / "deep", 0o4700)
+    (tree / "d").mkdir()
+    os.chmod(tree / "d", 0o2775)
+    (tree / "u").mkdir()
+    os.chmod(tree / "u", 0o4755)
+    setid_file(tree / "plain", 0o755)
+    sticky = tree / "sticky"
+    sticky.mkdir()
+    os.chmod(sticky, 0o1777)
+    before = os.stat(tree / "plain").st_ctime_ns
+
+    got = sweep(str(tree))
+
+    assert sorted(got.cleared) == ["a/b/deep", "both", "d", "sgid", "suid", "u"]
+    assert got.count == 6 and got.failed == () and got.unreadable == ()
+    assert mode(tree / "suid") == 0o755
+    assert mode(tree / "sgid") == 0o750
+    assert mode(tree / "both") == 0o711
+    assert mode(tree / "a" / "b" / "deep") == 0o700
+    assert mode(tree / "d") == 0o775
+    assert mode(tree / "u") == 0o755
+    assert mode(sticky) == 0o1777  # not a set-ID bit
+    assert mode(tree / "plain") == 0o755
+    assert os.stat(tree / "plain").st_ctime_ns == before  # not even chmod-ed again
+    assert sweep(str(tree)).count == 0
+
+
+def test_the_root_itself_is_swept(tree: Path) -> None:
+    os.chmod(tree, 0o2755)
+    got = sweep(str(tree))
+    assert got.cleared == (".",)
+    assert mode(tree) == 0o755
+
+
+def test_a_symlink_to_a_setid_file_outside_is_not_followed(tree: Path, outside: Path) -> None:
+    target = setid_file(outside / "host-suid", 0o4755)
+    (outside / "dir").mkdir()
+    os.chmod(outside / "dir", 0o2755)
+    inner = setid_file(outside / "dir" / "inner", 0o4755)
+    (tree / "link").symlink_to(target)
+    (tree / "dirlink").symlink_to(outside / "dir")
+
+    got = sweep(str(tree))
+
+    assert got.count == 0 and got.cleared == ()
+    assert mode(target) == 0o4755
+    assert mode(outside / "dir") == 0o2755
+    assert mode(inner) == 0o4755
+
+
+def test_a_root_that_is_a_symlink_is_not_followed(tmp_path: Path, outside: Path) -> None:
+    target = setid_file(outside / "host-suid", 0o4755)
+    (tmp_path / "ws").symlink_to(outside)
+    got = sweep(str(tmp_path / "ws"))
+    assert got.count == 0
+    assert mode(target) == 0o4755
+
+
+def setid_in(root: Path) -> list[str]:
+    """Set-ID files and directories under `root` (symlinks not followed)."""
+    found = []
+    for d, dirs, names in os.walk(root):
+        for n in dirs + names:
+            p = Path(d, n)
+            if not p.is_symlink() and mode(p) & SETID:
+                found.append(str(p.relative_to(root)))
+    return found
+
+
+@pytest.fixture
+def swapper() -> Iterator[list[threading.Thread]]:
+    threads: list[threading.Thread] = []
+    yield threads
+    for t in threads:
+        t.join()
+
+
+def test_symlink_swaps_racing_the_sweep_never_reach_outside(
+    tree: Path, outside: Path, swapper: list[threading.Thread]
+) -> None:
+    """A command swaps a set-ID file and a set-ID directory of the tree for symlinks to
+    set-ID ones outside, over and over, while sweeps run: no sweep ever changes a bit of
+    what is outside, and the last one leaves no set-ID bit in the tree."""
+    host_file = setid_file(outside / "host-suid", 0o4755)
+    host_dir = outside / "host-dir"
+    host_dir.mkdir()
+    os.chmod(host_dir, 0o2755)
+    host_inner = setid_file(host_dir / "inner", 0o4755)
+    (tree / "sub").mkdir()
+    done = threading.Event()
+    swaps = [0]
+
+    def swap() -> None:
+        # Renames, atomic as a command's are: sub/x is a set-ID file, then a symlink to the
+        # host's; d is a set-ID directory (with a set-ID file), then a symlink to the host's.
+        d = tree / "d"
+        while not done.is_set():
+            setid_file(tree / ".new-file", 0o6755, check=False)  # a sweep may come first
+            os.rename(tree / ".new-file", tree / "sub" / "x")
+            os.symlink(host_file, tree / ".new-link")
+            os.rename(tree / ".new-link", tree / "sub" / "x")
+            new_dir = tree / ".new-dir"
+            new_dir.mkdir()
+            os.chmod(new_dir, 0o2755)
+            setid_file(new_dir / "inner", 0o4755, check=False)
+            if d.is_symlink():
+                d.unlink()
+            os.rename(new_dir, d)
+            os.symlink(host_dir, tree / ".new-dlink")
+            os.rename(d, tree / ".old-d")
+            os.rename(tree / ".new-dlink", d)
+            shutil.rmtree(tree / ".old-d")
+            swaps[0] += 1
+
+    t = threading.Thread(target=swap)
+    swapper.append(t)
+    t.start()
+    sweeps = 0
+    try:
+        while sweeps < 300 or swaps[0] < 300:  # however the threads are scheduled
+            sweep(str(tree))
+            sweeps += 1
+            assert mode(host_file) == 0o4755
+            assert mode(host_dir) == 0o2755
+            assert mode(host_inner) == 0o4755
+            assert t.is_alive() or done.is_set(), "the swapper failed"
+    finally:
+        done.set()
+    t.join()
+    sweep(str(tree))
+    assert mode(host_file) == 0o4755 and mode(host_inner) == 0o4755
+    assert setid_in(tree) == []
+
+
+def test_the_list_is_bounded_and_the_count_is_not(tree: Path) -> None:
+    for i in range(MAX_LISTED + 7):
+        setid_file(tree / f"f{i:03d}", 0o4755)
+    got = sweep(str(tree))
+    assert got.count == MAX_LISTED + 7
+    assert len(got.cleared) == MAX_LISTED
+    assert all(mode(p) == 0o755 for p in tree.iterdir())
+
+
+def test_a_tree_deeper_than_path_max_is_swept(tree: Path) -> None:
+    name = "d" * 200
+    depth = max(WINDOW + 5, 4096 // len(name) + 5)
+    fd = os.open(tree, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for _ in range(depth):
+            os.mkdir(name, dir_fd=fd)
+            nfd = os.open(name, os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+            os.close(fd)
+            fd = nfd
+        f = os.open("suid", os.O_WRONLY | os.O_CREAT, 0o755, dir_fd=fd)
+        os.fchmod(f, 0o4755)
+        os.close(f)
+        got = sweep(str(tree))
+        assert got.count == 1
+        assert got.cleared[0].endswith("/suid") and got.cleared[0].count("/") == depth
+        assert stat.S_IMODE(os.stat("suid", dir_fd=fd).st_mode) == 0o755
+    finally:
+        os.close(fd)
+    setid_file(tree / "top", 0o4755)  # and the walk came back up: a sibling is swept
+    assert sweep(str(tree)).cleared == ("top",)
+
+
+def test_other_kinds_of_file_are_not_opened(tree: Path) -> None:
+    """A FIFO with set-ID bits means nothing; opening it would block: it is left alone."""
+    os.mkfifo(tree / "fifo", 0o644)
+    os.chmod(tree / "fifo", 0o4644)
+    got = sweep(str(tree))
+    assert got.count == 0
+    assert mode(tree / "fifo") == 0o4644
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="mounting a filesystem needs root")
+def test_another_filesystem_inside_is_not_entered(tree: Path, outside: Path) -> None:
+    import subprocess
+
+    (tree / "mnt").mkdir()
+    r = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(tree / "mnt")],
+        capture_output=True,
+        check=False,
+    )
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.decode().strip()}")
+    try:
+        setid_file(tree / "mnt" / "other-fs", 0o4755)
+        os.chmod(tree / "mnt", 0o2755)  # the other filesystem's root
+        setid_file(tree / "here", 0o4755)
+        got = sweep(str(tree))
+        assert got.cleared == ("here",)
+        assert mode(tree / "mnt" / "other-fs") == 0o4755
+        assert mode(tree / "mnt") == 0o2755
+    finally:
+        subprocess.run(["umount", str(tree / "mnt")], check=True)
