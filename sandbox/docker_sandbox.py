@@ -316,9 +316,9 @@ class DockerSandbox(ChannelSandbox):
             )
         except SandboxError as e:
             note = await self._sweep_after_command()
-            if note is None:
-                raise
-            raise SandboxError(f"{e}\n{note}") from None
+            if note is not None:
+                e.args = (f"{e}\n{note}", *e.args[1:])  # the same error, its type kept
+            raise
         note = await self._sweep_after_command()
         return result if note is None else result.with_note(note)
 
