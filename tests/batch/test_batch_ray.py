@@ -66,8 +66,7 @@ def ray_cluster(tmp_path: Path) -> Iterator[str]:
     log = (tmp_path / "ray-start.log").open("w")
     proc = subprocess.Popen(
         [RAY, "start", "--head", f"--port={port}", "--num-cpus=2", "--include-dashboard=false",
-         f"--dashboard-agent-listen-port={free_port()}", f"--ray-client-server-port={free_port()}",
-         "--disable-usage-stats", "--block"],
+         f"--dashboard-agent-listen-port={free_port()}", "--disable-usage-stats", "--block"],
         stdout=log, stderr=subprocess.STDOUT, env=env(**RAY_ENV), start_new_session=True,
     )  # fmt: skip
     try:
