@@ -13,6 +13,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 # Light modules only: `itemloop --help` must stay fast.
+from itemloop.sandbox.browser_files import (
+    MAX_DOWNLOAD_BYTES,
+    MAX_SESSION_DOWNLOAD_BYTES,
+    MAX_SESSION_DOWNLOADS,
+)
 from itemloop.sandbox.desktop_display import DEFAULT_WINDOW_MANAGER
 from itemloop.tools.defaults import (
     DEFAULT_BUILTINS,
@@ -210,6 +215,30 @@ def _add_computer_flags(p: argparse.ArgumentParser) -> None:
         help="never these hosts (globs) for browser pages",
     )
     g.add_argument(
+        "--browser-max-download",
+        type=int,
+        default=None,
+        metavar="BYTES",
+        help="largest download a browser page may save in the workspace's downloads/; a "
+        f"bigger one is cancelled (default: {_gib(MAX_DOWNLOAD_BYTES)})",
+    )
+    g.add_argument(
+        "--browser-max-downloads",
+        type=int,
+        default=None,
+        metavar="N",
+        help="downloads the browser saves in a session; 0: none, each is cancelled "
+        f"(default: {MAX_SESSION_DOWNLOADS})",
+    )
+    g.add_argument(
+        "--browser-max-download-total",
+        type=int,
+        default=None,
+        metavar="BYTES",
+        help="the browser's saved downloads of a session together "
+        f"(default: {_gib(MAX_SESSION_DOWNLOAD_BYTES)})",
+    )
+    g.add_argument(
         "--computer-app",
         action="append",
         default=[],
@@ -241,6 +270,10 @@ def _add_computer_flags(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="acknowledge the model's pending safety checks (off: such calls are not run)",
     )
+
+
+def _gib(n: int) -> str:
+    return f"{n / (1 << 30):g} GiB"
 
 
 def _add_tool_flags(p: argparse.ArgumentParser) -> None:

@@ -211,6 +211,17 @@ def _computer_config(args: argparse.Namespace) -> ComputerConfig:
         raise CliError(
             f"--display-size {args.display_size!r}: expected WIDTHxHEIGHT, e.g. 1280x800"
         )
+    limits = {
+        "max_download_bytes": ("--browser-max-download", args.browser_max_download),
+        "max_downloads": ("--browser-max-downloads", args.browser_max_downloads),
+        "max_session_download_bytes": (
+            "--browser-max-download-total",
+            args.browser_max_download_total,
+        ),
+    }
+    for flag, value in limits.values():
+        if value is not None and value < 0:
+            raise CliError(f"{flag} {value}: expected 0 or more")
     return ComputerConfig(
         backend=args.computer,
         start_url=args.start_url,
@@ -223,6 +234,7 @@ def _computer_config(args: argparse.Namespace) -> ComputerConfig:
         ack_safety_checks=args.ack_safety_checks,
         apps=tuple(args.computer_app),
         window_manager=args.computer_wm,
+        **{k: v for k, (_, v) in limits.items() if v is not None},
     )
 
 
@@ -390,6 +402,9 @@ FLAG_PATHS: dict[str, tuple[tuple[str, ...], ...]] = {
     "browser_network": (("tools", "computer", "browser_network"),),
     "browser_allow": (("tools", "computer", "browser_allow"),),
     "browser_deny": (("tools", "computer", "browser_deny"),),
+    "browser_max_download": (("tools", "computer", "max_download_bytes"),),
+    "browser_max_downloads": (("tools", "computer", "max_downloads"),),
+    "browser_max_download_total": (("tools", "computer", "max_session_download_bytes"),),
     "display_size": (
         ("tools", "computer", "display_width"),
         ("tools", "computer", "display_height"),

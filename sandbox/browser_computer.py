@@ -26,7 +26,8 @@ Escape cancels; paths the user hid (`hidden_paths`) are refused. Without a
 workspace, downloads are refused and choosers cancelled, each with a note. A
 page may start downloads without any action of the model; they are bounded:
 `max_download_bytes` each, `max_downloads` and `max_session_download_bytes`
-per session (defaults in `browser_files.py`).
+per session (defaults in `browser_files.py`). With `max_downloads` 0 the
+browser refuses every download before a byte is staged, and says so.
 Playwright reports no progress, so while downloads run the host's staging
 directory is polled (`DOWNLOAD_POLL_S`) and the running ones are cancelled
 together once a staged file passes the per-file limit or the session's bytes
@@ -326,7 +327,8 @@ class BrowserComputer:
                     self._tell(jail, box[0])
                 context = await browser.new_context(
                     viewport={"width": self._width, "height": self._height},
-                    accept_downloads=self.workspace is not None,
+                    # Refused in the browser: nothing is staged that would not be saved.
+                    accept_downloads=self.workspace is not None and self.max_downloads > 0,
                 )
                 context.set_default_timeout(self.action_timeout_s * 1000)
                 context.on("page", self._on_new_page)
@@ -472,6 +474,14 @@ class BrowserComputer:
 
     def _on_download(self, download: Download) -> None:
         self._downloads += 1
+        if self.max_downloads == 0 and self.workspace is not None:
+            self._note(
+                f"The page's download named {page_words(download.suggested_filename)} (the "
+                "page's words) was cancelled: downloads are turned off for this browser "
+                "(at most 0 downloads a session)."
+            )
+            self._spawn(_discard(download))
+            return
         if self._downloads > self.max_downloads:
             self._note(
                 f"The page started more downloads than this session allows (at most "

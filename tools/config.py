@@ -9,8 +9,9 @@ library caller builds (custom tools, executors, a computer) are given to the
 `Toolset` beside it, never stored in it.
 
 Defaults live with the concept they belong to (the sandbox's limits in
-`SandboxOptions`, MCP timeouts in `McpServer`, the command timeout in
-`defaults.py`); this module only gathers them.
+`SandboxOptions`, MCP timeouts in `McpServer`, the browser's download limits
+in `browser_files.py`, the command timeout in `defaults.py`); this module only
+gathers them.
 """
 
 from __future__ import annotations
@@ -21,6 +22,11 @@ from typing import Final, Literal
 import pydantic
 
 from itemloop.sandbox.base import SandboxOptions
+from itemloop.sandbox.browser_files import (
+    MAX_DOWNLOAD_BYTES,
+    MAX_SESSION_DOWNLOAD_BYTES,
+    MAX_SESSION_DOWNLOADS,
+)
 from itemloop.sandbox.net_policy import DEFAULT_NETWORK_MODE, NetworkMode, NetworkPolicy
 
 from .defaults import (
@@ -65,6 +71,12 @@ class ComputerConfig(_Data):
     """Only these hosts (globs) for pages; empty: any the network mode lets through."""
     browser_deny: tuple[str, ...] = ()
     """Never these hosts (globs) for pages."""
+    max_download_bytes: int = pydantic.Field(default=MAX_DOWNLOAD_BYTES, ge=0)
+    """The most one download a page starts may be; a bigger one is cancelled."""
+    max_downloads: int = pydantic.Field(default=MAX_SESSION_DOWNLOADS, ge=0)
+    """Downloads the browser saves in a session; 0: none (each is cancelled at once)."""
+    max_session_download_bytes: int = pydantic.Field(default=MAX_SESSION_DOWNLOAD_BYTES, ge=0)
+    """The session's saved downloads together, in bytes."""
     display_width: int = pydantic.Field(default=1024, gt=0)
     display_height: int = pydantic.Field(default=768, gt=0)
     tool: Literal["auto", "computer", "computer_use_preview"] = "auto"

@@ -245,6 +245,9 @@ class Toolset:
                     start_url=c.start_url,
                     workspace=self.config.sandbox.workspace.resolve(),
                     policy=c.browser_policy,
+                    max_download_bytes=c.max_download_bytes,
+                    max_downloads=c.max_downloads,
+                    max_session_download_bytes=c.max_session_download_bytes,
                     hidden_paths=self.config.sandbox.options.hidden_paths,
                 )
         self.computer = await self._start_it(stack, computer)
