@@ -16,12 +16,12 @@ import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from itemloop.sandbox.setid_sweep import MAX_LISTED, MAX_SHOWN, sweep
+from itemloop.sandbox.setid_sweep import MAX_LISTED, MAX_SHOWN, Swept, sweep
 from itemloop.sandbox.workspace_size import WINDOW, disk_usage
 
 SETID = stat.S_ISUID | stat.S_ISGID
@@ -342,3 +342,29 @@ def test_the_directories_not_searched_are_counted_past_the_list(tmp_path: Path) 
         assert r.stdout.rstrip().endswith(" and 5 more"), r.stdout
     finally:
         shutil.rmtree(tree)
+
+
+@pytest.mark.docker
+@pytest.mark.anyio
+async def test_a_sweep_that_fails_otherwise_than_by_oserror_is_said(
+    workspace: Path, make: Callable[..., object], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sweep out of memory (any exception, not only OSError) is said in a note: the
+    session starts, the command's output comes back, the session closes."""
+    from itemloop.sandbox import docker_sandbox
+    from itemloop.sandbox.docker_sandbox import DockerSandbox
+
+    sb = make("docker-exec", workspace)
+    assert isinstance(sb, DockerSandbox)
+
+    def exhausted(*roots: str) -> Swept:
+        raise MemoryError
+
+    monkeypatch.setattr(docker_sandbox, "sweep", exhausted)
+    failed = "the search for set-ID files {} failed (MemoryError): some may be left"
+    async with sb:
+        assert any(failed.format("in the workspace at start") in n for n in sb.notices)
+        r = await sb.run(["echo", "out"])
+        assert r.stdout == "out\n", r
+        assert failed.format("after this command") in r.stderr, r
+    assert any(failed.format("when the session ended") in n for n in sb.notices), sb.notices
