@@ -16,8 +16,13 @@ leave the same workspace. Other kinds of file (FIFOs, sockets, symlinks) keep
 their mode: set-ID bits mean nothing on them.
 
 The walk is `workspace_size.walk`: by directory descriptors, symlinks never
-followed, another filesystem (a mount inside a tree) never entered, a tree
-deeper than PATH_MAX walked all the same. A directory's bits are cleared
+followed, a tree deeper than PATH_MAX walked all the same, in memory linear
+in its depth and streaming each listing. Another mount inside a tree (by
+mount id: a bind mount of the same filesystem too) is not entered, and
+said ("not searched: another filesystem mounted at ..."): it is the host's,
+set-ID files there are not the commands'; a file that is a mount is left
+and said likewise. A btrfs subvolume a command makes (another device, the
+same mount) is entered and swept. A directory's bits are cleared
 with `fchmod` on the descriptor the walk opened (O_NOFOLLOW, relative to
 its parent's). A file is opened by name relative to its directory's
 descriptor with O_PATH | O_NOFOLLOW, which neither follows a symlink nor
@@ -27,6 +32,10 @@ file, same filesystem and inode, the listing showed, still with set-ID bits;
 then `chmod` of `/proc/self/fd/N` changes that inode (fchmod refuses O_PATH
 descriptors, and the magic link names the inode itself, not a path to look
 up again).
+
+The report (`Swept`) keeps the first `MAX_LISTED` paths of each kind with
+the true counts; a path is built only for those, from the names of the
+directories the walk is in, its middle cut to `MAX_SHOWN`.
 
 Races: a command running meanwhile (one in the background: the sweep runs
 after each command) can rename, replace or swap any name for a symlink

@@ -10,8 +10,10 @@ runs, and after it. Growth past the limit stops the session's commands
 What is measured (`disk_usage`), together against the one limit:
 
 - The workspace and every writable path (`SandboxOptions.writable_paths`,
-  the desktop's display directory among them), each on its own filesystem:
-  a directory on another filesystem (a mount inside one) is not entered.
+  the desktop's display directory among them), each on its own mount: a
+  mount inside one is not entered (its root's own blocks count, as its
+  parent lists it). A btrfs subvolume, which a command can make, has a
+  device of its own on the same mount: it is entered and counted.
 - Files with no link left that the session's processes hold open
   (`/proc/PID/fd`) or mapped (`/proc/PID/map_files`), on the filesystem of
   one of those roots: a file unlinked at once, or made with O_TMPFILE, is on
@@ -25,12 +27,34 @@ show it; symbolic links are not followed. The walk goes by directory file
 descriptors (`openat` with O_NOFOLLOW, `scandir` of a descriptor), never by
 full path, so a tree deeper than PATH_MAX counts; it keeps a descriptor for
 at most `WINDOW` levels and comes back up by `..` (checked against the
-directory it left); it is `walk`, which `setid_sweep` shares. A directory
-that cannot be opened, other than one gone or replaced meanwhile, is
-reported (`Usage.unreadable`): its content is not known, and the caller
-treats the measure as over the limit. As root that
-happens only where the filesystem refuses root (NFS with root_squash); in
-the non-root fallback, a command can `chmod 000` a directory of its own.
+directory it left); it is `walk`, which `setid_sweep` shares. "Another
+mount" is decided by mount id (`mnt_id:` in /proc/self/fdinfo: Python 3.11
+has no statx; by device where /proc is missing), asked only when the
+directory opened is not the inode its parent listed, on the parent's
+device (a mount point lists the inode it covers, not the mounted root).
+A directory that cannot be opened, other than one gone or replaced
+meanwhile, is reported (`Usage.unreadable`, the first `MAX_LISTED`): its
+content is not known, and the caller treats the measure as over the limit.
+As root that happens only where the filesystem refuses root (NFS with
+root_squash); in the non-root fallback, a command can `chmod 000` a
+directory of its own.
+
+Memory, against trees a command makes cheaply (tests/sandbox/test_walk_memory.py):
+each level the walk is in keeps its own name and a link to its parent, and
+a path is built only to be reported (from the names at its two ends, cut
+to `MAX_SHOWN`), so a chain of any depth costs O(depth x name): 7000
+levels of 255-byte names, 9 MiB. A listing is streamed to the consumer;
+of a directory's entries only its subdirectories' names and listed inode
+numbers are kept until they are walked, so one directory of a million
+hard links costs nothing held, and one of a million subdirectories costs
+their names (with `seen`, about 170 bytes each for short names, 420 for
+255-byte ones: 100,000 subdirectories, 17 MiB). Every subdirectory costs
+its filesystem an inode and, on ext4, a 4 KiB block: the walk's memory
+stays within a few percent of the disk it walks. `seen` holds each
+directory walked (one moved while the walk runs is walked once, so the
+walk ends) and, for `disk_usage`, each file with another link and blocks
+to count once (a file of one link, or of no blocks, is not remembered).
+Time is linear in the entries: each is listed and `lstat`-ed once.
 
 Not covered: between two measures a fast writer can go past the limit by
 what it writes in `WATCH_INTERVAL_S` (at most `max_file_size` per file, an
@@ -39,7 +63,9 @@ while a walk runs can hide them from that walk. A deleted file held only by
 a descriptor in flight in a Unix socket (sent with SCM_RIGHTS and closed)
 is in no process's table and not counted (stopping the sandbox frees it,
 as it frees every held file). A process whose `/proc/PID/fd` itemloop cannot
-read (not root, and not the commands' uid) is skipped. Walking a large tree
+read (not root, and not the commands' uid) is skipped. An automount point
+inside a tree is mounted by the walk opening it (to ask its mount id); a
+directory bind-mounted on itself is that directory, and walked. Walking a large tree
 costs time, so the interval grows with the time one measure takes
 (`interval`).
 """
@@ -183,6 +209,10 @@ def walk(
     whose identity is in `seen` (walked already) not walked again. What is not entered
     goes to `skipped`, its path under `shown_as` (the root's name in paths; "" for
     paths relative to it).
+
+    Each `Listing` is valid until the next one is asked for: its directory's descriptor
+    is open and its entries can be read (the walk reads what is left, to find the
+    subdirectories, before it goes on).
     """
     try:
         fd = os.open(root, _DIR)

@@ -1,9 +1,9 @@
 """The walk's memory (`workspace_size.walk`, under `disk_usage` and `setid_sweep.sweep`) on
 trees a command makes cheaply: a deep chain of long names, one directory of many hard links.
 
-Each walk runs in a child process that measures its own peak (tracemalloc: what Python
-allocates, interpreter baseline left out) under an address-space limit, so a walk that
-grows past it fails here instead of straining the machine. The bound is generous and far
+Each walk runs in a child process that measures how far its peak resident size grows
+during the walk (the interpreter and imports left out), under an address-space limit, so a
+walk that grows past it fails here instead of straining the machine. The bound is generous and far
 below what a walk costs that keeps each level's full path (quadratic in the depth: about
 1 GB for the chain) or each entry's `lstat` (about 250 MB for the hard links).
 """
@@ -21,22 +21,22 @@ import pytest
 
 MiB = 1024**2
 BOUND = 64 * MiB
-"""Peak Python memory allowed to one walk here."""
+"""Growth of the peak resident size allowed to one walk here."""
 
 _CHILD = r"""
-import json, os, resource, sys, tracemalloc
+import json, os, resource, sys
 resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))
 from itemloop.sandbox.setid_sweep import sweep
 from itemloop.sandbox.workspace_size import disk_usage
 root, what = sys.argv[1], sys.argv[2]
-tracemalloc.start()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 if what == "usage":
     got = disk_usage(root)
     out = {"total": got.total, "unreadable": list(got.unreadable)}
 else:
     got = sweep(root)
     out = {"count": got.count, "cleared": list(got.cleared), "shown": got.shown()}
-out["peak"] = tracemalloc.get_traced_memory()[1]
+out["peak"] = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) * 1024
 print(json.dumps(out))
 """
 
