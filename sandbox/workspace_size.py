@@ -10,10 +10,12 @@ runs, and after it. Growth past the limit stops the session's commands
 What is measured (`disk_usage`), together against the one limit:
 
 - The workspace and every writable path (`SandboxOptions.writable_paths`,
-  the desktop's display directory among them), each on its own mount: a
-  mount inside one is not entered (its root's own blocks count, as its
-  parent lists it). A btrfs subvolume, which a command can make, has a
-  device of its own on the same mount: it is entered and counted.
+  the desktop's display directory among them), each on its own filesystem:
+  a mount of another filesystem inside one is not entered (its root's own
+  blocks count, as its parent lists it); a bind mount of the same device
+  is (commands fill that disk through it). A btrfs subvolume, which a
+  command can make, has a device of its own on the same mount: it is
+  entered and counted.
 - Files with no link left that the session's processes hold open
   (`/proc/PID/fd`) or mapped (`/proc/PID/map_files`), on the filesystem of
   one of those roots: a file unlinked at once, or made with O_TMPFILE, is on
@@ -117,7 +119,7 @@ def disk_usage(*roots: str, pids: Iterable[int] = ()) -> Usage:
     skipped = Skipped()
     total = 0
     for root in dict.fromkeys(roots):
-        for d in walk(root, seen, skipped, root):
+        for d in walk(root, seen, skipped, root, device_too=True):
             devs.add(d.dir.stat.st_dev)  # a subvolume entered has a device of its own
             if d.dir.parent is None:
                 total += d.dir.stat.st_blocks * 512
@@ -202,13 +204,19 @@ class Listing:
 
 
 def walk(
-    root: str, seen: set[tuple[int, int]], skipped: Skipped, shown_as: str
+    root: str,
+    seen: set[tuple[int, int]],
+    skipped: Skipped,
+    shown_as: str,
+    *,
+    device_too: bool = False,
 ) -> Iterator[Listing]:
     """Each directory of the tree at `root` on `root`'s mount, by descriptors (see the
     module docstring): a symlink is not followed, another mount not entered, a directory
     whose identity is in `seen` (walked already) not walked again. What is not entered
     goes to `skipped`, its path under `shown_as` (the root's name in paths; "" for
-    paths relative to it).
+    paths relative to it). With `device_too`, a mount of the root's own device (a bind
+    mount of its filesystem) is entered too.
 
     Each `Listing` is valid until the next one is asked for: its directory's descriptor
     is open and its entries can be read (the walk reads what is left, to find the
@@ -225,7 +233,7 @@ def walk(
         os.close(fd)
         return
     seen.add((st.st_dev, st.st_ino))
-    mount = _Mount(mount_id(fd), st.st_dev)
+    mount = _Mount(mount_id(fd), st.st_dev, device_too)
     frames = [Dir(fd, st, shown_as, None)]
     try:
         yield from _listed(frames[0])
@@ -291,6 +299,8 @@ class _Mount:
 
     id: int | None
     dev: int
+    device_too: bool
+    """A mount of `dev` counts as this one."""
 
 
 def _open_child(
@@ -325,6 +335,9 @@ def _open_child(
 
 
 def _on(mount: _Mount, fd: int, st: os.stat_result) -> bool:
+    """Whether `fd` (`st`) is on the walk's mount, or may be walked as if it were."""
+    if mount.device_too and st.st_dev == mount.dev:
+        return True
     if mount.id is None:
         return st.st_dev == mount.dev
     return mount_id(fd) == mount.id
