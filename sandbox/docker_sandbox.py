@@ -330,12 +330,22 @@ class DockerSandbox(ChannelSandbox):
     async def _sweep_setid(self, who: str, when: str, why: str = "") -> str | None:
         """Remove set-ID bits from the workspace and writable paths (off the event loop);
         what was done, for a person, or None when there were none."""
-        roots = [str(self.workspace), *map(os.path.realpath, self.options.writable_paths)]
         try:
+            roots = [str(self.workspace), *map(os.path.realpath, self.options.writable_paths)]
             swept = await anyio.to_thread.run_sync(lambda: sweep(*roots))
-        except OSError as e:
-            return f"{who}: the search for set-ID files {when} failed ({e}): some may be left"
-        return f"{who}: set-ID bits found {when}: {swept.shown()}{why}" if swept else None
+        except Exception as e:  # MemoryError among them: the command's output still goes back
+            what = (
+                str(e)
+                if isinstance(e, OSError)
+                else type(e).__name__ + (f": {e}" if str(e) else "")
+            )
+            return f"{who}: the search for set-ID files {when} failed ({what}): some may be left"
+        if not swept:
+            return None
+        found = (
+            "set-ID bits found" if swept.count or swept.failed else "the search for set-ID files"
+        )
+        return f"{who}: {found} {when}: {swept.shown()}{why}"
 
     def _notice(self, text: str) -> None:
         """Add `text` to the notices once (a restarted sandbox says the same again)."""

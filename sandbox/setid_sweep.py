@@ -16,8 +16,13 @@ leave the same workspace. Other kinds of file (FIFOs, sockets, symlinks) keep
 their mode: set-ID bits mean nothing on them.
 
 The walk is `workspace_size.walk`: by directory descriptors, symlinks never
-followed, another filesystem (a mount inside a tree) never entered, a tree
-deeper than PATH_MAX walked all the same. A directory's bits are cleared
+followed, a tree deeper than PATH_MAX walked all the same, in memory linear
+in its depth and streaming each listing. Another mount inside a tree (by
+mount id: a bind mount of the same filesystem too) is not entered, and
+said ("not searched: another filesystem mounted at ..."): it is the host's,
+set-ID files there are not the commands'; a file that is a mount is left
+and said likewise. A btrfs subvolume a command makes (another device, the
+same mount) is entered and swept. A directory's bits are cleared
 with `fchmod` on the descriptor the walk opened (O_NOFOLLOW, relative to
 its parent's). A file is opened by name relative to its directory's
 descriptor with O_PATH | O_NOFOLLOW, which neither follows a symlink nor
@@ -27,6 +32,10 @@ file, same filesystem and inode, the listing showed, still with set-ID bits;
 then `chmod` of `/proc/self/fd/N` changes that inode (fchmod refuses O_PATH
 descriptors, and the magic link names the inode itself, not a path to look
 up again).
+
+The report (`Swept`) keeps the first `MAX_LISTED` paths of each kind with
+the true counts; a path is built only for those, from the names of the
+directories the walk is in, its middle cut to `MAX_SHOWN`.
 
 Races: a command running meanwhile (one in the background: the sweep runs
 after each command) can rename, replace or swap any name for a symlink
@@ -55,20 +64,19 @@ import stat
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .workspace_size import walk
+from .workspace_size import MAX_LISTED, MAX_SHOWN, Kept, Skipped, mount_id, walk
+
+__all__ = ["MAX_LISTED", "MAX_SHOWN", "SETID", "Swept", "listed", "sweep"]
 
 SETID = stat.S_ISUID | stat.S_ISGID
-MAX_LISTED = 20
-"""Paths a `Swept` keeps of each kind (its counts go on)."""
-MAX_SHOWN = 200
-"""Characters of one path shown in a message (its middle is cut)."""
 
 _PATH = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 @dataclass(frozen=True, slots=True)
 class Swept:
-    """What one sweep did (paths as `sweep` gives them; at most `MAX_LISTED` of each)."""
+    """What one sweep did (paths as `sweep` gives them, each cut to `MAX_SHOWN`; at most
+    `MAX_LISTED` of each kind, with the true counts)."""
 
     cleared: tuple[str, ...] = ()
     """Files and directories whose set-ID bits were removed."""
@@ -78,9 +86,15 @@ class Swept:
     """Those whose bits could not be removed, each with the reason."""
     unreadable: tuple[str, ...] = ()
     """Directories that could not be opened: not searched."""
+    mounts: tuple[str, ...] = ()
+    """Directories not entered, and set-ID files left, because another filesystem is
+    mounted there: not searched."""
+    failed_count: int = 0
+    unreadable_count: int = 0
+    mounts_count: int = 0
 
     def __bool__(self) -> bool:
-        return bool(self.count or self.failed or self.unreadable)
+        return bool(self.count or self.failed or self.unreadable or self.mounts)
 
     def shown(self) -> str:
         """For a message: the paths cleared, then what could not be done, quoted."""
@@ -89,10 +103,20 @@ class Swept:
             s = "" if self.count == 1 else "s"
             parts.append(f"removed from {self.count} path{s}: {listed(self.cleared, self.count)}")
         if self.failed:
-            parts.append(f"could not be removed from {', '.join(self.failed)}")
+            failed = ", ".join(self.failed)  # quoted already, each with its reason
+            more = self.failed_count - len(self.failed)
+            parts.append(
+                f"could not be removed from {failed}{f' and {more} more' if more > 0 else ''}"
+            )
         if self.unreadable:
             parts.append(
-                f"directories not searched: {listed(self.unreadable, len(self.unreadable))}"
+                f"directories not searched: {listed(self.unreadable, self.unreadable_count)}"
+            )
+        if self.mounts:
+            one = self.mounts_count == 1
+            what = "another filesystem" if one else "other filesystems"
+            parts.append(
+                f"not searched: {what} mounted at {listed(self.mounts, self.mounts_count)}"
             )
         return "; ".join(parts)
 
@@ -102,35 +126,38 @@ def sweep(root: str, *others: str, limit: int = MAX_LISTED) -> Swept:
     docstring). Paths under `root` are given relative to it ("." for `root` itself);
     those under `others` in full. A tree inside another is walked once."""
     seen: set[tuple[int, int]] = set()
-    cleared: list[str] = []
-    failed: list[str] = []
-    unreadable: list[str] = []
-    count = 0
+    cleared, failed, skipped = Kept(limit), Kept(limit), Skipped(limit)
     for i, top in enumerate(dict.fromkeys((root, *others))):
-        unread: list[str] = []
-        for d in walk(top, seen, unread):
-            base = d.rel if i == 0 else os.path.join(top, d.rel)
+        for listing in walk(top, seen, skipped, top if i else ""):
+            d = listing.dir
+            assert d.fd is not None
             if d.stat.st_mode & SETID:
                 why = _clear_dir(d.fd, d.stat)
                 if why is None:
-                    count += 1
-                    _keep(cleared, base or ".", limit)
+                    cleared.add(d)
                 else:
-                    _keep(failed, f"{_quoted(base or '.')} ({why})", limit)
-            for name, st in d.entries:
+                    failed.add(d, why=why)
+            for name, st in listing.entries:
                 if not st.st_mode & SETID or not stat.S_ISREG(st.st_mode):
                     continue
-                if st.st_dev != d.stat.st_dev:
-                    continue  # a file mounted here: another filesystem's
                 why = _clear_file(d.fd, name, st)
-                path = os.path.join(base, name)
                 if why is None:
-                    count += 1
-                    _keep(cleared, path, limit)
+                    cleared.add(d, name)
+                elif why == _MOUNTED:
+                    skipped.mounts.add(d, name)
                 elif why:
-                    _keep(failed, f"{_quoted(path)} ({why})", limit)
-        unreadable += unread if i else [os.path.relpath(u, top) for u in unread]
-    return Swept(tuple(cleared), count, tuple(failed), tuple(unreadable[:limit]))
+                    failed.add(d, name, why)
+    unreadable, mounts = skipped.unreadable, skipped.mounts
+    return Swept(
+        tuple(cleared.paths),
+        cleared.count,
+        tuple(f"{_quoted(p)} ({why})" for p, why in zip(failed.paths, failed.reasons, strict=True)),
+        tuple(unreadable.paths),
+        tuple(mounts.paths),
+        failed.count,
+        unreadable.count,
+        mounts.count,
+    )
 
 
 def _clear_dir(fd: int, st: os.stat_result) -> str | None:
@@ -142,9 +169,13 @@ def _clear_dir(fd: int, st: os.stat_result) -> str | None:
     return None
 
 
+_MOUNTED = "mounted"
+
+
 def _clear_file(dir_fd: int, name: str, listed_st: os.stat_result) -> str | None:
     """None when done; "" when the name is not that set-ID file any more (gone, replaced,
-    a symlink now: skipped); else why it could not be done."""
+    a symlink now: skipped); `_MOUNTED` when it is another mount's (a file mounted there:
+    left); else why it could not be done."""
     try:
         fd = os.open(name, _PATH, dir_fd=dir_fd)
     except OSError:
@@ -157,17 +188,14 @@ def _clear_file(dir_fd: int, name: str, listed_st: os.stat_result) -> str | None
             or not st.st_mode & SETID
         ):
             return ""
+        if mount_id(fd) != mount_id(dir_fd):
+            return _MOUNTED
         os.chmod(f"/proc/self/fd/{fd}", stat.S_IMODE(st.st_mode) & ~SETID)
     except OSError as e:
         return e.strerror or str(e)
     finally:
         os.close(fd)
     return None
-
-
-def _keep(kept: list[str], item: str, limit: int) -> None:
-    if len(kept) < limit:
-        kept.append(item)
 
 
 def listed(paths: Sequence[str], count: int) -> str:

@@ -11,7 +11,11 @@ What is measured (`disk_usage`), together against the one limit:
 
 - The workspace and every writable path (`SandboxOptions.writable_paths`,
   the desktop's display directory among them), each on its own filesystem:
-  a directory on another filesystem (a mount inside one) is not entered.
+  a mount of another filesystem inside one is not entered (its root's own
+  blocks count, as its parent lists it); a bind mount of the same device
+  is (commands fill that disk through it). A btrfs subvolume, which a
+  command can make, has a device of its own on the same mount: it is
+  entered and counted.
 - Files with no link left that the session's processes hold open
   (`/proc/PID/fd`) or mapped (`/proc/PID/map_files`), on the filesystem of
   one of those roots: a file unlinked at once, or made with O_TMPFILE, is on
@@ -25,12 +29,34 @@ show it; symbolic links are not followed. The walk goes by directory file
 descriptors (`openat` with O_NOFOLLOW, `scandir` of a descriptor), never by
 full path, so a tree deeper than PATH_MAX counts; it keeps a descriptor for
 at most `WINDOW` levels and comes back up by `..` (checked against the
-directory it left); it is `walk`, which `setid_sweep` shares. A directory
-that cannot be opened, other than one gone or replaced meanwhile, is
-reported (`Usage.unreadable`): its content is not known, and the caller
-treats the measure as over the limit. As root that
-happens only where the filesystem refuses root (NFS with root_squash); in
-the non-root fallback, a command can `chmod 000` a directory of its own.
+directory it left); it is `walk`, which `setid_sweep` shares. "Another
+mount" is decided by mount id (`mnt_id:` in /proc/self/fdinfo: Python 3.11
+has no statx; by device where /proc is missing), asked only when the
+directory opened is not the inode its parent listed, on the parent's
+device (a mount point lists the inode it covers, not the mounted root).
+A directory that cannot be opened, other than one gone or replaced
+meanwhile, is reported (`Usage.unreadable`, the first `MAX_LISTED`): its
+content is not known, and the caller treats the measure as over the limit.
+As root that happens only where the filesystem refuses root (NFS with
+root_squash); in the non-root fallback, a command can `chmod 000` a
+directory of its own.
+
+Memory, against trees a command makes cheaply (tests/sandbox/test_walk_memory.py):
+each level the walk is in keeps its own name and a link to its parent, and
+a path is built only to be reported (from the names at its two ends, cut
+to `MAX_SHOWN`), so a chain of any depth costs O(depth x name): 7000
+levels of 255-byte names, 9 MiB. A listing is streamed to the consumer;
+of a directory's entries only its subdirectories' names and listed inode
+numbers are kept until they are walked, so one directory of a million
+hard links costs nothing held, and one of a million subdirectories costs
+their names (with `seen`, about 170 bytes each for short names, 420 for
+255-byte ones: 100,000 subdirectories, 17 MiB). Every subdirectory costs
+its filesystem an inode and, on ext4, a 4 KiB block: the walk's memory
+stays within a few percent of the disk it walks. `seen` holds each
+directory walked (one moved while the walk runs is walked once, so the
+walk ends) and, for `disk_usage`, each file with another link and blocks
+to count once (a file of one link, or of no blocks, is not remembered).
+Time is linear in the entries: each is listed and `lstat`-ed once.
 
 Not covered: between two measures a fast writer can go past the limit by
 what it writes in `WATCH_INTERVAL_S` (at most `max_file_size` per file, an
@@ -39,7 +65,9 @@ while a walk runs can hide them from that walk. A deleted file held only by
 a descriptor in flight in a Unix socket (sent with SCM_RIGHTS and closed)
 is in no process's table and not counted (stopping the sandbox frees it,
 as it frees every held file). A process whose `/proc/PID/fd` itemloop cannot
-read (not root, and not the commands' uid) is skipped. Walking a large tree
+read (not root, and not the commands' uid) is skipped. An automount point
+inside a tree is mounted by the walk opening it (to ask its mount id); a
+directory bind-mounted on itself is that directory, and walked. Walking a large tree
 costs time, so the interval grows with the time one measure takes
 (`interval`).
 """
@@ -49,7 +77,8 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from collections.abc import Iterable, Iterator
+from array import array
+from collections.abc import Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 WATCH_INTERVAL_S = 0.5
@@ -58,6 +87,12 @@ WATCH_COST = 20
 """The interval is at least this many times the last measure's duration (<= 5% of a core)."""
 WINDOW = 32
 """Directory descriptors the walk keeps open at most (deeper levels are left by `..`)."""
+MAX_LISTED = 20
+"""Paths kept of each kind a walk reports (their counts go on)."""
+MAX_SHOWN = 200
+"""Characters of one path shown in a message (its middle is cut)."""
+_HEAD = MAX_SHOWN // 4
+_TAIL = MAX_SHOWN * 3 // 4
 
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _GONE = (errno.ENOENT, errno.ENOTDIR, errno.ELOOP, errno.ESRCH)
@@ -72,7 +107,8 @@ class Usage:
     """Of `total`: files with no link left, held open or mapped by the session's processes
     (stopping the sandbox frees them)."""
     unreadable: tuple[str, ...] = ()
-    """Directories that could not be opened: their content is not in `total`."""
+    """Directories that could not be opened (the first `MAX_LISTED`, each cut to
+    `MAX_SHOWN`): their content is not in `total`."""
 
 
 def disk_usage(*roots: str, pids: Iterable[int] = ()) -> Usage:
@@ -80,122 +116,251 @@ def disk_usage(*roots: str, pids: Iterable[int] = ()) -> Usage:
     filesystems (see the module docstring)."""
     seen: set[tuple[int, int]] = set()
     devs: set[int] = set()
-    unreadable: list[str] = []
-    total = sum(_tree(root, seen, devs, unreadable) for root in dict.fromkeys(roots))
+    skipped = Skipped()
+    total = 0
+    for root in dict.fromkeys(roots):
+        for d in walk(root, seen, skipped, root, device_too=True):
+            devs.add(d.dir.stat.st_dev)  # a subvolume entered has a device of its own
+            if d.dir.parent is None:
+                total += d.dir.stat.st_blocks * 512
+            for _name, st in d.entries:
+                if stat.S_ISDIR(st.st_mode):
+                    total += st.st_blocks * 512  # its own blocks, even on another filesystem
+                else:
+                    total += _blocks(st, seen)
     held = _held(pids, devs, seen)
-    return Usage(total + held, held, tuple(unreadable))
+    return Usage(total + held, held, tuple(skipped.unreadable.paths))
+
+
+@dataclass(slots=True)
+class Kept:
+    """Paths of one kind: how many there were, and the first `limit` (built only for
+    those, each cut to `MAX_SHOWN`)."""
+
+    limit: int = MAX_LISTED
+    count: int = 0
+    paths: list[str] = field(default_factory=list)
+    reasons: list[str] = field(default_factory=list)
+    """Why, for each of `paths` (where `add` was told)."""
+
+    def add(self, at: Dir | str, name: str = "", why: str = "") -> None:
+        """`name` in the directory `at` (or `at` itself), or the root shown as `at`."""
+        self.count += 1
+        if len(self.paths) < self.limit:
+            self.paths.append(shown_path(at, []) if isinstance(at, str) else at.path(name))
+            self.reasons.append(why)
+
+
+class Skipped:
+    """Directories a walk did not enter."""
+
+    __slots__ = ("mounts", "unreadable")
+
+    def __init__(self, limit: int = MAX_LISTED) -> None:
+        self.unreadable = Kept(limit)
+        """Could not be opened (other than gone or replaced meanwhile)."""
+        self.mounts = Kept(limit)
+        """Another mount's: another filesystem mounted there."""
+
+
+@dataclass(slots=True)
+class Dir:
+    """One directory of a walk, while the walk is in it or below it."""
+
+    fd: int | None
+    """The directory, open (O_RDONLY, O_DIRECTORY) while it is listed; None once the walk
+    is more than `WINDOW` levels below it."""
+    stat: os.stat_result
+    """Its own `fstat`."""
+    name: str
+    """Its name in its parent (for the root: the path its paths are shown under)."""
+    parent: Dir | None
+    subdirs: list[str] = field(default_factory=list)
+    """Subdirectories listed and not walked yet."""
+    inos: array[int] = field(default_factory=lambda: array("Q"))
+    """Their inode numbers as listed (`subdirs`' order)."""
+
+    def path(self, name: str = "") -> str:
+        """`name` in this directory (or the directory itself) as a path under the root's,
+        its middle cut when longer than `MAX_SHOWN` (see `shown_path`)."""
+        names = [name] if name else []
+        d: Dir | None = self
+        while d is not None and d.parent is not None:
+            names.append(d.name)
+            d = d.parent
+        names.reverse()
+        return shown_path(d.name if d is not None else "", names)
 
 
 @dataclass(frozen=True, slots=True)
 class Listing:
     """One directory of a walk (`walk`), while the walk is at it."""
 
-    fd: int
-    """The directory, open (O_RDONLY, O_DIRECTORY) until the walk goes on."""
-    rel: str
-    """Its path from the root ("" for the root; it may be longer than PATH_MAX)."""
-    stat: os.stat_result
-    """Its own `fstat`."""
-    entries: list[tuple[str, os.stat_result]]
-    """Its entries' names and `lstat`s (symlinks not followed); an entry gone meanwhile is
-    left out."""
+    dir: Dir
+    entries: Generator[tuple[str, os.stat_result], None, None]
+    """Its entries' names and `lstat`s (symlinks not followed), read as they are iterated
+    (an entry gone meanwhile is left out); the walk reads the rest itself before it goes
+    on."""
 
 
-@dataclass(slots=True)
-class _Frame:
-    fd: int | None
-    ident: tuple[int, int]
-    rel: str
-    subdirs: list[str] = field(default_factory=list)
+def walk(
+    root: str,
+    seen: set[tuple[int, int]],
+    skipped: Skipped,
+    shown_as: str,
+    *,
+    device_too: bool = False,
+) -> Iterator[Listing]:
+    """Each directory of the tree at `root` on `root`'s mount, by descriptors (see the
+    module docstring): a symlink is not followed, another mount not entered, a directory
+    whose identity is in `seen` (walked already) not walked again. What is not entered
+    goes to `skipped`, its path under `shown_as` (the root's name in paths; "" for
+    paths relative to it). With `device_too`, a mount of the root's own device (a bind
+    mount of its filesystem) is entered too.
 
-
-def walk(root: str, seen: set[tuple[int, int]], unreadable: list[str]) -> Iterator[Listing]:
-    """Each directory of the tree at `root` on `root`'s filesystem, by descriptors (see the
-    module docstring): a symlink is not followed, another filesystem not entered, a
-    directory whose identity is in `seen` (walked already) not walked again. Directories
-    that cannot be opened, other than those gone or replaced meanwhile, go to `unreadable`.
+    Each `Listing` is valid until the next one is asked for: its directory's descriptor
+    is open and its entries can be read (the walk reads what is left, to find the
+    subdirectories, before it goes on).
     """
     try:
         fd = os.open(root, _DIR)
     except OSError as e:
         if e.errno not in _GONE:
-            unreadable.append(root)
+            skipped.unreadable.add(shown_as)
         return
     st = os.fstat(fd)
-    dev = st.st_dev
-    if (dev, st.st_ino) in seen:  # a root inside another, walked already
+    if (st.st_dev, st.st_ino) in seen:  # a root inside another, walked already
         os.close(fd)
         return
-    seen.add((dev, st.st_ino))
-    frames = [_Frame(fd, (dev, st.st_ino), "")]
+    seen.add((st.st_dev, st.st_ino))
+    mount = _Mount(mount_id(fd), st.st_dev, device_too)
+    frames = [Dir(fd, st, shown_as, None)]
     try:
-        yield _list(frames[0], st, dev)
+        yield from _listed(frames[0])
         while frames:
             top = frames[-1]
             if top.subdirs and top.fd is not None:
-                name = top.subdirs.pop()
-                opened = _open_child(root, top, name, dev, seen, unreadable)
-                if opened is not None:
-                    child, child_st = opened
+                name, ino = top.subdirs.pop(), top.inos.pop()
+                child = _open_child(top, name, ino, mount, seen, skipped)
+                if child is not None:
                     frames.append(child)
                     if len(frames) > WINDOW:  # keep few descriptors, however deep
                         far = frames[-WINDOW - 1]
                         if far.fd is not None:
                             os.close(far.fd)
                             far.fd = None
-                    yield _list(child, child_st, dev)
+                    yield from _listed(child)
                 continue
             frames.pop()
             if frames and frames[-1].fd is None and top.fd is not None:
-                frames[-1].fd = _reopen_parent(top.fd, frames[-1].ident)
+                frames[-1].fd = _reopen_parent(top.fd, frames[-1].stat)
             if top.fd is not None:
                 os.close(top.fd)
+                top.fd = None
     finally:
         for f in frames:
             if f.fd is not None:
                 os.close(f.fd)
 
 
-def _tree(root: str, seen: set[tuple[int, int]], devs: set[int], unreadable: list[str]) -> int:
-    total = 0
-    for d in walk(root, seen, unreadable):
-        if not d.rel:
-            devs.add(d.stat.st_dev)
-            total += d.stat.st_blocks * 512
-        for _name, st in d.entries:
-            if stat.S_ISDIR(st.st_mode):
-                total += st.st_blocks * 512  # its own blocks, even on another filesystem
-            else:
-                total += _blocks(st, seen)
-    return total
+def _listed(d: Dir) -> Iterator[Listing]:
+    """`d`'s listing, given to the consumer and then read to its end (its subdirectories
+    are all in `d.subdirs` after)."""
+    entries = _entries(d)
+    try:
+        yield Listing(d, entries)
+        for _ in entries:
+            pass
+    finally:
+        entries.close()
+
+
+def _entries(d: Dir) -> Generator[tuple[str, os.stat_result], None, None]:
+    """`d`'s entries streamed; its subdirectories kept in `d.subdirs` to walk."""
+    assert d.fd is not None
+    try:
+        with os.scandir(d.fd) as found:
+            for e in found:
+                try:
+                    st = e.stat(follow_symlinks=False)
+                except OSError:
+                    continue  # gone meanwhile
+                if stat.S_ISDIR(st.st_mode):
+                    d.subdirs.append(e.name)
+                    d.inos.append(e.inode())
+                yield e.name, st
+    except OSError:
+        pass  # removed while listed: what was listed is kept
+
+
+@dataclass(frozen=True, slots=True)
+class _Mount:
+    """The mount a walk stays on: its id, or where /proc is missing, its device."""
+
+    id: int | None
+    dev: int
+    device_too: bool
+    """A mount of `dev` counts as this one."""
 
 
 def _open_child(
-    root: str,
-    parent: _Frame,
+    parent: Dir,
     name: str,
-    dev: int,
+    ino: int,
+    mount: _Mount,
     seen: set[tuple[int, int]],
-    unreadable: list[str],
-) -> tuple[_Frame, os.stat_result] | None:
+    skipped: Skipped,
+) -> Dir | None:
     assert parent.fd is not None
-    rel = os.path.join(parent.rel, name)
     try:
         fd = os.open(name, _DIR, dir_fd=parent.fd)
     except OSError as e:
         if e.errno not in _GONE:
-            unreadable.append(os.path.join(root, rel))
+            skipped.unreadable.add(parent, name)
         return None
     st = os.fstat(fd)
     ident = (st.st_dev, st.st_ino)
-    if st.st_dev != dev or ident in seen:  # a mount, or one moved here and walked already
+    # A mount point lists the inode it covers, not the mounted root's: the directory listed,
+    # on the parent's device, is on the parent's mount. Otherwise (another device: a btrfs
+    # subvolume or a mount; another inode: a bind mount, or a name replaced meanwhile) ask.
+    if ident != (parent.stat.st_dev, ino) and not _on(mount, fd, st):
+        os.close(fd)
+        skipped.mounts.add(parent, name)
+        return None
+    if ident in seen:  # one moved here and walked already
         os.close(fd)
         return None
     seen.add(ident)  # a directory moved while the walk runs is walked once
-    return _Frame(fd, ident, rel), st
+    return Dir(fd, st, name, parent)
 
 
-def _reopen_parent(child_fd: int, ident: tuple[int, int]) -> int | None:
+def _on(mount: _Mount, fd: int, st: os.stat_result) -> bool:
+    """Whether `fd` (`st`) is on the walk's mount, or may be walked as if it were."""
+    if mount.device_too and st.st_dev == mount.dev:
+        return True
+    if mount.id is None:
+        return st.st_dev == mount.dev
+    return mount_id(fd) == mount.id
+
+
+def mount_id(fd: int) -> int | None:
+    """The id of the mount `fd` is on (`mnt_id:` in /proc/self/fdinfo: Python 3.11 has no
+    statx); None without /proc."""
+    try:
+        info = os.open(f"/proc/self/fdinfo/{fd}", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        text = os.read(info, 4096)
+    finally:
+        os.close(info)
+    for line in text.splitlines():
+        if line.startswith(b"mnt_id:"):
+            return int(line[7:])
+    return None
+
+
+def _reopen_parent(child_fd: int, parent: os.stat_result) -> int | None:
     """The directory the walk left, by `..`; None when it is not that one any more (the
     child was moved meanwhile: what is left to walk there is skipped in this walk)."""
     try:
@@ -203,33 +368,34 @@ def _reopen_parent(child_fd: int, ident: tuple[int, int]) -> int | None:
     except OSError:
         return None
     st = os.fstat(fd)
-    if (st.st_dev, st.st_ino) != ident:
+    if (st.st_dev, st.st_ino) != (parent.st_dev, parent.st_ino):
         os.close(fd)
         return None
     return fd
 
 
-def _list(frame: _Frame, st: os.stat_result, dev: int) -> Listing:
-    """`frame`'s entries; its subdirectories on `dev` are kept to walk."""
-    assert frame.fd is not None
-    entries: list[tuple[str, os.stat_result]] = []
-    try:
-        with os.scandir(frame.fd) as found:
-            for e in found:
-                try:
-                    est = e.stat(follow_symlinks=False)
-                except OSError:
-                    continue  # gone meanwhile
-                entries.append((e.name, est))
-                if stat.S_ISDIR(est.st_mode) and est.st_dev == dev:
-                    frame.subdirs.append(e.name)
-    except OSError:
-        pass  # removed while listed: what was listed is kept
-    return Listing(frame.fd, frame.rel, st, entries)
+def shown_path(root: str, names: Sequence[str]) -> str:
+    """`names` under `root` ("." for `root` "" itself), its middle cut when longer than
+    `MAX_SHOWN` (the first quarter and the last three kept): built from the ends, so a
+    path of any depth costs no more than the names it keeps."""
+    if sum(map(len, names)) <= 4 * MAX_SHOWN:
+        path = os.path.join(root, *names) if names else root or "."
+        if len(path) <= MAX_SHOWN:
+            return path
+        return f"{path[:_HEAD]}...{path[-_TAIL:]}"
+    head, i = root, 0
+    while len(head) < _HEAD:
+        head, i = os.path.join(head, names[i]), i + 1
+    tail, j = "", len(names)
+    while len(tail) < _TAIL:
+        j -= 1
+        tail = f"{names[j]}/{tail}" if tail else names[j]
+    return f"{head[:_HEAD]}...{tail[-_TAIL:]}"
 
 
 def _blocks(st: os.stat_result, seen: set[tuple[int, int]]) -> int:
-    if st.st_nlink > 1:
+    # Only a file with another link, and blocks to count, is remembered (to count once).
+    if st.st_nlink > 1 and st.st_blocks:
         key = (st.st_dev, st.st_ino)
         if key in seen:
             return 0

@@ -8,17 +8,21 @@ their bits. No sleeps: the swapper runs until the sweeps are done.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import stat
+import subprocess
+import sys
+import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from itemloop.sandbox.setid_sweep import MAX_LISTED, sweep
-from itemloop.sandbox.workspace_size import WINDOW
+from itemloop.sandbox.setid_sweep import MAX_LISTED, MAX_SHOWN, Swept, sweep
+from itemloop.sandbox.workspace_size import WINDOW, disk_usage
 
 SETID = stat.S_ISUID | stat.S_ISGID
 
@@ -211,7 +215,8 @@ def test_a_tree_deeper_than_path_max_is_swept(tree: Path) -> None:
         os.close(f)
         got = sweep(str(tree))
         assert got.count == 1
-        assert got.cleared[0].endswith("/suid") and got.cleared[0].count("/") == depth
+        full = "/".join([name] * depth + ["suid"])  # shown with its middle cut
+        assert got.cleared == (f"{full[: MAX_SHOWN // 4]}...{full[-MAX_SHOWN * 3 // 4 :]}",)
         assert stat.S_IMODE(os.stat("suid", dir_fd=fd).st_mode) == 0o755
     finally:
         os.close(fd)
@@ -228,25 +233,141 @@ def test_other_kinds_of_file_are_not_opened(tree: Path) -> None:
     assert mode(tree / "fifo") == 0o4644
 
 
-@pytest.mark.skipif(os.getuid() != 0, reason="mounting a filesystem needs root")
-def test_another_filesystem_inside_is_not_entered(tree: Path, outside: Path) -> None:
-    import subprocess
+as_root = pytest.mark.skipif(os.getuid() != 0, reason="mounting a filesystem needs root")
 
-    (tree / "mnt").mkdir()
-    r = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(tree / "mnt")],
-        capture_output=True,
-        check=False,
-    )
+
+@contextlib.contextmanager
+def mounted(*argv: str) -> Iterator[None]:
+    """`mount argv...` (its last argument, the mount point), unmounted after; a skip where
+    this machine cannot mount it."""
+    r = subprocess.run(["mount", *argv], capture_output=True, check=False)
     if r.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.decode().strip()}")
+        pytest.skip(f"cannot mount {argv}: {r.stderr.decode().strip()}")
     try:
+        yield
+    finally:
+        subprocess.run(["umount", argv[-1]], check=True)
+
+
+@as_root
+def test_another_filesystem_inside_is_not_entered_and_said(tree: Path) -> None:
+    (tree / "mnt").mkdir()
+    with mounted("-t", "tmpfs", "-o", "size=1m", "tmpfs", str(tree / "mnt")):
         setid_file(tree / "mnt" / "other-fs", 0o4755)
         os.chmod(tree / "mnt", 0o2755)  # the other filesystem's root
         setid_file(tree / "here", 0o4755)
         got = sweep(str(tree))
         assert got.cleared == ("here",)
+        assert got.mounts == ("mnt",) and got.mounts_count == 1
+        assert "not searched: another filesystem mounted at 'mnt'" in got.shown(), got.shown()
         assert mode(tree / "mnt" / "other-fs") == 0o4755
         assert mode(tree / "mnt") == 0o2755
+        (tree / "mnt" / "big").write_bytes(bytes(512 * 1024))  # not the tree's disk
+        assert disk_usage(str(tree)).total < 512 * 1024
+
+
+@as_root
+def test_a_bind_mount_of_the_same_filesystem_is_not_entered(tree: Path, outside: Path) -> None:
+    """Same device, another mount: what it shows is outside the tree, and is left."""
+    host = outside / "dir"
+    host.mkdir()
+    inner = setid_file(host / "inner", 0o4755)
+    os.chmod(host, 0o2755)
+    host_file = setid_file(outside / "file", 0o4755)
+    (tree / "bound").mkdir()
+    (tree / "bound-file").write_bytes(b"")
+    with (
+        mounted("--bind", str(host), str(tree / "bound")),
+        mounted("--bind", str(host_file), str(tree / "bound-file")),
+    ):
+        assert os.stat(tree / "bound").st_dev == os.stat(tree).st_dev
+        got = sweep(str(tree))
+        assert got.count == 0, got
+        assert sorted(got.mounts) == ["bound", "bound-file"], got
+        assert "other filesystems mounted at" in got.shown(), got.shown()
+        assert mode(inner) == 0o4755 and mode(host) == 0o2755 and mode(host_file) == 0o4755
+        # disk_usage still counts it, as before: commands fill that disk through it.
+        (host / "data").write_bytes(os.urandom(512 * 1024))
+        assert disk_usage(str(tree)).total >= 512 * 1024
+
+
+@as_root
+def test_a_btrfs_subvolume_inside_is_swept_and_counted(tmp_path: Path) -> None:
+    """A subvolume a command makes has its own st_dev but is on the same mount: the walk
+    enters it (a set-ID file there is cleared, its blocks are counted)."""
+    if shutil.which("mkfs.btrfs") is None or shutil.which("btrfs") is None:
+        pytest.skip("btrfs-progs is not installed")
+    image, top = tmp_path / "btrfs.img", tmp_path / "btrfs"
+    with open(image, "wb") as f:
+        f.truncate(128 * 1024**2)
+    subprocess.run(["mkfs.btrfs", "-q", str(image)], capture_output=True, check=True)
+    top.mkdir()
+    with mounted("-o", "loop", str(image), str(top)):
+        ws = top / "ws"
+        ws.mkdir()
+        subprocess.run(
+            ["btrfs", "subvolume", "create", str(ws / "sv")], capture_output=True, check=True
+        )
+        assert os.stat(ws / "sv").st_dev != os.stat(ws).st_dev
+        setid_file(ws / "sv" / "suid", 0o4755)
+        os.chmod(ws / "sv", 0o2755)
+        before = disk_usage(str(ws)).total
+        (ws / "sv" / "big").write_bytes(os.urandom(1024**2))
+        os.sync()
+        assert disk_usage(str(ws)).total >= before + 1024**2
+
+        got = sweep(str(ws))
+
+        assert sorted(got.cleared) == ["sv", "sv/suid"] and got.mounts == (), got
+        assert mode(ws / "sv" / "suid") == 0o755 and mode(ws / "sv") == 0o755
+
+
+def test_the_directories_not_searched_are_counted_past_the_list(tmp_path: Path) -> None:
+    """Not root (a child that drops to nobody), the sweep cannot open directories mode
+    000: every one is counted, the first `MAX_LISTED` named."""
+    if os.getuid() != 0:
+        pytest.skip("needs root to drop to another user")
+    tree = Path(tempfile.mkdtemp(dir="/tmp"))  # pytest's tmp_path is root's only
+    try:
+        os.chmod(tree, 0o755)
+        for i in range(MAX_LISTED + 5):
+            (tree / f"locked{i:02d}").mkdir(mode=0o000)
+        child = (
+            "import os, sys\n"
+            "from itemloop.sandbox.setid_sweep import sweep\n"
+            "os.setgroups([]); os.setgid(65534); os.setuid(65534)\n"
+            "print(sweep(sys.argv[1]).shown())"
+        )
+        r = subprocess.run(
+            [sys.executable, "-c", child, str(tree)], capture_output=True, text=True, check=True
+        )
+        assert r.stdout.startswith("directories not searched: 'locked"), r.stdout
+        assert r.stdout.rstrip().endswith(" and 5 more"), r.stdout
     finally:
-        subprocess.run(["umount", str(tree / "mnt")], check=True)
+        shutil.rmtree(tree)
+
+
+@pytest.mark.docker
+@pytest.mark.anyio
+async def test_a_sweep_that_fails_otherwise_than_by_oserror_is_said(
+    workspace: Path, make: Callable[..., object], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sweep out of memory (any exception, not only OSError) is said in a note: the
+    session starts, the command's output comes back, the session closes."""
+    from itemloop.sandbox import docker_sandbox
+    from itemloop.sandbox.docker_sandbox import DockerSandbox
+
+    sb = make("docker-exec", workspace)
+    assert isinstance(sb, DockerSandbox)
+
+    def exhausted(*roots: str) -> Swept:
+        raise MemoryError
+
+    monkeypatch.setattr(docker_sandbox, "sweep", exhausted)
+    failed = "the search for set-ID files {} failed (MemoryError): some may be left"
+    async with sb:
+        assert any(failed.format("in the workspace at start") in n for n in sb.notices)
+        r = await sb.run(["echo", "out"])
+        assert r.stdout == "out\n", r
+        assert failed.format("after this command") in r.stderr, r
+    assert any(failed.format("when the session ended") in n for n in sb.notices), sb.notices
