@@ -80,7 +80,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import socket
 import struct
 import tempfile
@@ -103,7 +102,7 @@ from .channel_sandbox import ChannelSandbox
 from .command import DEFAULT_SHELL, STANDARD_PATH
 from .docker_exec import PIDS_DIR, DockerExecChannel, close_stream
 from .hidden import inside, invoking_homes, masks
-from .leftovers import remove_temp_dirs, temp_prefix
+from .leftovers import remove_temp_dirs, remove_tree, temp_prefix
 from .runner_bundle import BundleUnavailable, RunnerBundle, engine_problem, runner_bundle
 from .runner_channel import READY_TIMEOUT_S, RunnerChannel
 from .seccomp import UnsupportedArch, container_filter, native_arch
@@ -248,7 +247,7 @@ class DockerSandbox(ChannelSandbox):
         # 0700: only this uid (the container's commands run as it) reaches ctl.sock.
         remove_temp_dirs((CTL_PREFIX,))  # a killed itemloop's (its container died with it)
         self.ctl_dir = Path(tempfile.mkdtemp(prefix=temp_prefix(CTL_PREFIX)))
-        stack.callback(shutil.rmtree, self.ctl_dir, True)
+        stack.callback(self._remove_ctl_dir, self.ctl_dir)
         self.ctl_dir.chmod(0o700)
         pids = self.ctl_dir / "pids"
         pids.mkdir()
@@ -336,6 +335,14 @@ class DockerSandbox(ChannelSandbox):
         except OSError as e:
             return f"{who}: the search for set-ID files {when} failed ({e}): some may be left"
         return f"{who}: set-ID bits found {when}: {swept.shown()}{why}" if swept else None
+
+    def _remove_ctl_dir(self, ctl_dir: Path) -> None:
+        """Remove the control directory (commands may have filled its pids directory);
+        what is left is said, and goes at the next session's start (`remove_temp_dirs`)."""
+        left = remove_tree(str(ctl_dir))
+        if left:
+            shown = "; ".join(left[:3])[:500]
+            self._notice(f"docker sandbox: could not remove all of {ctl_dir}: {shown}")
 
     def _notice(self, text: str) -> None:
         """Add `text` to the notices once (a restarted sandbox says the same again)."""
@@ -675,5 +682,5 @@ def remove_leftovers(client: Any) -> list[str]:
             removed.append(c.id)
         ctl = labels.get("itemloop.ctl", "")
         if ctl.startswith(tempfile.gettempdir()) and CTL_PREFIX in ctl:
-            shutil.rmtree(ctl, ignore_errors=True)
+            remove_tree(ctl)
     return removed
