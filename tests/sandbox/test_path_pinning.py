@@ -13,7 +13,9 @@ and in the fallback), a real Docker engine (fast and exec paths).
 
 from __future__ import annotations
 
+import json
 import shutil
+import subprocess
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -144,3 +146,30 @@ async def test_a_hidden_path_in_the_workspace_cannot_be_moved_out_from_its_mask(
         r = await sb.run(["sh", "-c", f"cat {root}/.config*/gh*/hosts.yml; ls -a {root}"])
         assert SECRET not in r.stdout + r.stderr, r
     assert (home / ".config" / "gh" / "hosts.yml").read_text() == SECRET
+
+
+@pytest.mark.bwrap
+def test_a_policy_grant_inside_the_workspace_still_runs(make: Make, tmp_path: Path) -> None:
+    """A rule granting a writable path inside the workspace (writable already) is not
+    refused with the nesting writable paths: the toolset leaves it out."""
+    from helpers import message, write_script
+    from test_policy_runs import CLI, env, shell
+
+    workspace = tmp_path / "ws"
+    (workspace / "cache").mkdir(parents=True)
+    assert make("local", workspace)  # skips where bubblewrap cannot run
+    policy = tmp_path / "policy.toml"
+    policy.write_text(
+        'approval = "never"\n[[rule]]\ncommand = ["touch"]\naction = "allow"\n'
+        f'writable = ["{workspace / "cache"}"]\n'
+    )
+    script = write_script(tmp_path / "t.jsonl", [shell("c1", "touch cache/f")], [message("done")])
+    r = subprocess.run(
+        [*CLI, "run", "go", "--script", str(script), "--tools", "shell", "--json",
+         "--workspace", str(workspace), "--policy", str(policy)],
+        capture_output=True, text=True, env=env(), timeout=120,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    finished = json.loads(r.stdout.splitlines()[-1])
+    assert (finished["kind"], finished["error"]) == ("run_finished", None), finished
+    assert (workspace / "cache" / "f").exists()
