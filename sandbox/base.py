@@ -155,9 +155,9 @@ def check_writable_paths(workspace: str, writable_paths: Sequence[str]) -> None:
             else:
                 why = f"holds the workspace {ws}"
             raise SandboxError(
-                f"writable path {given!r} {why}: a command could move its parent directory and "
-                "put a link to any host directory in its place; drop it, or choose paths "
-                "that do not nest"
+                f"writable path {given!r} {why}: a command could move a directory above the "
+                "inner one and put a link to any host directory in its place; drop it, or "
+                "choose paths that do not nest"
             )
         for other_real, other in seen.items():
             if _nests(real, other_real):
