@@ -10,6 +10,7 @@ own modules, on the frame of `channel_sandbox`.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from types import TracebackType
@@ -98,10 +99,11 @@ class SandboxOptions:
     `env` is the only way a variable of the runtime's environment reaches a
     command (besides PATH, LANG, TERM and a private HOME): nothing is inherited.
     `writable_paths` are extra host directories mounted read-write (at the same
-    path) next to the workspace. `hidden_paths` are host paths commands must
-    not see, besides the credential locations of the user's home (`hidden.py`;
-    the `host` sandbox hides nothing). `default_output_limit` is in bytes per
-    stream (the head and tail are kept).
+    path) next to the workspace; none may lie inside the workspace or another
+    writable path, or hold either (`check_writable_paths`). `hidden_paths` are
+    host paths commands must not see, besides the credential locations of the
+    user's home (`hidden.py`; the `host` sandbox hides nothing).
+    `default_output_limit` is in bytes per stream (the head and tail are kept).
 
     Resource limits: `cpu_time_s`, `max_file_size` and `max_processes` are
     rlimits in the `local` and `host` sandboxes (RLIMIT_NPROC counts per user
@@ -127,6 +129,49 @@ class SandboxOptions:
     counted once), with the deleted files the session's processes still hold open
     on their filesystems; `local` measures it and stops the session's commands past
     it (`workspace_size.py`); None: unbounded."""
+
+
+def check_writable_paths(workspace: str, writable_paths: Sequence[str]) -> None:
+    """Refuse (`SandboxError`) writable paths that nest with the workspace or each other.
+
+    Inside a directory commands may write, a command can rename a mounted
+    directory's parent and put a symlink to any host directory in its place; a
+    sandbox that mounts that path again (a restart) would mount the symlink's
+    target read-write. A writable path inside the workspace is writable already;
+    one that holds the workspace or another writable path cannot be allowed. The
+    paths are compared resolved; the same path twice is one path.
+    """
+    ws = os.path.realpath(workspace)
+    seen: dict[str, str] = {}
+    for given in writable_paths:
+        real = os.path.realpath(given)
+        if real in seen:
+            continue
+        if _nests(real, ws):
+            if real == ws:
+                why = "is the workspace"
+            elif real.startswith(ws.rstrip("/") + "/"):
+                why = f"is inside the workspace {ws} (which commands may write already)"
+            else:
+                why = f"holds the workspace {ws}"
+            raise SandboxError(
+                f"writable path {given!r} {why}: a command could move a directory above the "
+                "inner one and put a link to any host directory in its place; drop it, or "
+                "choose paths that do not nest"
+            )
+        for other_real, other in seen.items():
+            if _nests(real, other_real):
+                raise SandboxError(
+                    f"writable paths {other!r} and {given!r} nest: a command could move the "
+                    "inner one's parent and put a link to any host directory in its place; "
+                    "give only the outer one"
+                )
+        seen[real] = given
+
+
+def _nests(a: str, b: str) -> bool:
+    """`a` is `b`, or one holds the other (both resolved)."""
+    return a == b or a.startswith(b.rstrip("/") + "/") or b.startswith(a.rstrip("/") + "/")
 
 
 @runtime_checkable

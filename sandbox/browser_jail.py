@@ -52,7 +52,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
 import stat
 import sys
@@ -69,7 +68,7 @@ from .cgroups import DELEGATION, CgroupUnavailable, Limits, SessionCgroup
 from .command import STANDARD_PATH
 from .hidden import inside, invoking_homes
 from .idmap import COMMAND_ID, allocated
-from .leftovers import remove_temp_dirs, temp_prefix
+from .leftovers import remove_temp_dirs, remove_tree, temp_prefix
 
 NOBODY = 65534
 _DEFAULTS = SandboxOptions()
@@ -271,8 +270,8 @@ class BrowserJail:
         if self.cgroup is not None:
             self.cgroup.remove()
             self.cgroup = None
-        shutil.rmtree(self.dir, ignore_errors=True)
-        shutil.rmtree(self.downloads, ignore_errors=True)
+        remove_tree(self.dir)
+        remove_tree(self.downloads)
 
 
 def _reachable(path: str, uid: int, gid: int) -> bool:

@@ -91,6 +91,19 @@ Python (a pyenv, a cargo: /root/.pyenv), its credential files hidden as in
 any home. Not covered by the fallback: a root-only file elsewhere than those
 paths is readable (a mode check of the whole tree would be slow and racy).
 
+Restarts. The sandbox is started again when its runner is lost (or stopped
+for the workspace's size), and bubblewrap's `--bind` (and the launcher's
+`open_tree`) follow symlinks in the path given. So no writable path may
+nest with the workspace or another one (`base.check_writable_paths`, at
+construction: inside a directory commands may write, a command could move
+one's parent and put a link to a host directory in its place), and every
+start mounts the workspace and writable paths only if they are still the
+directories of the first start (`pinned.py`), else it is refused. The masks
+of hidden paths inside the workspace or a writable path cannot be carried
+away by a command (`mv .config .config2`): each directory between the root
+and the mask is bound on itself, a mount point no command can rename
+(`hidden.py`); a restart resolves the masks again.
+
 There is no fallback: if bubblewrap is missing or cannot create namespaces,
 starting fails with `SandboxUnavailable` saying why and how to fix it.
 """
@@ -111,12 +124,18 @@ from pathlib import Path
 import anyio
 import anyio.abc
 
-from .base import CommandResult, SandboxError, SandboxOptions, SandboxUnavailable
+from .base import (
+    CommandResult,
+    SandboxError,
+    SandboxOptions,
+    SandboxUnavailable,
+    check_writable_paths,
+)
 from .cgroups import DELEGATION, CgroupUnavailable, Limits, SessionCgroup
 from .channel import CommandChannel
 from .channel_sandbox import ChannelSandbox
 from .command import STANDARD_PATH
-from .hidden import Mask, inside, invoking_homes, masks
+from .hidden import Mask, between, inside, invoking_homes, masks
 from .idmap import (
     COMMAND_ID,
     StagedMount,
@@ -126,6 +145,7 @@ from .idmap import (
     reachable,
     unavailable_reason,
 )
+from .pinned import Pins
 from .runner_channel import host_runner_argv, runner_env, runner_path, runner_python, spawn_runner
 from .seccomp import UnsupportedArch, command_filter
 from .workspace_size import Usage, disk_usage, interval, session_pids, shown
@@ -208,6 +228,9 @@ class BubblewrapSandbox(ChannelSandbox):
         host_home: str | Sequence[str] | None = None,
     ) -> None:
         super().__init__(workspace, options)
+        check_writable_paths(str(self.workspace), self.options.writable_paths)
+        self.pins = Pins()
+        """The workspace and writable paths as they were at the first start (`pinned.py`)."""
         if host_home is None:
             self.host_homes = invoking_homes()
         elif isinstance(host_home, str):
@@ -335,18 +358,29 @@ class BubblewrapSandbox(ChannelSandbox):
         args += _mask_args(m for m in masked if m.holds_kept)
         for tools in self.shown_tools():
             args += ["--ro-bind", source.get(tools, tools), tools]
-        for extra in self.options.writable_paths:
-            real = os.path.realpath(extra)
+        writable = self.writable_real()
+        for extra, real in zip(self.options.writable_paths, writable, strict=True):
             if not os.path.isdir(real):
                 raise SandboxUnavailable(f"writable path {extra!r} is not a directory")
             args += ["--bind", source.get(real, real), real]
         ws = str(self.workspace)
         args += ["--bind", source.get(ws, ws), ws]
-        args += _mask_args(m for m in masked if not m.holds_kept)
+        inner = [m for m in masked if not m.holds_kept]
+        # Each directory between a bound root and a mask in it, bound on itself: a mount
+        # point, which no command can rename or remove, so the mask cannot be carried
+        # away with it (`hidden.py`).
+        for root in (ws, *writable):
+            for d in sorted({a for m in inner for a in between(root, m.path)}):
+                args += ["--bind", source.get(root, root) + d[len(root) :], d]
+        args += _mask_args(inner)
         if seccomp_fd is not None:
             args += ["--seccomp", str(seccomp_fd)]
         args += ["--chdir", ws]
         return args
+
+    def writable_real(self) -> list[str]:
+        """The writable paths, resolved as they were at the first start (`pinned.py`)."""
+        return self.pins.resolve(self.options.writable_paths, check=False)
 
     def _tmpfs_size(self) -> list[str]:
         memory = self.options.memory_bytes
@@ -358,7 +392,7 @@ class BubblewrapSandbox(ChannelSandbox):
         Those commands could see: not under the sandbox's own /tmp and /run,
         unless inside the workspace or a writable path.
         """
-        keep = [str(self.workspace), *self.options.writable_paths, *self.shown_tools()]
+        keep = [str(self.workspace), *self.writable_real(), *self.shown_tools()]
         kept = [os.path.realpath(k) for k in keep]
         hidden = [*self.options.hidden_paths]
         if self.as_root and self.hide_root_only:
@@ -382,7 +416,7 @@ class BubblewrapSandbox(ChannelSandbox):
         """Under `COMMAND_ID`, bubblewrap can reach `m`'s place: inside the workspace or a
         writable path, inside a tmpfs mask, or by directories anyone may traverse. (One it
         cannot reach hides a path no command could reach either.)"""
-        rw = [os.path.realpath(p) for p in (str(self.workspace), *self.options.writable_paths)]
+        rw = [str(self.workspace), *self.writable_real()]
         if any(inside(m.path, k) for k in rw):
             return True
         if any(d.is_dir and d.path != m.path and inside(m.path, d.path) for d in found):
@@ -426,7 +460,9 @@ class BubblewrapSandbox(ChannelSandbox):
     async def open_channel(self, tg: anyio.abc.TaskGroup, stack: AsyncExitStack) -> CommandChannel:
         """Start bubblewrap with the runner inside it, the filter read from a pipe: as
         root under `COMMAND_ID` through the launcher, or, where that fails, as today
-        (the reason kept for the notice, and for the rest of the session)."""
+        (the reason kept for the notice, and for the rest of the session). The workspace
+        and writable paths must still be the directories of the first start."""
+        self.pins.resolve([str(self.workspace), *self.options.writable_paths])
         cgroup = self._session_cgroup(stack)
         if self.thorough:
             try:
@@ -438,7 +474,7 @@ class BubblewrapSandbox(ChannelSandbox):
     def staged_mounts(self) -> list[StagedMount]:
         """What the launcher stages for bubblewrap: the workspace and the writable paths,
         idmapped from their owners to `COMMAND_ID`; the shown tool directories, plain."""
-        rw = [str(self.workspace), *(os.path.realpath(p) for p in self.options.writable_paths)]
+        rw = [str(self.workspace), *self.writable_real()]
         rw = [p for p in dict.fromkeys(rw) if os.path.isdir(p)]  # bwrap_args refuses the rest
         mounts = [StagedMount(p, f"w{i}", owner(p)) for i, p in enumerate(rw)]
         mounts += [StagedMount(t, f"t{i}", None) for i, t in enumerate(self.shown_tools())]
@@ -572,7 +608,7 @@ class BubblewrapSandbox(ChannelSandbox):
 
     async def _measure(self) -> tuple[Usage, float]:
         """The workspace and writable paths, with the deleted files the session holds."""
-        roots = [str(self.workspace), *map(os.path.realpath, self.options.writable_paths)]
+        roots = [str(self.workspace), *self.writable_real()]
         started = time.monotonic()
         usage = await anyio.to_thread.run_sync(
             lambda: disk_usage(*roots, pids=self._session_pids())

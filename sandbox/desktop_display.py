@@ -40,7 +40,6 @@ import dataclasses
 import io
 import os
 import secrets
-import shutil
 import socket
 import stat
 import struct
@@ -48,7 +47,7 @@ import tempfile
 from typing import Any
 
 from .base import SandboxOptions
-from .leftovers import remove_temp_dirs, temp_prefix
+from .leftovers import remove_temp_dirs, remove_tree, temp_prefix
 
 DEFAULT_WINDOW_MANAGER = "openbox --sm-disable"
 """`--computer-wm` without a command: Debian's openbox (.ci/setup-computer.sh)."""
@@ -232,7 +231,7 @@ class DesktopDisplay:
         if self._guard is not None:
             self._guard.close()
             self._guard = None
-        shutil.rmtree(self.dir, ignore_errors=True)
+        remove_tree(self.dir)
 
 
 _DIR_PREFIX = "itemloop-display-"

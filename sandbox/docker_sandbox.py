@@ -74,13 +74,21 @@ kill every process of the container (`kill -9 -1`), the runner and the
 process that keeps the container running among them. The container then stops; the next command finds its
 channel lost and the sandbox restarts (`channel_sandbox`): this container is
 removed (`discard_channel`) and a new one started, and the command is told.
+The engine's bind mounts follow symlinks in their source, so no writable path
+may nest with the workspace or another one (`base.check_writable_paths`, at
+construction: inside a directory commands may write, a command could move
+one's parent and put a link to a host directory in its place), and a new
+container binds the workspace and writable paths only if they are still the
+directories of the first start (`pinned.py`), else the restart is refused.
+Masks inside the workspace or a writable path cannot be carried away by a
+command (`mv .config .config2`): each directory between the root and the mask
+is bound on itself, a mount point no command can rename (`hidden.py`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import socket
 import struct
 import tempfile
@@ -97,13 +105,20 @@ import docker  # type: ignore[import-untyped,unused-ignore]
 import docker.errors  # type: ignore[import-untyped,unused-ignore]
 from docker.types import Mount  # type: ignore[import-untyped,unused-ignore]
 
-from .base import CommandResult, SandboxError, SandboxOptions, SandboxUnavailable
+from .base import (
+    CommandResult,
+    SandboxError,
+    SandboxOptions,
+    SandboxUnavailable,
+    check_writable_paths,
+)
 from .channel import CommandChannel
 from .channel_sandbox import ChannelSandbox
 from .command import DEFAULT_SHELL, STANDARD_PATH
 from .docker_exec import PIDS_DIR, DockerExecChannel, close_stream
-from .hidden import inside, invoking_homes, masks
-from .leftovers import remove_temp_dirs, temp_prefix
+from .hidden import between, inside, invoking_homes, masks
+from .leftovers import remove_temp_dirs, remove_tree, temp_prefix
+from .pinned import Pins
 from .runner_bundle import BundleUnavailable, RunnerBundle, engine_problem, runner_bundle
 from .runner_channel import READY_TIMEOUT_S, RunnerChannel
 from .seccomp import UnsupportedArch, container_filter, native_arch
@@ -198,6 +213,9 @@ class DockerSandbox(ChannelSandbox):
         host_home: str | Sequence[str] | None = None,
     ) -> None:
         super().__init__(workspace, options)
+        check_writable_paths(str(self.workspace), self.options.writable_paths)
+        self.pins = Pins()
+        """The workspace and writable paths as they were at the first start (`pinned.py`)."""
         self.host_homes = (
             invoking_homes()
             if host_home is None
@@ -243,12 +261,14 @@ class DockerSandbox(ChannelSandbox):
     # --- lifecycle ---------------------------------------------------------------
 
     async def open_channel(self, tg: anyio.abc.TaskGroup, stack: AsyncExitStack) -> CommandChannel:
+        # At a restart too: the same directories as at the first start, or none.
+        self.pins.resolve([str(self.workspace), *self.options.writable_paths])
         self.client = await anyio.to_thread.run_sync(self._connect_engine)
         await anyio.to_thread.run_sync(remove_leftovers, self.client)
         # 0700: only this uid (the container's commands run as it) reaches ctl.sock.
         remove_temp_dirs((CTL_PREFIX,))  # a killed itemloop's (its container died with it)
         self.ctl_dir = Path(tempfile.mkdtemp(prefix=temp_prefix(CTL_PREFIX)))
-        stack.callback(shutil.rmtree, self.ctl_dir, True)
+        stack.callback(self._remove_ctl_dir, self.ctl_dir)
         self.ctl_dir.chmod(0o700)
         pids = self.ctl_dir / "pids"
         pids.mkdir()
@@ -346,6 +366,14 @@ class DockerSandbox(ChannelSandbox):
             "set-ID bits found" if swept.count or swept.failed else "the search for set-ID files"
         )
         return f"{who}: {found} {when}: {swept.shown()}{why}"
+
+    def _remove_ctl_dir(self, ctl_dir: Path) -> None:
+        """Remove the control directory (commands may have filled its pids directory);
+        what is left is said, and goes at the next session's start (`remove_temp_dirs`)."""
+        left = remove_tree(str(ctl_dir))
+        if left:
+            shown = "; ".join(left[:3])[:500]
+            self._notice(f"docker sandbox: could not remove all of {ctl_dir}: {shown}")
 
     def _notice(self, text: str) -> None:
         """Add `text` to the notices once (a restarted sandbox says the same again)."""
@@ -485,8 +513,8 @@ class DockerSandbox(ChannelSandbox):
         }
         if self.bundle is not None:
             volumes[str(self.bundle.path)] = {"bind": self.bundle.mount, "mode": "ro"}
-        for extra in o.writable_paths:
-            real = os.path.realpath(extra)
+        writable = self.pins.resolve(o.writable_paths)
+        for extra, real in zip(o.writable_paths, writable, strict=True):
             if not os.path.isdir(real):
                 raise SandboxUnavailable(f"writable path {extra!r} is not a directory")
             volumes[real] = {"bind": real, "mode": "rw"}
@@ -549,16 +577,22 @@ class DockerSandbox(ChannelSandbox):
         """Mounts hiding the credential locations and `hidden_paths` the container
         would see: those inside the workspace or a writable path (`hidden.py`)."""
         binds = {str(self.workspace): WORKSPACE}
-        binds.update(
-            {os.path.realpath(p): os.path.realpath(p) for p in self.options.writable_paths}
-        )
+        binds.update({p: p for p in self.pins.resolve(self.options.writable_paths, check=False)})
         mounts: list[Any] = []
+        pinned: set[str] = set()
         for m in masks(self.host_homes, self.options.hidden_paths, list(binds)):
             if m.holds_kept:
                 continue  # only the kept paths of it are mounted
             host_root = max((b for b in binds if inside(m.path, b)), key=len, default=None)
             if host_root is None:
                 continue  # not in the container
+            # Each directory between the root and the mask, bound on itself: a mount point,
+            # which no command can rename or remove, so the mask cannot be carried away
+            # with it (`hidden.py`). The engine mounts a parent before its children.
+            for d in between(host_root, m.path):
+                if d not in pinned:
+                    pinned.add(d)
+                    mounts.append(Mount(binds[host_root] + d[len(host_root) :], d, type="bind"))
             target = binds[host_root] + m.path[len(host_root) :]
             if m.is_dir:
                 mounts.append(
@@ -685,5 +719,5 @@ def remove_leftovers(client: Any) -> list[str]:
             removed.append(c.id)
         ctl = labels.get("itemloop.ctl", "")
         if ctl.startswith(tempfile.gettempdir()) and CTL_PREFIX in ctl:
-            shutil.rmtree(ctl, ignore_errors=True)
+            remove_tree(ctl)
     return removed

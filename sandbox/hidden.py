@@ -19,6 +19,14 @@ Where it does not apply:
   workspace is out of commands' reach only.
 - Paths are resolved (symlinks followed) when the sandbox starts; one created
   afterwards, or a symlink retargeted afterwards, is not hidden.
+- A hidden path inside the workspace or a writable path cannot be moved by a
+  command: the backend mounts each directory between that root and the mask
+  (`between`: ~/.config of ~/.config/gh) on itself, and a mount point cannot
+  be renamed or removed (EBUSY). Without that, `mv .config .config2` would
+  carry the mask along for this sandbox, and the next one (a restart, the
+  next session) would hide ~/.config/gh, where nothing is, and show
+  ~/.config2/gh whole. The same holds for the mask itself (a mount point). A
+  restarted sandbox resolves the masks again, and hides what is there then.
 - Only the home directories the backend is given (`invoking_homes` by
   default) are searched for credentials: tokens that another program keeps
   elsewhere (its own `$XDG_CONFIG_HOME`, `$CODEX_HOME`, ...) need `--hide`.
@@ -117,6 +125,19 @@ def invoking_homes() -> list[str]:
 def inside(path: str, root: str) -> bool:
     """`path` is `root` or below it (both resolved)."""
     return path == root or path.startswith(root.rstrip("/") + "/")
+
+
+def between(root: str, path: str) -> list[str]:
+    """The directories strictly between `root` and `path` inside it (both resolved), from
+    the top down: `between("/h", "/h/.config/gh")` is `["/h/.config"]`."""
+    if not inside(path, root) or path == root:
+        return []
+    found: list[str] = []
+    current = root.rstrip("/")
+    for part in path[len(current) + 1 :].split("/")[:-1]:
+        current = f"{current}/{part}"
+        found.append(current)
+    return found
 
 
 def masks(homes: Sequence[str], hidden: Sequence[str], keep: Sequence[str]) -> list[Mask]:

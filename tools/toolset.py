@@ -287,9 +287,17 @@ class Toolset:
         import os
 
         from itemloop.sandbox import open_sandbox
+        from itemloop.sandbox.hidden import inside
 
         s = self.config.sandbox
-        writable = [os.path.expanduser(p) for p in grants.writable]
+        # A grant inside the workspace or a writable path is writable already; the
+        # sandbox refuses writable paths that nest (`check_writable_paths`).
+        roots = [os.path.realpath(r) for r in (str(s.workspace), *s.options.writable_paths)]
+        writable = [
+            os.path.expanduser(p)
+            for p in grants.writable
+            if not any(inside(os.path.realpath(os.path.expanduser(p)), r) for r in roots)
+        ]
         options = dataclasses.replace(
             s.options,
             network=s.options.network or grants.network,

@@ -1,0 +1,88 @@
+"""The host directories a sandbox mounts, pinned to what they were when it first started.
+
+A sandbox mounts the workspace and each writable path by path, at its first
+start and at every restart (a lost runner or container: `channel_sandbox`).
+Bubblewrap's `--bind`, the idmap launcher's `open_tree` and Docker's bind
+mounts all follow symlinks in the path they are given. So `Pins` records,
+at the first start, each directory's resolved path and identity (st_dev,
+st_ino), and at every later start checks that the path still leads to that
+very directory without a symlink on the way (each component opened with
+O_NOFOLLOW from its parent's descriptor): a directory moved or replaced by a
+link since is refused, and the sandbox is not restarted.
+
+Model: a start happens while no command of the sandbox runs (the lost
+runner's namespace or container is gone first), so what is checked is what
+is mounted. `check_writable_paths` (base.py) keeps commands from moving any
+of these directories in the first place (none lies inside a directory they
+may write); this is the second wall, and it also catches a host-side
+change between two starts. Not covered: a directory moved and moved back
+(its identity is the same again: it is the same directory).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+from .base import SandboxError
+
+_STEP = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+class PathMoved(SandboxError):
+    """A pinned directory is no longer at its path: the sandbox does not (re)start."""
+
+
+def identity(path: str) -> tuple[int, int] | None:
+    """(st_dev, st_ino) of the directory at the resolved `path`, reached without following
+    a symlink; None when a component is missing, a symlink or not a directory."""
+    try:
+        fd = os.open("/", _STEP)
+    except OSError:
+        return None
+    try:
+        for part in path.strip("/").split("/"):
+            if not part:
+                continue
+            try:
+                child = os.open(part, _STEP, dir_fd=fd)
+            except OSError:
+                return None
+            os.close(fd)
+            fd = child
+        st = os.fstat(fd)
+        return st.st_dev, st.st_ino
+    finally:
+        os.close(fd)
+
+
+class Pins:
+    """Directories pinned at a sandbox's first start, checked at every later one."""
+
+    def __init__(self) -> None:
+        self._pinned: dict[str, tuple[str, tuple[int, int] | None]] = {}
+        """Each path as given: its resolved path and identity at the first start."""
+
+    def resolve(self, paths: Sequence[str], *, check: bool = True) -> list[str]:
+        """The resolved paths of `paths`, in order: pinned on the first call for each path,
+        checked afterwards unless `check` is false (`PathMoved` when one is no longer
+        the directory it was).
+
+        A path that was no directory when pinned is given resolved as it was, for the
+        backend to refuse as it does.
+        """
+        resolved: list[str] = []
+        for given in paths:
+            if given not in self._pinned:
+                real = os.path.realpath(given)
+                self._pinned[given] = (real, identity(real))
+            real, ident = self._pinned[given]
+            if check and ident is not None and identity(real) != ident:
+                raise PathMoved(
+                    f"{real} is no longer the directory the sandbox started with (it was "
+                    f"moved, removed or replaced by a link since, e.g. by a command): "
+                    f"the sandbox does not mount it again. Put {given!r} back as it was, or "
+                    "start a new session"
+                )
+            resolved.append(real)
+        return resolved
