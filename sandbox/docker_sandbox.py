@@ -351,7 +351,11 @@ class DockerSandbox(ChannelSandbox):
         """Remove set-ID bits from the workspace and writable paths (off the event loop);
         what was done, for a person, or None when there were none."""
         try:
-            roots = [str(self.workspace), *map(os.path.realpath, self.options.writable_paths)]
+            # as pinned at the start: never a name a command could have swapped since
+            roots = [
+                str(self.workspace),
+                *self.pins.resolve(self.options.writable_paths, check=False),
+            ]
             swept = await anyio.to_thread.run_sync(lambda: sweep(*roots))
         except Exception as e:  # MemoryError among them: the command's output still goes back
             what = (
