@@ -117,7 +117,7 @@ from .channel_sandbox import ChannelSandbox
 from .command import DEFAULT_SHELL, STANDARD_PATH
 from .docker_exec import PIDS_DIR, DockerExecChannel, close_stream
 from .hidden import between, inside, invoking_homes, masks
-from .leftovers import remove_temp_dirs, remove_tree, temp_prefix
+from .leftovers import remove_temp_dirs, remove_tree, temp_dir_of, temp_prefix
 from .pinned import Pins
 from .runner_bundle import BundleUnavailable, RunnerBundle, engine_problem, runner_bundle
 from .runner_channel import READY_TIMEOUT_S, RunnerChannel
@@ -722,6 +722,7 @@ def remove_leftovers(client: Any) -> list[str]:
             c.remove(force=True)
             removed.append(c.id)
         ctl = labels.get("itemloop.ctl", "")
-        if ctl.startswith(tempfile.gettempdir()) and CTL_PREFIX in ctl:
-            remove_tree(ctl)
+        ctl_dir = temp_dir_of(ctl, CTL_PREFIX)  # a label is anyone's to write: no `..`
+        if ctl_dir is not None:
+            remove_tree(ctl_dir)
     return removed
