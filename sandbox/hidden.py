@@ -35,8 +35,8 @@ or container is lost, or for the workspace's size):
   carry the mask along for this sandbox, and the next one would hide
   ~/.config/gh, where nothing is, and show ~/.config2/gh whole. The same
   holds for the mask itself (a mount point).
-- The masks of the first start are pinned (`pinned.Pins.masks`): every
-  restart hides them again, with whatever new ones resolve then, never
+- The masks of each start are pinned (`pinned.Pins.masks`): every later
+  start hides them again, with whatever new ones resolve then, never
   fewer. A mask reached through a symlink (stow-style `~/.ssh ->
   dotfiles/ssh`) is on the link's target; the link itself is no mount point,
   and a command may remove it, but the target stays hidden after a restart.

@@ -73,7 +73,8 @@ def identity(path: str) -> tuple[int, int] | None:
 
 
 class Pins:
-    """Directories pinned at a sandbox's first start, checked at every later one."""
+    """Directories pinned at a sandbox's first start, and the masks of every start,
+    checked at every later one."""
 
     def __init__(self) -> None:
         self._pinned: dict[str, tuple[str, tuple[int, int] | None]] = {}
