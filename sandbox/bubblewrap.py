@@ -102,7 +102,10 @@ directories of the first start (`pinned.py`), else it is refused. The masks
 of hidden paths inside the workspace or a writable path cannot be carried
 away by a command (`mv .config .config2`): each directory between the root
 and the mask is bound on itself, a mount point no command can rename
-(`hidden.py`); a restart resolves the masks again.
+(`hidden.py`). A restart hides the masks of the starts before it (pinned:
+a symlink a mask was found through may be gone), and any new ones. A mask
+that would cover a directory the sandbox needs (/usr, the runner's Python,
+...: a command planted `.aws -> /usr`) is not made; the notices say so.
 
 There is no fallback: if bubblewrap is missing or cannot create namespaces,
 starting fails with `SandboxUnavailable` saying why and how to fix it.
@@ -135,7 +138,19 @@ from .cgroups import DELEGATION, CgroupUnavailable, Limits, SessionCgroup
 from .channel import CommandChannel
 from .channel_sandbox import ChannelSandbox
 from .command import STANDARD_PATH
-from .hidden import Mask, between, inside, invoking_homes, masks
+from .hidden import (
+    Mask,
+    between,
+    covered_need,
+    covered_notice,
+    inside,
+    invoking_homes,
+    link_notice,
+    masks,
+    needed,
+    normalized,
+    writable_links,
+)
 from .idmap import (
     COMMAND_ID,
     StagedMount,
@@ -390,11 +405,28 @@ class BubblewrapSandbox(ChannelSandbox):
         """Credential locations and `hidden_paths` hidden from commands (see `hidden.py`).
 
         Those commands could see: not under the sandbox's own /tmp and /run,
-        unless inside the workspace or a writable path.
+        unless inside the workspace or a writable path. The credential locations
+        and `hidden_paths` are pinned (`Pins.masks`): a restart hides at least those
+        of the starts before it. One that would cover a directory the sandbox needs
+        is left out, and one reached through a link a command may remove is kept;
+        the notices say so.
         """
         keep = [str(self.workspace), *self.writable_real(), *self.shown_tools()]
         kept = [os.path.realpath(k) for k in keep]
-        hidden = [*self.options.hidden_paths]
+        rw = kept[: 1 + len(self.options.writable_paths)]
+        bwrap = bwrap_path()
+        needs = needed([] if bwrap is None else [bwrap])
+        own: list[Mask] = []
+        for m in masks(self.host_homes, self.options.hidden_paths, keep):
+            need = covered_need(m, needs, kept)
+            if need is not None:
+                self._note(covered_notice(m, need))
+                continue
+            links = writable_links(m, rw)
+            if links:
+                self._note(link_notice(m, links))
+            own.append(m)
+        hidden: list[str] = []
         if self.as_root and self.hide_root_only:
             hidden += root_only_paths()
         thorough = self.thorough
@@ -404,13 +436,18 @@ class BubblewrapSandbox(ChannelSandbox):
             hidden += [b for b in map(blocked_ancestor, kept) if b is not None]
         found = [
             m
-            for m in masks(self.host_homes, hidden, keep)
+            for m in normalized([*self.pins.masks(own), *masks([], hidden, keep)])
             if any(inside(m.path, k) for k in kept)
             or not any(inside(m.path, h) for h in HIDDEN_ROOTS)
         ]
         if thorough:
             found = [m for m in found if self._reachable_mask(m, found)]
         return found
+
+    def _note(self, text: str) -> None:
+        """Add `text` to the notices once (a restarted sandbox says the same again)."""
+        if text not in self._notices:
+            self._notices.append(text)
 
     def _reachable_mask(self, m: Mask, found: Sequence[Mask]) -> bool:
         """Under `COMMAND_ID`, bubblewrap can reach `m`'s place: inside the workspace or a

@@ -82,7 +82,9 @@ container binds the workspace and writable paths only if they are still the
 directories of the first start (`pinned.py`), else the restart is refused.
 Masks inside the workspace or a writable path cannot be carried away by a
 command (`mv .config .config2`): each directory between the root and the mask
-is bound on itself, a mount point no command can rename (`hidden.py`).
+is bound on itself, a mount point no command can rename (`hidden.py`), and a
+new container hides the masks of the containers before it (pinned: a symlink
+a mask was found through, `~/.ssh -> dotfiles/ssh`, may be gone since).
 """
 
 from __future__ import annotations
@@ -116,8 +118,8 @@ from .channel import CommandChannel
 from .channel_sandbox import ChannelSandbox
 from .command import DEFAULT_SHELL, STANDARD_PATH
 from .docker_exec import PIDS_DIR, DockerExecChannel, close_stream
-from .hidden import between, inside, invoking_homes, masks
-from .leftovers import remove_temp_dirs, remove_tree, temp_prefix
+from .hidden import Mask, between, inside, invoking_homes, link_notice, masks, writable_links
+from .leftovers import remove_temp_dirs, remove_tree, temp_dir_of, temp_prefix
 from .pinned import Pins
 from .runner_bundle import BundleUnavailable, RunnerBundle, engine_problem, runner_bundle
 from .runner_channel import READY_TIMEOUT_S, RunnerChannel
@@ -582,14 +584,23 @@ class DockerSandbox(ChannelSandbox):
         would see: those inside the workspace or a writable path (`hidden.py`)."""
         binds = {str(self.workspace): WORKSPACE}
         binds.update({p: p for p in self.pins.resolve(self.options.writable_paths, check=False)})
-        mounts: list[Any] = []
-        pinned: set[str] = set()
-        for m in masks(self.host_homes, self.options.hidden_paths, list(binds)):
+        roots = list(binds)
+        seen: list[Mask] = []
+        for m in masks(self.host_homes, self.options.hidden_paths, roots):
             if m.holds_kept:
                 continue  # only the kept paths of it are mounted
-            host_root = max((b for b in binds if inside(m.path, b)), key=len, default=None)
-            if host_root is None:
+            if not any(inside(m.path, b) for b in roots):
                 continue  # not in the container
+            links = writable_links(m, roots)
+            if links:
+                self._notice(link_notice(m, links))
+            seen.append(m)
+        mounts: list[Any] = []
+        pinned: set[str] = set()
+        # With the masks of the starts before (`Pins.masks`): a link a mask was found
+        # through may be gone since, its target is hidden all the same.
+        for m in self.pins.masks(seen):
+            host_root = max((b for b in roots if inside(m.path, b)), key=len)
             # Each directory between the root and the mask, bound on itself: a mount point,
             # which no command can rename or remove, so the mask cannot be carried away
             # with it (`hidden.py`). The engine mounts a parent before its children.
@@ -722,6 +733,7 @@ def remove_leftovers(client: Any) -> list[str]:
             c.remove(force=True)
             removed.append(c.id)
         ctl = labels.get("itemloop.ctl", "")
-        if ctl.startswith(tempfile.gettempdir()) and CTL_PREFIX in ctl:
-            remove_tree(ctl)
+        ctl_dir = temp_dir_of(ctl, CTL_PREFIX)  # a label is anyone's to write: no `..`
+        if ctl_dir is not None:
+            remove_tree(ctl_dir)
     return removed

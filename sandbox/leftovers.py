@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import stat
 import tempfile
 from collections.abc import Collection
@@ -58,6 +59,22 @@ def gone(name: str, prefix: str) -> bool:
 def temp_prefix(prefix: str) -> str:
     """The `mkdtemp` prefix for a directory of this itemloop: `<prefix><pid>-`."""
     return f"{prefix}{os.getpid()}-"
+
+
+def temp_dir_of(path: str, prefix: str) -> str | None:
+    """The path of `path` in the temp directory when it names a directory that
+    `mkdtemp(prefix=temp_prefix(prefix))` could have made: right in the temp directory
+    (its parent resolved: no `..` or link leads elsewhere) and named
+    `<prefix><pid>-<mkdtemp's letters>`; else None. For a path read from somewhere a
+    command could shape (a container's label), before removing it (`remove_tree` removes
+    a link there, never what it leads to)."""
+    tmp = os.path.realpath(tempfile.gettempdir())
+    parent, name = os.path.split(path)
+    if not parent or os.path.realpath(parent) != tmp:
+        return None
+    if re.fullmatch(re.escape(prefix) + r"[0-9]+-[a-z0-9_]+", name) is None:
+        return None
+    return os.path.join(tmp, name)
 
 
 def remove_temp_dirs(prefixes: Collection[str], owners: Collection[int] = ()) -> None:

@@ -17,14 +17,30 @@ of these directories in the first place (none lies inside a directory they
 may write); this is the second wall, and it also catches a host-side
 change between two starts. Not covered: a directory moved and moved back
 (its identity is the same again: it is the same directory).
+
+The masks of hidden paths (`hidden.py`) are pinned too (`Pins.masks`): each
+start hides every mask of the starts before it (by its resolved path, as
+found then), with whatever new ones resolve now, never fewer. A command may
+remove the symlink a mask was found through (stow-style `~/.ssh ->
+dotfiles/ssh`: the link is no mount point), but the target stays hidden. A
+pinned mask is checked as the directories are: its path must lead to it
+without a symlink on the way, else the sandbox does not start (a mask put
+through a link would fall elsewhere); nothing there any more hides nothing
+and is left out (while the sandbox runs, a mask and the directories between
+its root and it are mount points, which no command can remove: only the host
+can). The object at the path is hidden whatever it is now (its identity is
+not compared: a path without a link on the way is the path the user meant).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import stat
 from collections.abc import Sequence
 
 from .base import SandboxError
+from .hidden import Mask, normalized
 
 _STEP = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
@@ -57,11 +73,28 @@ def identity(path: str) -> tuple[int, int] | None:
 
 
 class Pins:
-    """Directories pinned at a sandbox's first start, checked at every later one."""
+    """Directories pinned at a sandbox's first start, and the masks of every start,
+    checked at every later one."""
 
     def __init__(self) -> None:
         self._pinned: dict[str, tuple[str, tuple[int, int] | None]] = {}
         """Each path as given: its resolved path and identity at the first start."""
+        self._masks: dict[str, Mask] = {}
+        """Each mask of any start so far, by its resolved path."""
+
+    def masks(self, found: Sequence[Mask]) -> list[Mask]:
+        """The masks to make now: `found` (resolved at this start) and every one pinned
+        before, each still reached without a symlink (`PathMoved` otherwise; one whose
+        path leads to nothing is left out); those of `found` are pinned from now on."""
+        for m in found:
+            self._masks.setdefault(m.path, m)
+        now: list[Mask] = []
+        for m in self._masks.values():
+            st = _reach(m.path)
+            if st is None:
+                continue  # nothing there to hide
+            now.append(dataclasses.replace(m, is_dir=stat.S_ISDIR(st.st_mode)))
+        return normalized(now)
 
     def resolve(self, paths: Sequence[str], *, check: bool = True) -> list[str]:
         """The resolved paths of `paths`, in order: pinned on the first call for each path,
@@ -86,3 +119,43 @@ class Pins:
                 )
             resolved.append(real)
         return resolved
+
+
+def _reach(path: str) -> os.stat_result | None:
+    """The file at the resolved `path`, reached without following a symlink; None when
+    nothing is there. `PathMoved` when a symlink (or a non-directory) is on the way."""
+    parent, name = os.path.split(path.rstrip("/") or "/")
+    try:
+        fd = os.open("/", _STEP)
+    except OSError:
+        return None
+    try:
+        for part in parent.strip("/").split("/"):
+            if not part:
+                continue
+            try:
+                child = os.open(part, _STEP, dir_fd=fd)
+            except FileNotFoundError:
+                return None
+            except OSError:
+                raise _mask_moved(path) from None
+            os.close(fd)
+            fd = child
+        try:
+            st = os.stat(name or ".", dir_fd=fd, follow_symlinks=False)
+        except FileNotFoundError:
+            return None
+        if stat.S_ISLNK(st.st_mode):
+            raise _mask_moved(path)
+        return st
+    finally:
+        os.close(fd)
+
+
+def _mask_moved(path: str) -> PathMoved:
+    return PathMoved(
+        f"{path}, hidden from commands since the sandbox started, is now reached through a "
+        "link (a directory on its way was moved or replaced, e.g. by a command): the sandbox "
+        "does not start again, as the mask would fall elsewhere. Put it back as it was, or "
+        "start a new session"
+    )

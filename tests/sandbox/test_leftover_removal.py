@@ -11,18 +11,20 @@ engine, real directories.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from backends import DOCKER_IMAGES, in_ci, problem
+from backends import BUSYBOX_IMAGE, DOCKER_IMAGES, in_ci, problem
 from conftest import make_sandbox
 
 from itemloop.sandbox.docker_exec import PIDS_DIR
-from itemloop.sandbox.docker_sandbox import CTL_PREFIX, DockerSandbox
-from itemloop.sandbox.leftovers import remove_temp_dirs, remove_tree
+from itemloop.sandbox.docker_sandbox import CTL_PREFIX, LABEL, DockerSandbox, remove_leftovers
+from itemloop.sandbox.leftovers import remove_temp_dirs, remove_tree, temp_dir_of
 
 DEPTH = 5000
 """Well past Python's recursion limit (1000) and the usual descriptor limit (1024)."""
@@ -142,3 +144,56 @@ async def test_a_leftover_deep_tree_does_not_stop_the_next_session(
         assert r.stdout == "up\n"
     assert not left.exists()
     assert os.listdir(private_tmp) == []  # this session's own control directory went too
+
+
+@pytest.mark.docker
+def test_a_forged_control_dir_label_removes_nothing_outside_the_temp_dir(
+    private_tmp: Path, tmp_path: Path
+) -> None:
+    """A container's labels are anyone's to write (any user of the engine): one whose
+    `itemloop.ctl` starts with the temp directory and names the control prefix, but leads
+    out of it with `..`, must not have the sweep remove what it leads to."""
+    reason = problem("docker")
+    if reason:
+        (pytest.fail if in_ci() else pytest.skip)(reason)  # as `make_sandbox` does
+    import docker  # type: ignore[import-untyped,unused-ignore]
+
+    victim = tmp_path / f"home-{CTL_PREFIX}{gone_pid()}-abc"
+    victim.mkdir()
+    (victim / "keep").write_text("host file")
+    own = private_tmp / f"{CTL_PREFIX}{gone_pid()}-def"  # a real leftover: it goes
+    own.mkdir()
+    forged = f"{private_tmp}/../{victim.name}"
+    client = docker.from_env()
+    made = []
+    try:
+        for ctl in (forged, str(own)):
+            # No pid: an owner that is gone.
+            labels = {LABEL: "docker", "itemloop.host": socket.gethostname(), "itemloop.ctl": ctl}
+            made.append(client.containers.create(BUSYBOX_IMAGE, ["true"], labels=labels))
+        removed = remove_leftovers(client)
+        assert {c.id for c in made} <= set(removed)
+    finally:
+        for c in made:
+            with contextlib.suppress(docker.errors.DockerException):
+                c.remove(force=True)
+        client.close()
+    assert (victim / "keep").read_text() == "host file"
+    assert not own.exists()
+
+
+def test_only_a_control_dir_name_right_in_the_temp_dir_passes(private_tmp: Path) -> None:
+    name = f"{CTL_PREFIX}12-ab_c9"
+    assert temp_dir_of(f"{private_tmp}/{name}", CTL_PREFIX) == f"{private_tmp}/{name}"
+    for bad in (
+        f"{private_tmp}/../{name}",
+        f"{private_tmp}/../home/x-{name}",
+        f"{private_tmp}/{name}/..",
+        f"{private_tmp}/{name}/pids",
+        f"{private_tmp}/x-{name}",
+        f"{private_tmp}/{CTL_PREFIX}12",
+        f"{private_tmp}/{CTL_PREFIX}-12-abc",
+        name,
+        "",
+    ):
+        assert temp_dir_of(bad, CTL_PREFIX) is None, bad
