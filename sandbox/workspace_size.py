@@ -82,9 +82,16 @@ from collections.abc import Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 WATCH_INTERVAL_S = 0.5
-"""The shortest time between two measures while a command runs."""
+"""The shortest time between two measures while the sandbox runs anything of a command's;
+also how often the session's watcher looks whether it does."""
 WATCH_COST = 20
-"""The interval is at least this many times the last measure's duration (<= 5% of a core)."""
+"""The interval is at least this many times the last measure's duration (<= 5% of a core),
+up to `MAX_WATCH_INTERVAL_S`."""
+MAX_WATCH_INTERVAL_S = 5.0
+"""The longest time between two measures while the sandbox runs anything of a command's,
+however long a measure takes."""
+MIN_INODE_BYTES = 4096
+"""What one inode (file, directory, symlink, ...) is charged at least: one 4 KiB block."""
 WINDOW = 32
 """Directory descriptors the walk keeps open at most (deeper levels are left by `..`)."""
 MAX_LISTED = 20
@@ -122,12 +129,12 @@ def disk_usage(*roots: str, pids: Iterable[int] = ()) -> Usage:
         for d in walk(root, seen, skipped, root, device_too=True):
             devs.add(d.dir.stat.st_dev)  # a subvolume entered has a device of its own
             if d.dir.parent is None:
-                total += d.dir.stat.st_blocks * 512
+                total += charged(d.dir.stat)
             for _name, st in d.entries:
                 if stat.S_ISDIR(st.st_mode):
-                    total += st.st_blocks * 512  # its own blocks, even on another filesystem
+                    total += charged(st)  # its own blocks, even on another filesystem
                 else:
-                    total += _blocks(st, seen)
+                    total += _charged_once(st, seen)
     held = _held(pids, devs, seen)
     return Usage(total + held, held, tuple(skipped.unreadable.paths))
 
@@ -393,14 +400,19 @@ def shown_path(root: str, names: Sequence[str]) -> str:
     return f"{head[:_HEAD]}...{tail[-_TAIL:]}"
 
 
-def _blocks(st: os.stat_result, seen: set[tuple[int, int]]) -> int:
-    # Only a file with another link, and blocks to count, is remembered (to count once).
-    if st.st_nlink > 1 and st.st_blocks:
+def charged(st: os.stat_result) -> int:
+    """What one inode counts: its blocks, and at least `MIN_INODE_BYTES`."""
+    return max(st.st_blocks * 512, MIN_INODE_BYTES)
+
+
+def _charged_once(st: os.stat_result, seen: set[tuple[int, int]]) -> int:
+    # Only a file with another link is remembered (to count once).
+    if st.st_nlink > 1:
         key = (st.st_dev, st.st_ino)
         if key in seen:
             return 0
         seen.add(key)
-    return st.st_blocks * 512
+    return charged(st)
 
 
 def _held(pids: Iterable[int], devs: set[int], seen: set[tuple[int, int]]) -> int:
@@ -415,7 +427,7 @@ def _held(pids: Iterable[int], devs: set[int], seen: set[tuple[int, int]]) -> in
             key = (st.st_dev, st.st_ino)
             if st.st_nlink == 0 and st.st_dev in devs and key not in seen:
                 seen.add(key)
-                total += st.st_blocks * 512
+                total += charged(st)
     return total
 
 
@@ -439,17 +451,51 @@ def _open_files(pid: int) -> list[str]:
 
 def session_pids(leader: int) -> set[int]:
     """`leader` and its descendants (every process of a PID namespace whose init it
-    started): found from the parent pids of all of /proc."""
+    started): from each one's children (`/proc/PID/task/TID/children`, a few reads per
+    process), or where the kernel has no such files, from the parent pids of all of
+    /proc. A process forked or re-parented while they are read may be missed by one
+    call (the next one finds it)."""
+    found = {leader}
+    todo = [leader]
+    while todo:
+        kids = _children(todo.pop())
+        if kids is None:
+            return _descendants_by_scan(leader)
+        for child in kids:
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
+
+
+def _children(pid: int) -> list[int] | None:
+    """The children of every thread of `pid` ([] when it is gone); None where the kernel
+    has no `children` files (CONFIG_PROC_CHILDREN)."""
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return []
+    kids: list[int] = []
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/children", "rb") as f:
+                kids += map(int, f.read().split())
+        except FileNotFoundError:
+            if os.path.isdir(f"/proc/{pid}/task/{tid}"):
+                return None  # the thread is there, its file is not
+        except OSError:
+            pass  # gone meanwhile
+    return kids
+
+
+def _descendants_by_scan(leader: int) -> set[int]:
     children: dict[int, list[int]] = {}
     for name in os.listdir("/proc"):
         if not name.isdigit():
             continue
-        try:
-            with open(f"/proc/{name}/stat", "rb") as f:
-                ppid = int(f.read().rsplit(b")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        children.setdefault(ppid, []).append(int(name))
+        got = _ppid_sid(int(name))
+        if got is not None:
+            children.setdefault(got[0], []).append(int(name))
     found = {leader}
     todo = [leader]
     while todo:
@@ -460,8 +506,33 @@ def session_pids(leader: int) -> set[int]:
     return found
 
 
+def _ppid_sid(pid: int) -> tuple[int, int] | None:
+    """`pid`'s parent and session (as this process's PID namespace numbers them); None
+    when it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+        return int(fields[1]), int(fields[3])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def runs_commands(leader: int, pids: Iterable[int]) -> bool:
+    """Whether `pids`, a sandbox's processes (`leader`: its bubblewrap), hold one besides
+    the sandbox's own: `leader`, its children (the runner; the launcher's helpers while
+    it starts) and their sessions (the runner's keepers, forked by it). Every command is
+    spawned in a session of its own, and no process joins a session it was not born in,
+    so whatever a command started, detached or not, is in none of those. Reads one
+    `/proc/PID/stat` per process."""
+    found = {p: _ppid_sid(p) for p in pids}
+    own = {ps[1] for p, ps in found.items() if ps is not None and leader in (p, ps[0])}
+    return any(ps is not None and p != leader and ps[1] not in own for p, ps in found.items())
+
+
 def interval(last_walk_s: float) -> float:
-    return max(WATCH_INTERVAL_S, WATCH_COST * last_walk_s)
+    """The time to the next measure after one that took `last_walk_s` (see the module
+    docstring)."""
+    return min(MAX_WATCH_INTERVAL_S, max(WATCH_INTERVAL_S, WATCH_COST * last_walk_s))
 
 
 def shown(n: int) -> str:
