@@ -46,10 +46,15 @@ session ends. The private tmpfs mounts (/tmp, /run,
 Where no cgroup can be made (not root, no delegated subtree) the session
 runs without those limits; `notices` says which limits hold, or that none
 do. The workspace's total size (`max_workspace_bytes`: with the writable
-paths and the deleted files the session's processes still hold) is
-measured, not bounded by the filesystem (`workspace_size.py`): a command is
-refused while the workspace is over it, and one that grows it past it is stopped (the
-sandbox is killed, and restarted for the next command) with a note.
+paths and the deleted files the session's processes still hold, every
+inode charged at least 4 KiB) is measured, not bounded by the filesystem
+(`workspace_size.py`): before and after each command, and by a watcher, a
+task of the session's task group that ends with it, every 0.5 to 5 s while
+anything of a command's runs in the sandbox (a detached background job
+too; idle, it only reads /proc every 0.5 s). Whenever a measure finds it
+over, the sandbox is stopped (killed with everything in it), the command
+that grew it gets a note, and commands are refused until files are
+removed; the next one then runs in a new sandbox, its note saying why.
 
 Run as root, bubblewrap alone would make commands root on the host's side
 too (it maps the caller's uid: they would own every host file, read-only or

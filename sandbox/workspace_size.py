@@ -3,9 +3,26 @@
 Where the filesystem cannot bound a directory (ext4 without project quotas,
 as on this project's machines; a size-limited mount would hide the user's
 files behind a copy), the `local` sandbox measures what its commands can
-write to instead: before each command, every `WATCH_INTERVAL_S` while one
-runs, and after it. Growth past the limit stops the session's commands
-(`bubblewrap.py`).
+write to instead: before and after each command, and, for the whole
+session, every `interval` while the sandbox holds anything of a command's
+(one running, or what one left running: a detached background writer;
+`runs_commands`). Any measure past the limit stops the sandbox, everything
+in it, and refuses commands until files are removed (`bubblewrap.py`).
+
+When. Idle (only bubblewrap, the runner and its keepers), the session's
+watcher only looks, every `WATCH_INTERVAL_S`, whether something else runs:
+the cgroup's process list (or each process's `/proc/PID/task/TID/children`)
+and one `/proc/PID/stat` per process, about 0.2 ms here (0.04% of a core);
+no walk. While something runs, it walks every `interval`: at least
+`WATCH_INTERVAL_S`, at least `WATCH_COST` times the last walk (so at most
+5% of a core), at most `MAX_WATCH_INTERVAL_S`, so a huge tree cannot
+stretch it. A walk costs about 3 us per entry here (400,000 inodes:
+1.1 to 1.4 s), so past about 80,000 entries the cap holds and a walk takes
+walk/(walk + 5 s) of one core while commands run (400,000 inodes: 18 to
+22%; a tree whose walk takes 5 s, half a core; never more than one thread).
+The charge per inode bounds that: a tree within a limit of L bytes has at
+most L / `MIN_INODE_BYTES` inodes (1 GiB: 262,144), and one past it stops
+the sandbox, after which nothing runs and nothing is walked.
 
 What is measured (`disk_usage`), together against the one limit:
 
@@ -24,8 +41,15 @@ What is measured (`disk_usage`), together against the one limit:
   an orphan is re-parented to its PID 1, the runner, never out of it).
 
 The measure is disk usage (`st_blocks`), not apparent size: a sparse file
-costs what it holds. An inode is counted once however many links or roots
-show it; symbolic links are not followed. The walk goes by directory file
+costs what it holds. Every inode (file, directory, symlink, device, held
+file) costs at least `MIN_INODE_BYTES`, one 4 KiB block, what it costs at
+least: an empty file or a short symlink has no blocks but takes one of the
+filesystem's inodes (16M here), and a file with any content takes a block
+on ext4. A flat 4 KiB rather than `st_blksize`: that is the preferred I/O
+size, on some filesystems far above a block (NFS, a ZFS record: up to
+1 MiB). So 400,000 empty files count 1.5 GiB, not the 8 MB of their
+directories. An inode is counted once however many links or roots show it;
+symbolic links are not followed. The walk goes by directory file
 descriptors (`openat` with O_NOFOLLOW, `scandir` of a descriptor), never by
 full path, so a tree deeper than PATH_MAX counts; it keeps a descriptor for
 at most `WINDOW` levels and comes back up by `..` (checked against the
@@ -54,22 +78,25 @@ their names (with `seen`, about 170 bytes each for short names, 420 for
 its filesystem an inode and, on ext4, a 4 KiB block: the walk's memory
 stays within a few percent of the disk it walks. `seen` holds each
 directory walked (one moved while the walk runs is walked once, so the
-walk ends) and, for `disk_usage`, each file with another link and blocks
-to count once (a file of one link, or of no blocks, is not remembered).
-Time is linear in the entries: each is listed and `lstat`-ed once.
+walk ends) and, for `disk_usage`, each file with another link, to count
+once (a file of one link is not remembered). Time is linear in the
+entries: each is listed and `lstat`-ed once.
 
 Not covered: between two measures a fast writer can go past the limit by
-what it writes in `WATCH_INTERVAL_S` (at most `max_file_size` per file, an
-rlimit); the disk itself is not reserved. A command that moves directories
+what it writes in one `interval` (up to `MAX_WATCH_INTERVAL_S`; at most
+`max_file_size` per file, an rlimit): a `head -c 1M >> f` loop in a
+10 MiB workspace was stopped at 180 to 210 MiB here, in a 0.5 s interval.
+The disk itself is not reserved. The watcher is a task of the runtime's
+event loop: a caller that blocks the loop (time.sleep) holds it up, and a
+writer then runs until the loop runs again. Stopping the sandbox loses
+what ran in it, servers a command left running included. A command that moves directories
 while a walk runs can hide them from that walk. A deleted file held only by
 a descriptor in flight in a Unix socket (sent with SCM_RIGHTS and closed)
 is in no process's table and not counted (stopping the sandbox frees it,
 as it frees every held file). A process whose `/proc/PID/fd` itemloop cannot
 read (not root, and not the commands' uid) is skipped. An automount point
 inside a tree is mounted by the walk opening it (to ask its mount id); a
-directory bind-mounted on itself is that directory, and walked. Walking a large tree
-costs time, so the interval grows with the time one measure takes
-(`interval`).
+directory bind-mounted on itself is that directory, and walked.
 """
 
 from __future__ import annotations

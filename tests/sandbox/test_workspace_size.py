@@ -29,8 +29,9 @@ MiB = 1024**2
 
 @pytest.fixture
 def no_watch_while_running(monkeypatch: pytest.MonkeyPatch) -> None:
-    """For tests of the measure after a command: a slow machine must not let the measure
-    while it runs (every 0.5 s) stop a command that is still writing."""
+    """For tests of the measures before and after a command: a slow machine must not let
+    the session's watcher (every 0.5 s while anything of a command's runs) stop a command
+    that is still writing."""
     monkeypatch.setattr(workspace_size, "WATCH_INTERVAL_S", 3600.0)
     monkeypatch.setattr(workspace_size, "MAX_WATCH_INTERVAL_S", 3600.0, raising=False)
 
