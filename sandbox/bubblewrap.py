@@ -682,14 +682,19 @@ class BubblewrapSandbox(ChannelSandbox):
         """For the whole session: while the sandbox holds anything of a command's (one that
         runs, or what one left running), measure every `interval`, and stop the sandbox past
         `limit`; otherwise only look whether it does, every `WATCH_INTERVAL_S` (a few
-        reads of /proc, no walk)."""
+        reads of /proc, no walk). A measure that fails (itemloop out of descriptors) is
+        tried again at the next interval: raised here, it would end the session's task
+        group; the measures around each command raise it to the caller."""
         walk_s = 0.0
         while True:
             await anyio.sleep(interval(walk_s))
             if not self._runs_commands():
                 walk_s = 0.0
                 continue
-            usage, walk_s = await self._measure()
+            try:
+                usage, walk_s = await self._measure()
+            except OSError:
+                continue
             if _over(usage, limit):
                 await self._stop(usage)
 

@@ -287,28 +287,29 @@ async def test_over_the_limit_the_sandbox_is_stopped_without_held_files(
 async def test_empty_files_and_symlinks_cost_an_inode_each(
     make: Make, workspace: Path, no_watch_while_running: None
 ) -> None:
-    """100,000 empty files and short symlinks have no blocks (their directories, 2 MiB),
-    but each costs the disk an inode: charged `MIN_INODE_BYTES` each, they are over a
-    256 MiB limit. (400,000 would be over 1 GiB: that many take 30 s to make here.)"""
+    """20,000 empty files and short symlinks have no blocks (their directories, under
+    1 MiB), but each costs the disk an inode: charged `MIN_INODE_BYTES` each, they are
+    over a 64 MiB limit. (400,000 would be over 1 GiB: that many take minutes to make
+    here.)"""
     import shutil
 
     many = (
         "import os\n"
-        "for i in range(100):\n"
+        "for i in range(20):\n"
         "    d = f'd{i}'; os.mkdir(d)\n"
         "    for j in range(500):\n"
         "        os.close(os.open(f'{d}/f{j}', os.O_CREAT | os.O_WRONLY, 0o600))\n"
         "        os.symlink('x', f'{d}/l{j}')\n"
     )
-    limit = 256 * MiB
-    assert 100_000 * workspace_size.MIN_INODE_BYTES > limit
+    limit = 64 * MiB
+    assert 20_000 * workspace_size.MIN_INODE_BYTES > limit
     try:
         async with make("local", workspace, SandboxOptions(max_workspace_bytes=limit)) as sb:
             r = await sb.run(["python3", "-c", many], timeout_s=120)
             assert r.exit_code == 0, r
-            assert "over its limit of 256.0 MiB" in r.stderr, r
+            assert "over its limit of 64.0 MiB" in r.stderr, r
     finally:
-        shutil.rmtree(workspace, ignore_errors=True)  # 100,000 inodes: not left to pytest
+        shutil.rmtree(workspace, ignore_errors=True)  # 20,000 inodes: not left to pytest
 
 
 def test_a_huge_tree_cannot_stretch_the_watch_interval() -> None:
