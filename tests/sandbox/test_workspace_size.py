@@ -248,13 +248,23 @@ async def until_over(workspace: Path, limit: int, deadline_s: float = 15.0) -> N
             await anyio.sleep(0.1)  # a poll of a condition, not a wait for time
 
 
+@pytest.mark.parametrize("cgroup", [True, False], ids=["cgroup", "no-cgroup"])
 async def test_a_background_writer_is_stopped_with_no_command_running(
-    make: Make, workspace: Path
+    make: Make, workspace: Path, cgroup: bool
 ) -> None:
     """A command starts a detached writer and returns: the session's watcher measures while
-    the sandbox has processes besides its runner's own, and stops the writer."""
+    the sandbox has processes besides its runner's own, and stops the writer. Its processes
+    are its cgroup's, or without one (no memory, process or CPU limit), bubblewrap's
+    descendants."""
     limit = 10 * MiB
-    async with make("local", workspace, SandboxOptions(max_workspace_bytes=limit)) as sb:
+    options = SandboxOptions(max_workspace_bytes=limit)
+    if not cgroup:
+        options = SandboxOptions(
+            max_workspace_bytes=limit, memory_bytes=None, max_processes=None, cpus=None
+        )
+    async with make("local", workspace, options) as sb:
+        assert isinstance(sb, BubblewrapSandbox)
+        assert (sb.cgroup is not None) == cgroup
         r = await sb.run(["sh", "-c", WRITER])
         assert r.stdout == "started\n", r
         await until_stopped(workspace / "f")  # no further command
