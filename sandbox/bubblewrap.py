@@ -46,10 +46,15 @@ session ends. The private tmpfs mounts (/tmp, /run,
 Where no cgroup can be made (not root, no delegated subtree) the session
 runs without those limits; `notices` says which limits hold, or that none
 do. The workspace's total size (`max_workspace_bytes`: with the writable
-paths and the deleted files the session's processes still hold) is
-measured, not bounded by the filesystem (`workspace_size.py`): a command is
-refused while the workspace is over it, and one that grows it past it is stopped (the
-sandbox is killed, and restarted for the next command) with a note.
+paths and the deleted files the session's processes still hold, every
+inode charged at least 4 KiB) is measured, not bounded by the filesystem
+(`workspace_size.py`): before and after each command, and by a watcher, a
+task of the session's task group that ends with it, every 0.5 to 5 s while
+anything of a command's runs in the sandbox (a detached background job
+too; idle, it only reads /proc every 0.5 s). Whenever a measure finds it
+over, the sandbox is stopped (killed with everything in it), the command
+that grew it gets a note, and commands are refused until files are
+removed; the next one then runs in a new sandbox, its note saying why.
 
 Run as root, bubblewrap alone would make commands root on the host's side
 too (it maps the caller's uid: they would own every host file, read-only or
@@ -123,6 +128,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Self
 
 import anyio
 import anyio.abc
@@ -163,7 +169,7 @@ from .idmap import (
 from .pinned import Pins
 from .runner_channel import host_runner_argv, runner_env, runner_path, runner_python, spawn_runner
 from .seccomp import UnsupportedArch, command_filter
-from .workspace_size import Usage, disk_usage, interval, session_pids, shown
+from .workspace_size import Usage, disk_usage, interval, runs_commands, session_pids, shown
 
 HOME = "/tmp/home"
 HIDDEN_ROOTS = ("/tmp", "/run")
@@ -257,6 +263,7 @@ class BubblewrapSandbox(ChannelSandbox):
         """The cgroup of the running sandbox (None: none could be made, or not started)."""
         self._thorough_failed: str | None = None
         """Why starting under `COMMAND_ID` failed in this session (the fallback holds)."""
+        self._overgrowth = _Overgrowth()
 
     @property
     def as_root(self) -> bool:
@@ -297,7 +304,7 @@ class BubblewrapSandbox(ChannelSandbox):
         if self.options.max_workspace_bytes is not None:
             notes.append(
                 f"local sandbox: workspace limit {shown(self.options.max_workspace_bytes)} "
-                "(measured during commands, not reserved on disk)"
+                "(measured while commands, or what they left, run; not reserved on disk)"
             )
         if self.as_root:
             why = self.thorough_unavailable()
@@ -592,6 +599,15 @@ class BubblewrapSandbox(ChannelSandbox):
 
     # --- the workspace's size --------------------------------------------------
 
+    async def __aenter__(self) -> Self:
+        """Start the sandbox; with `max_workspace_bytes`, and its watcher (`_watch`), a task
+        of the session's task group: it ends when the sandbox does."""
+        await super().__aenter__()
+        limit = self.options.max_workspace_bytes
+        if limit is not None and self._tg is not None:
+            self._tg.start_soon(self._watch, limit)
+        return self
+
     async def run(
         self,
         argv: Sequence[str] | None = None,
@@ -603,9 +619,10 @@ class BubblewrapSandbox(ChannelSandbox):
         output_limit: int | None = None,
         user: str | None = None,
     ) -> CommandResult:
-        """`ChannelSandbox.run`, within `max_workspace_bytes` when it is set: refused while
-        the workspace is over it; stopped (the whole sandbox, restarted for the next
-        command) when it grows past it while the command runs."""
+        """`ChannelSandbox.run`, within `max_workspace_bytes` when it is set: measured before
+        and after, and by the watcher while it runs. Over the limit, the sandbox is stopped
+        (everything in it; the next command starts a new one) and commands are refused
+        until files are removed; one that grows it past it gets a note saying so."""
         limit = self.options.max_workspace_bytes
         run = functools.partial(
             super().run,
@@ -619,29 +636,40 @@ class BubblewrapSandbox(ChannelSandbox):
         )
         if limit is None:
             return await run()
-        usage, walk_s = await self._measure()
-        if usage.held and _over(usage, limit):  # a new sandbox frees them
-            await self._stop()
-            usage, walk_s = await self._measure()
+        usage, _ = await self._measure()
         if _over(usage, limit):
-            raise SandboxError(self._over_message(usage, limit, "commands do not run"))
-        over = _Overgrowth()
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(self._watch, limit, walk_s, over)
-            try:
-                result = await run()
-            finally:
-                tg.cancel_scope.cancel()
-        if over.usage is None:
+            # Whatever runs there (a background writer) stops writing, and what it holds
+            # is freed: a new sandbox starts for the next command.
+            live = self._live() is not None
+            await self._stop(usage)
+            if usage.held:
+                usage, _ = await self._measure()
+            if _over(usage, limit):
+                what = "commands do not run"
+                if live:
+                    what = f"its sandbox was stopped, and {what}"
+                raise SandboxError(self._over_message(usage, limit, what))
+        grown = self._overgrowth
+        stops = grown.stops
+        result = await run()
+        if grown.stops == stops:  # the watcher did not stop it meanwhile
             usage, _ = await self._measure()
             if not _over(usage, limit):
                 return result
-            over.usage = usage
-            if usage.held:  # what holds them goes, or they stay on the disk
-                await self._stop()
-                over.stopped = True
-        what = "this command's sandbox was stopped" if over.stopped else ""
-        return result.with_note(self._over_message(over.usage, limit, what))
+            await self._stop(usage)
+        assert grown.usage is not None
+        return result.with_note(
+            self._over_message(grown.usage, limit, "this command's sandbox was stopped")
+        )
+
+    async def lost_reason(
+        self, channel: CommandChannel, outcome: SandboxError | CommandResult
+    ) -> str | None:
+        """As `ChannelSandbox.lost_reason`, saying why when the workspace's size stopped it."""
+        why = await super().lost_reason(channel, outcome)
+        if why is not None and channel is self._overgrowth.channel:
+            return "it was stopped: the workspace went over its limit, --max-workspace-size"
+        return why
 
     async def _measure(self) -> tuple[Usage, float]:
         """The workspace and writable paths, with the deleted files the session holds."""
@@ -652,34 +680,60 @@ class BubblewrapSandbox(ChannelSandbox):
         )
         return usage, time.monotonic() - started
 
+    def _live(self) -> anyio.abc.Process | None:
+        """The running sandbox's bubblewrap (None: not started, lost or stopped)."""
+        process = getattr(self.channel, "process", None)
+        if isinstance(process, anyio.abc.Process) and process.returncode is None:
+            return process
+        return None
+
     def _session_pids(self) -> set[int]:
         """The sandbox's processes: its cgroup's, else bubblewrap and its descendants."""
         pids = set() if self.cgroup is None else self.cgroup.pids()
-        process = getattr(self.channel, "process", None)
-        if not pids and process is not None and process.returncode is None:
+        process = self._live()
+        if not pids and process is not None:
             pids = session_pids(process.pid)
         return pids
 
-    async def _stop(self) -> None:
-        """Kill the sandbox (everything in its PID namespace dies with it; the next command
-        starts a new one) and wait, briefly, until its processes have closed their files."""
+    def _runs_commands(self) -> bool:
+        """The sandbox holds a process besides its own (bubblewrap, the runner and its
+        keepers): a command, or anything one left running (`runs_commands`)."""
+        process = self._live()
+        return process is not None and runs_commands(process.pid, self._session_pids())
+
+    async def _stop(self, usage: Usage) -> None:
+        """Kill the sandbox for `usage`, over the limit (everything in its PID namespace dies
+        with it; the next command starts a new one), and wait, briefly, until its processes
+        have closed their files."""
+        grown = self._overgrowth
+        grown.stops, grown.usage, grown.channel = grown.stops + 1, usage, self.channel
         pids = self._session_pids()
-        process = getattr(self.channel, "process", None)
-        if process is not None and process.returncode is None:
+        process = self._live()
+        if process is not None:
             process.kill()
         with anyio.move_on_after(5):  # a process stuck in the kernel: go on without it
             for pid in pids:
                 await _exited(pid)
 
-    async def _watch(self, limit: int, walk_s: float, over: _Overgrowth) -> None:
-        """Measure while the command runs; past `limit`, stop the sandbox and record it."""
+    async def _watch(self, limit: int) -> None:
+        """For the whole session: while the sandbox holds anything of a command's (one that
+        runs, or what one left running), measure every `interval`, and stop the sandbox past
+        `limit`; otherwise only look whether it does, every `WATCH_INTERVAL_S` (a few
+        reads of /proc, no walk). A measure that fails (itemloop out of descriptors) is
+        tried again at the next interval: raised here, it would end the session's task
+        group; the measures around each command raise it to the caller."""
+        walk_s = 0.0
         while True:
             await anyio.sleep(interval(walk_s))
-            usage, walk_s = await self._measure()
+            if not self._runs_commands():
+                walk_s = 0.0
+                continue
+            try:
+                usage, walk_s = await self._measure()
+            except OSError:
+                continue
             if _over(usage, limit):
-                over.usage, over.stopped = usage, True
-                await self._stop()
-                return
+                await self._stop(usage)
 
     def _over_message(self, usage: Usage, limit: int, what: str) -> str:
         done = f": {what}" if what else ""
@@ -709,11 +763,12 @@ class BubblewrapSandbox(ChannelSandbox):
 
 @dataclass
 class _Overgrowth:
-    """A command's workspace overgrowth: the measure past the limit, and whether the
-    sandbox was stopped for it."""
+    """The session's stops for the workspace's size: how many, the last measure past the
+    limit that caused one, and the channel it stopped (`lost_reason` names why)."""
 
+    stops: int = 0
     usage: Usage | None = None
-    stopped: bool = False
+    channel: CommandChannel | None = None
 
 
 def _over(usage: Usage, limit: int) -> bool:

@@ -3,9 +3,26 @@
 Where the filesystem cannot bound a directory (ext4 without project quotas,
 as on this project's machines; a size-limited mount would hide the user's
 files behind a copy), the `local` sandbox measures what its commands can
-write to instead: before each command, every `WATCH_INTERVAL_S` while one
-runs, and after it. Growth past the limit stops the session's commands
-(`bubblewrap.py`).
+write to instead: before and after each command, and, for the whole
+session, every `interval` while the sandbox holds anything of a command's
+(one running, or what one left running: a detached background writer;
+`runs_commands`). Any measure past the limit stops the sandbox, everything
+in it, and refuses commands until files are removed (`bubblewrap.py`).
+
+When. Idle (only bubblewrap, the runner and its keepers), the session's
+watcher only looks, every `WATCH_INTERVAL_S`, whether something else runs:
+the cgroup's process list (or each process's `/proc/PID/task/TID/children`)
+and one `/proc/PID/stat` per process, about 0.2 ms here (0.04% of a core);
+no walk. While something runs, it walks every `interval`: at least
+`WATCH_INTERVAL_S`, at least `WATCH_COST` times the last walk (so at most
+5% of a core), at most `MAX_WATCH_INTERVAL_S`, so a huge tree cannot
+stretch it. A walk costs about 3 us per entry here (400,000 inodes:
+1.1 to 1.4 s), so past about 80,000 entries the cap holds and a walk takes
+walk/(walk + 5 s) of one core while commands run (400,000 inodes: 18 to
+22%; a tree whose walk takes 5 s, half a core; never more than one thread).
+The charge per inode bounds that: a tree within a limit of L bytes has at
+most L / `MIN_INODE_BYTES` inodes (1 GiB: 262,144), and one past it stops
+the sandbox, after which nothing runs and nothing is walked.
 
 What is measured (`disk_usage`), together against the one limit:
 
@@ -24,8 +41,15 @@ What is measured (`disk_usage`), together against the one limit:
   an orphan is re-parented to its PID 1, the runner, never out of it).
 
 The measure is disk usage (`st_blocks`), not apparent size: a sparse file
-costs what it holds. An inode is counted once however many links or roots
-show it; symbolic links are not followed. The walk goes by directory file
+costs what it holds. Every inode (file, directory, symlink, device, held
+file) costs at least `MIN_INODE_BYTES`, one 4 KiB block, what it costs at
+least: an empty file or a short symlink has no blocks but takes one of the
+filesystem's inodes (16M here), and a file with any content takes a block
+on ext4. A flat 4 KiB rather than `st_blksize`: that is the preferred I/O
+size, on some filesystems far above a block (NFS, a ZFS record: up to
+1 MiB). So 400,000 empty files count 1.5 GiB, not the 8 MB of their
+directories. An inode is counted once however many links or roots show it;
+symbolic links are not followed. The walk goes by directory file
 descriptors (`openat` with O_NOFOLLOW, `scandir` of a descriptor), never by
 full path, so a tree deeper than PATH_MAX counts; it keeps a descriptor for
 at most `WINDOW` levels and comes back up by `..` (checked against the
@@ -54,22 +78,25 @@ their names (with `seen`, about 170 bytes each for short names, 420 for
 its filesystem an inode and, on ext4, a 4 KiB block: the walk's memory
 stays within a few percent of the disk it walks. `seen` holds each
 directory walked (one moved while the walk runs is walked once, so the
-walk ends) and, for `disk_usage`, each file with another link and blocks
-to count once (a file of one link, or of no blocks, is not remembered).
-Time is linear in the entries: each is listed and `lstat`-ed once.
+walk ends) and, for `disk_usage`, each file with another link, to count
+once (a file of one link is not remembered). Time is linear in the
+entries: each is listed and `lstat`-ed once.
 
 Not covered: between two measures a fast writer can go past the limit by
-what it writes in `WATCH_INTERVAL_S` (at most `max_file_size` per file, an
-rlimit); the disk itself is not reserved. A command that moves directories
+what it writes in one `interval` (up to `MAX_WATCH_INTERVAL_S`; at most
+`max_file_size` per file, an rlimit): a `head -c 1M >> f` loop in a
+10 MiB workspace was stopped at 180 to 210 MiB here, in a 0.5 s interval.
+The disk itself is not reserved. The watcher is a task of the runtime's
+event loop: a caller that blocks the loop (time.sleep) holds it up, and a
+writer then runs until the loop runs again. Stopping the sandbox loses
+what ran in it, servers a command left running included. A command that moves directories
 while a walk runs can hide them from that walk. A deleted file held only by
 a descriptor in flight in a Unix socket (sent with SCM_RIGHTS and closed)
 is in no process's table and not counted (stopping the sandbox frees it,
 as it frees every held file). A process whose `/proc/PID/fd` itemloop cannot
 read (not root, and not the commands' uid) is skipped. An automount point
 inside a tree is mounted by the walk opening it (to ask its mount id); a
-directory bind-mounted on itself is that directory, and walked. Walking a large tree
-costs time, so the interval grows with the time one measure takes
-(`interval`).
+directory bind-mounted on itself is that directory, and walked.
 """
 
 from __future__ import annotations
@@ -82,9 +109,16 @@ from collections.abc import Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 WATCH_INTERVAL_S = 0.5
-"""The shortest time between two measures while a command runs."""
+"""The shortest time between two measures while the sandbox runs anything of a command's;
+also how often the session's watcher looks whether it does."""
 WATCH_COST = 20
-"""The interval is at least this many times the last measure's duration (<= 5% of a core)."""
+"""The interval is at least this many times the last measure's duration (<= 5% of a core),
+up to `MAX_WATCH_INTERVAL_S`."""
+MAX_WATCH_INTERVAL_S = 5.0
+"""The longest time between two measures while the sandbox runs anything of a command's,
+however long a measure takes."""
+MIN_INODE_BYTES = 4096
+"""What one inode (file, directory, symlink, ...) is charged at least: one 4 KiB block."""
 WINDOW = 32
 """Directory descriptors the walk keeps open at most (deeper levels are left by `..`)."""
 MAX_LISTED = 20
@@ -122,12 +156,12 @@ def disk_usage(*roots: str, pids: Iterable[int] = ()) -> Usage:
         for d in walk(root, seen, skipped, root, device_too=True):
             devs.add(d.dir.stat.st_dev)  # a subvolume entered has a device of its own
             if d.dir.parent is None:
-                total += d.dir.stat.st_blocks * 512
+                total += charged(d.dir.stat)
             for _name, st in d.entries:
                 if stat.S_ISDIR(st.st_mode):
-                    total += st.st_blocks * 512  # its own blocks, even on another filesystem
+                    total += charged(st)  # its own blocks, even on another filesystem
                 else:
-                    total += _blocks(st, seen)
+                    total += _charged_once(st, seen)
     held = _held(pids, devs, seen)
     return Usage(total + held, held, tuple(skipped.unreadable.paths))
 
@@ -393,14 +427,19 @@ def shown_path(root: str, names: Sequence[str]) -> str:
     return f"{head[:_HEAD]}...{tail[-_TAIL:]}"
 
 
-def _blocks(st: os.stat_result, seen: set[tuple[int, int]]) -> int:
-    # Only a file with another link, and blocks to count, is remembered (to count once).
-    if st.st_nlink > 1 and st.st_blocks:
+def charged(st: os.stat_result) -> int:
+    """What one inode counts: its blocks, and at least `MIN_INODE_BYTES`."""
+    return max(st.st_blocks * 512, MIN_INODE_BYTES)
+
+
+def _charged_once(st: os.stat_result, seen: set[tuple[int, int]]) -> int:
+    # Only a file with another link is remembered (to count once).
+    if st.st_nlink > 1:
         key = (st.st_dev, st.st_ino)
         if key in seen:
             return 0
         seen.add(key)
-    return st.st_blocks * 512
+    return charged(st)
 
 
 def _held(pids: Iterable[int], devs: set[int], seen: set[tuple[int, int]]) -> int:
@@ -415,7 +454,7 @@ def _held(pids: Iterable[int], devs: set[int], seen: set[tuple[int, int]]) -> in
             key = (st.st_dev, st.st_ino)
             if st.st_nlink == 0 and st.st_dev in devs and key not in seen:
                 seen.add(key)
-                total += st.st_blocks * 512
+                total += charged(st)
     return total
 
 
@@ -439,17 +478,51 @@ def _open_files(pid: int) -> list[str]:
 
 def session_pids(leader: int) -> set[int]:
     """`leader` and its descendants (every process of a PID namespace whose init it
-    started): found from the parent pids of all of /proc."""
+    started): from each one's children (`/proc/PID/task/TID/children`, a few reads per
+    process), or where the kernel has no such files, from the parent pids of all of
+    /proc. A process forked or re-parented while they are read may be missed by one
+    call (the next one finds it)."""
+    found = {leader}
+    todo = [leader]
+    while todo:
+        kids = _children(todo.pop())
+        if kids is None:
+            return _descendants_by_scan(leader)
+        for child in kids:
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
+
+
+def _children(pid: int) -> list[int] | None:
+    """The children of every thread of `pid` ([] when it is gone); None where the kernel
+    has no `children` files (CONFIG_PROC_CHILDREN)."""
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return []
+    kids: list[int] = []
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/children", "rb") as f:
+                kids += map(int, f.read().split())
+        except FileNotFoundError:
+            if os.path.isdir(f"/proc/{pid}/task/{tid}"):
+                return None  # the thread is there, its file is not
+        except OSError:
+            pass  # gone meanwhile
+    return kids
+
+
+def _descendants_by_scan(leader: int) -> set[int]:
     children: dict[int, list[int]] = {}
     for name in os.listdir("/proc"):
         if not name.isdigit():
             continue
-        try:
-            with open(f"/proc/{name}/stat", "rb") as f:
-                ppid = int(f.read().rsplit(b")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        children.setdefault(ppid, []).append(int(name))
+        got = _ppid_sid(int(name))
+        if got is not None:
+            children.setdefault(got[0], []).append(int(name))
     found = {leader}
     todo = [leader]
     while todo:
@@ -460,8 +533,33 @@ def session_pids(leader: int) -> set[int]:
     return found
 
 
+def _ppid_sid(pid: int) -> tuple[int, int] | None:
+    """`pid`'s parent and session (as this process's PID namespace numbers them); None
+    when it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+        return int(fields[1]), int(fields[3])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def runs_commands(leader: int, pids: Iterable[int]) -> bool:
+    """Whether `pids`, a sandbox's processes (`leader`: its bubblewrap), hold one besides
+    the sandbox's own: `leader`, its children (the runner; the launcher's helpers while
+    it starts) and their sessions (the runner's keepers, forked by it). Every command is
+    spawned in a session of its own, and no process joins a session it was not born in,
+    so whatever a command started, detached or not, is in none of those. Reads one
+    `/proc/PID/stat` per process."""
+    found = {p: _ppid_sid(p) for p in pids}
+    own = {ps[1] for p, ps in found.items() if ps is not None and leader in (p, ps[0])}
+    return any(ps is not None and p != leader and ps[1] not in own for p, ps in found.items())
+
+
 def interval(last_walk_s: float) -> float:
-    return max(WATCH_INTERVAL_S, WATCH_COST * last_walk_s)
+    """The time to the next measure after one that took `last_walk_s` (see the module
+    docstring)."""
+    return min(MAX_WATCH_INTERVAL_S, max(WATCH_INTERVAL_S, WATCH_COST * last_walk_s))
 
 
 def shown(n: int) -> str:

@@ -1,8 +1,10 @@
 """`local`'s workspace size limit (issue 10, item 5), run for real on this ext4 (no quotas).
 
 A command that leaves the workspace over `max_workspace_bytes` gets an error
-note, and further commands are refused until files are removed; one that keeps
-writing is stopped while it runs, long before its timeout.
+note, its sandbox is stopped, and further commands are refused until files are
+removed (the next one then runs in a new sandbox, and says so); one that keeps
+writing is stopped while it runs, long before its timeout, and so is a
+background writer a command left behind, with no command running.
 """
 
 from __future__ import annotations
@@ -10,7 +12,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import anyio
 import pytest
+from conftest import host_processes_matching
 
 from itemloop.sandbox import SandboxError, SandboxOptions, workspace_size
 from itemloop.sandbox.bubblewrap import BubblewrapSandbox
@@ -25,9 +29,11 @@ MiB = 1024**2
 
 @pytest.fixture
 def no_watch_while_running(monkeypatch: pytest.MonkeyPatch) -> None:
-    """For tests of the measure after a command: a slow machine must not let the measure
-    while it runs (every 0.5 s) stop a command that is still writing."""
+    """For tests of the measures before and after a command: a slow machine must not let
+    the session's watcher (every 0.5 s while anything of a command's runs) stop a command
+    that is still writing."""
     monkeypatch.setattr(workspace_size, "WATCH_INTERVAL_S", 3600.0)
+    monkeypatch.setattr(workspace_size, "MAX_WATCH_INTERVAL_S", 3600.0, raising=False)
 
 
 async def test_past_the_limit_commands_stop_until_files_are_removed(
@@ -44,8 +50,12 @@ async def test_past_the_limit_commands_stop_until_files_are_removed(
         with pytest.raises(SandboxError, match=r"over its limit.*commands do not run"):
             await sb.run(["true"])
         await sb.delete_file("big")
-        r = await sb.run(["echo", "again"])
-        assert r.stdout == "again\n" and r.stderr == "", r
+        r = await sb.run(["echo", "again"])  # in a new sandbox: the old one was stopped
+        assert r.stdout == "again\n", r
+        assert "restarted before this command ran" in r.stderr, r
+        assert "--max-workspace-size" in r.stderr, r
+        r = await sb.run(["echo", "on"])
+        assert r.stdout == "on\n" and r.stderr == "", r
 
 
 async def test_a_command_that_keeps_writing_is_stopped(make: Make, workspace: Path) -> None:
@@ -196,3 +206,126 @@ def test_the_walk_agrees_with_du_past_its_descriptor_window(tmp_path: Path) -> N
     expected = int(du.stdout.splitlines()[-1].split()[0])
     assert disk_usage(str(ws), str(extra)).total == expected
     assert disk_usage(str(ws)).total + disk_usage(str(extra)).total > expected
+
+
+# --- what goes on between commands, and what costs no blocks ------------------------
+
+RATE = 10 * MiB
+"""What `WRITER` writes per second at most (1 MiB, then a pause of 0.1 s)."""
+MARK = "itemloop-bg-writer-7f3e"
+WRITER = (
+    "setsid sh -c 'while :; do head -c 1048576 /dev/zero >> f; sleep 0.1; done' "
+    f"{MARK} </dev/null >/dev/null 2>&1 & echo started"
+)
+"""A detached writer that outlives the command starting it (its $0 is `MARK`)."""
+
+
+def writer_state(path: Path) -> tuple[int, bool]:
+    """`path`'s size (0 while missing), and whether a process of `MARK` is alive."""
+    size = path.stat().st_size if path.exists() else 0
+    return size, bool(host_processes_matching(MARK))
+
+
+async def until_stopped(path: Path, deadline_s: float = 15.0) -> int:
+    """Poll until `path` stops growing and no process of `MARK` is left; its size then
+    (a `TimeoutError` past `deadline_s`: the writer was not stopped)."""
+    last = -1
+    with anyio.fail_after(deadline_s):
+        while True:
+            size, alive = writer_state(path)
+            if size == last and not alive:
+                return size
+            last = size
+            await anyio.sleep(0.2)  # a poll of a condition, not a wait for time
+
+
+async def until_over(workspace: Path, limit: int, deadline_s: float = 15.0) -> None:
+    """Poll until the workspace is over `limit`."""
+    with anyio.fail_after(deadline_s):
+        while True:
+            if disk_usage(str(workspace)).total > limit:
+                return
+            await anyio.sleep(0.1)  # a poll of a condition, not a wait for time
+
+
+@pytest.mark.parametrize("cgroup", [True, False], ids=["cgroup", "no-cgroup"])
+async def test_a_background_writer_is_stopped_with_no_command_running(
+    make: Make, workspace: Path, cgroup: bool
+) -> None:
+    """A command starts a detached writer and returns: the session's watcher measures while
+    the sandbox has processes besides its runner's own, and stops the writer. Its processes
+    are its cgroup's, or without one (no memory, process or CPU limit), bubblewrap's
+    descendants."""
+    limit = 10 * MiB
+    options = SandboxOptions(max_workspace_bytes=limit)
+    if not cgroup:
+        options = SandboxOptions(
+            max_workspace_bytes=limit, memory_bytes=None, max_processes=None, cpus=None
+        )
+    async with make("local", workspace, options) as sb:
+        assert isinstance(sb, BubblewrapSandbox)
+        assert (sb.cgroup is not None) == cgroup
+        r = await sb.run(["sh", "-c", WRITER])
+        assert r.stdout == "started\n", r
+        await until_stopped(workspace / "f")  # no further command
+        bound = limit + RATE * (workspace_size.MAX_WATCH_INTERVAL_S + 5)
+        assert limit < disk_usage(str(workspace)).total < bound
+        with pytest.raises(SandboxError, match=r"over its limit.*commands do not run"):
+            await sb.run(["true"])
+        (workspace / "f").unlink()
+        r = await sb.run(["echo", "again"])
+        assert r.stdout == "again\n", r
+        assert "restarted before this command ran" in r.stderr, r
+        assert "--max-workspace-size" in r.stderr, r
+
+
+async def test_over_the_limit_the_sandbox_is_stopped_without_held_files(
+    make: Make, workspace: Path, no_watch_while_running: None
+) -> None:
+    """The measure before a command finds the workspace over: the command is refused and the
+    sandbox stopped, what writes there with it (with no deleted file held)."""
+    limit = 10 * MiB
+    async with make("local", workspace, SandboxOptions(max_workspace_bytes=limit)) as sb:
+        r = await sb.run(["sh", "-c", WRITER])
+        assert r.stdout == "started\n", r
+        await until_over(workspace, limit)
+        with pytest.raises(SandboxError, match=r"over its limit.*commands do not run"):
+            await sb.run(["true"])
+        await until_stopped(workspace / "f")
+
+
+async def test_empty_files_and_symlinks_cost_an_inode_each(
+    make: Make, workspace: Path, no_watch_while_running: None
+) -> None:
+    """20,000 empty files and short symlinks have no blocks (their directories, under
+    1 MiB), but each costs the disk an inode: charged `MIN_INODE_BYTES` each, they are
+    over a 64 MiB limit. (400,000 would be over 1 GiB: that many take minutes to make
+    here.)"""
+    import shutil
+
+    many = (
+        "import os\n"
+        "for i in range(20):\n"
+        "    d = f'd{i}'; os.mkdir(d)\n"
+        "    for j in range(500):\n"
+        "        os.close(os.open(f'{d}/f{j}', os.O_CREAT | os.O_WRONLY, 0o600))\n"
+        "        os.symlink('x', f'{d}/l{j}')\n"
+    )
+    limit = 64 * MiB
+    assert 20_000 * workspace_size.MIN_INODE_BYTES > limit
+    try:
+        async with make("local", workspace, SandboxOptions(max_workspace_bytes=limit)) as sb:
+            r = await sb.run(["python3", "-c", many], timeout_s=120)
+            assert r.exit_code == 0, r
+            assert "over its limit of 64.0 MiB" in r.stderr, r
+    finally:
+        shutil.rmtree(workspace, ignore_errors=True)  # 20,000 inodes: not left to pytest
+
+
+def test_a_huge_tree_cannot_stretch_the_watch_interval() -> None:
+    """A walk of 1 s (400,000 inodes here) would make the interval 20 s uncapped."""
+    from itemloop.sandbox.workspace_size import MAX_WATCH_INTERVAL_S, WATCH_INTERVAL_S, interval
+
+    assert interval(0.0) == WATCH_INTERVAL_S
+    assert interval(1.08) == MAX_WATCH_INTERVAL_S
+    assert interval(3600.0) == MAX_WATCH_INTERVAL_S
