@@ -157,8 +157,9 @@ def _add_sandbox_flags(
         default=None,
         metavar="BYTES",
         help="stop commands once the workspace, the writable paths and the deleted files "
-        "commands hold open grow past BYTES (local; measured during commands, not reserved "
-        "on disk; default: no limit)",
+        "commands hold open grow past BYTES, each file or link costing at least 4 KiB (local; "
+        "measured while any command or its background process runs, not reserved on disk; "
+        "default: no limit)",
     )
 
 
