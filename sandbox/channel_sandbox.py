@@ -175,6 +175,10 @@ class ChannelSandbox(ABC):
                 channel = await self.open_channel(self._tg, self._stack)
             except SandboxError as e:
                 raise SandboxError(f"{why}, and the sandbox could not be restarted: {e}") from None
+            # open_channel pushed the new runner's wait-then-kill onto the stack; close its
+            # channel before that runs (the stack unwinds last-in first), or the wait is
+            # always in vain and the runner is killed at every close after a restart.
+            self._stack.push_async_callback(self._close_current)
             self._current = self._channel = channel
             return channel
 

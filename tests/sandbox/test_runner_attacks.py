@@ -456,3 +456,21 @@ async def test_local_sandbox_restarts_when_its_runner_is_gone(workspace: Path, m
         assert "restarted" in r.stderr and "exited" in r.stderr, r
         r = await sb.run(script="echo and again")
         assert (r.stdout, r.stderr) == ("and again\n", ""), r
+
+
+@pytest.mark.parametrize("kind", [LOCAL])
+async def test_a_restarted_runner_is_closed_not_killed(
+    kind: str, workspace: Path, make: Make
+) -> None:
+    """At close, a runner started by a restart is told to stop like the first one, and
+    exits on its own; it used to be waited for while its channel was still open, then
+    SIGKILLed (CLOSE_WAIT_S later) at the end of every session that had restarted."""
+    async with make(kind, workspace) as sb:
+        first = sb.channel.process  # type: ignore[union-attr]
+        first.kill()  # the runner lost, as if the OOM killer had taken it
+        await first.wait()
+        r = await sb.run(script="echo again")
+        assert r.stdout == "again\n" and "restarted" in r.stderr, r
+        second = sb.channel.process  # type: ignore[union-attr]
+        assert second is not first and second.returncode is None
+    assert second.returncode == 0, second.returncode
