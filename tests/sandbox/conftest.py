@@ -8,7 +8,9 @@ the test image not built (`.ci/setup-sandboxes.sh` builds it).
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
+import shutil
+import uuid
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -104,3 +106,15 @@ def make() -> object:
 def host_procs() -> object:
     """`host_procs(needle)`: live host processes whose command line contains `needle`."""
     return host_processes_matching
+
+
+@pytest.fixture
+def var_tmp() -> Iterator[Path]:
+    """A host directory outside /tmp and /run (which the local sandbox replaces)."""
+    d = Path("/var/tmp") / f"itemloop-test-{uuid.uuid4().hex}"
+    d.mkdir()
+    os.chmod(d, 0o755)  # the command's uid (as root: idmap.COMMAND_ID) traverses it
+    try:
+        yield d
+    finally:
+        shutil.rmtree(d, ignore_errors=True)

@@ -14,71 +14,20 @@ a real Docker engine (fast and exec paths).
 from __future__ import annotations
 
 import os
-import shutil
 import uuid
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from restart_kit import KINDS, Make, restart, sandbox
 
 from itemloop.sandbox.base import SandboxError, SandboxOptions
-from itemloop.sandbox.bubblewrap import BubblewrapSandbox
-from itemloop.sandbox.channel_sandbox import ChannelSandbox
-from itemloop.sandbox.docker_sandbox import DockerSandbox
-
-Make = Callable[..., ChannelSandbox]
 
 pytestmark = pytest.mark.anyio
 
 SECRET = "itemloop-hidden-" + uuid.uuid4().hex
-KINDS = [
-    pytest.param("local", marks=pytest.mark.bwrap),
-    pytest.param("local-fallback", marks=pytest.mark.bwrap),
-    pytest.param("docker", marks=pytest.mark.docker),
-    pytest.param("docker-exec", marks=pytest.mark.docker),
-]
-"""local as root runs commands through the idmap launcher; its fallback binds directly."""
 LOCAL_KINDS = KINDS[:2]
 STDLIB = os.path.dirname(os.path.realpath(os.__file__))
 """The runner's standard library (the runner runs on this interpreter)."""
-
-
-@pytest.fixture
-def var_tmp() -> Iterator[Path]:
-    """A host directory outside /tmp and /run (which the local sandbox replaces)."""
-    d = Path("/var/tmp") / f"itemloop-test-{uuid.uuid4().hex}"
-    d.mkdir()
-    os.chmod(d, 0o755)  # the command's uid (as root: idmap.COMMAND_ID) traverses it
-    try:
-        yield d
-    finally:
-        shutil.rmtree(d, ignore_errors=True)
-
-
-def sandbox(make: Make, kind: str, workspace: Path, options: SandboxOptions) -> ChannelSandbox:
-    """A sandbox of `kind` (a skip where it cannot run) with `workspace` as the home
-    searched for credentials."""
-    base = "local" if kind.startswith("local") else kind
-    assert make(base, workspace)  # skips where the backend cannot run
-    home = str(workspace)
-    if base == "local":
-        sb = BubblewrapSandbox(workspace, options, host_home=home)
-        sb.under_command_uid = kind == "local"
-        return sb
-    image = "itemloop-test:busybox"
-    fast = kind == "docker"
-    return DockerSandbox(workspace, options, image=image, fast_path=fast, host_home=home)
-
-
-async def restart(sb: ChannelSandbox) -> None:
-    """End the sandbox's runner or container: a command soon gets a new sandbox."""
-    if isinstance(sb, DockerSandbox):
-        await sb.run(script="kill -9 -1")  # what any command may do there
-    else:
-        process = getattr(sb.channel, "process", None)
-        assert process is not None
-        process.kill()  # what the workspace-size limit does (`_stop`), or a lost runner
-        await process.wait()
 
 
 @pytest.fixture
@@ -111,7 +60,7 @@ async def test_a_mask_found_through_a_link_stays_when_the_link_is_removed(
     make: Make, kind: str, dotfiles_home: Path
 ) -> None:
     home = dotfiles_home
-    sb = sandbox(make, kind, home, SandboxOptions())
+    sb = sandbox(make, kind, home, SandboxOptions(), host_home=str(home))
     async with sb:
         r = await sb.run(script=CATS)
         assert r.stdout.startswith("visible\n"), r
@@ -138,7 +87,7 @@ async def test_no_link_notice_for_a_target_the_user_hides(
 ) -> None:
     home = dotfiles_home
     hide = (str(home / "dotfiles/ssh"),)
-    sb = sandbox(make, kind, home, SandboxOptions(hidden_paths=hide))
+    sb = sandbox(make, kind, home, SandboxOptions(hidden_paths=hide), host_home=str(home))
     async with sb:
         r = await sb.run(script="cat dotfiles/ssh/id_rsa")
         assert SECRET not in r.stdout + r.stderr, r
@@ -154,11 +103,11 @@ async def test_a_link_to_a_system_directory_is_not_masked_and_said(
     home = var_tmp / "home"
     home.mkdir()
     os.chmod(home, 0o755)
-    sb = sandbox(make, kind, home, SandboxOptions())
+    sb = sandbox(make, kind, home, SandboxOptions(), host_home=str(home))
     async with sb:  # a command plants the links for the sessions after it
         r = await sb.run(script=f"ln -s /usr .aws && ln -s {STDLIB} .kube && echo planted")
         assert r.stdout == "planted\n", r
-    sb = sandbox(make, kind, home, SandboxOptions())
+    sb = sandbox(make, kind, home, SandboxOptions(), host_home=str(home))
     async with sb:
         r = await sb.run(script=f"ls /usr/bin/env {STDLIB}/os.py")
         assert r.exit_code == 0, r  # the sandbox started, with /usr and the runner's Python
@@ -182,7 +131,7 @@ async def test_a_pinned_mask_now_reached_through_a_link_stops_the_restart(
     for p in [ws, *ws.rglob("*")]:
         os.chmod(p, 0o755 if p.is_dir() else 0o644)
     hide = (str(ws / "keys" / "ssh"),)
-    sb = sandbox(make, kind, var_tmp / "ws", SandboxOptions(hidden_paths=hide))
+    sb = sandbox(make, kind, ws, SandboxOptions(hidden_paths=hide), host_home=str(ws))
     async with sb:
         r = await sb.run(script="cat keys/ssh/id")
         assert SECRET not in r.stdout + r.stderr, r

@@ -14,67 +14,21 @@ and in the fallback), a real Docker engine (fast and exec paths).
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import uuid
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from restart_kit import KINDS, Make, restart, sandbox
 
 from itemloop.sandbox.base import SandboxError, SandboxOptions
 from itemloop.sandbox.bubblewrap import BubblewrapSandbox
 from itemloop.sandbox.channel_sandbox import ChannelSandbox
 from itemloop.sandbox.docker_sandbox import DockerSandbox
 
-Make = Callable[..., ChannelSandbox]
-
 pytestmark = pytest.mark.anyio
 
 SECRET = "itemloop-hidden-" + uuid.uuid4().hex
-KINDS = [
-    pytest.param("local", marks=pytest.mark.bwrap),
-    pytest.param("local-fallback", marks=pytest.mark.bwrap),
-    pytest.param("docker", marks=pytest.mark.docker),
-    pytest.param("docker-exec", marks=pytest.mark.docker),
-]
-"""local as root runs commands through the idmap launcher; its fallback binds directly."""
-
-
-@pytest.fixture
-def var_tmp() -> Iterator[Path]:
-    """A host directory outside /tmp and /run (which the local sandbox replaces)."""
-    d = Path("/var/tmp") / f"itemloop-test-{uuid.uuid4().hex}"
-    d.mkdir()
-    try:
-        yield d
-    finally:
-        shutil.rmtree(d, ignore_errors=True)
-
-
-def sandbox(
-    make: Make, kind: str, workspace: Path, options: SandboxOptions, **kwargs: str
-) -> ChannelSandbox:
-    """A sandbox of `kind` (a skip where it cannot run), built here for `host_home`."""
-    base = "local" if kind.startswith("local") else kind
-    assert make(base, workspace)  # skips where the backend cannot run
-    if base == "local":
-        sb = BubblewrapSandbox(workspace, options, **kwargs)
-        sb.under_command_uid = kind == "local"
-        return sb
-    image = "itemloop-test:busybox"
-    return DockerSandbox(workspace, options, image=image, fast_path=kind == "docker", **kwargs)
-
-
-async def restart(sb: ChannelSandbox) -> None:
-    """End the sandbox's runner or container: a command soon gets a new sandbox."""
-    if isinstance(sb, DockerSandbox):
-        await sb.run(script="kill -9 -1")  # what any command may do there
-    else:
-        process = getattr(sb.channel, "process", None)
-        assert process is not None
-        process.kill()  # a command cannot: the runner is PID 1 of its namespace
-        await process.wait()
 
 
 @pytest.mark.parametrize("backend", [BubblewrapSandbox, DockerSandbox])
