@@ -110,7 +110,10 @@ and the mask is bound on itself, a mount point no command can rename
 (`hidden.py`). A restart hides the masks of the starts before it (pinned:
 a symlink a mask was found through may be gone), and any new ones. A mask
 that would cover a directory the sandbox needs (/usr, the runner's Python,
-...: a command planted `.aws -> /usr`) is not made; the notices say so.
+...: a command planted `.aws -> /usr`), or that a command may have planted
+inside one (`.env -> <the runner's stdlib>/encodings`), is not made; the
+notices say so, and a failed start's message names the masks reached
+through links a command may have planted.
 
 There is no fallback: if bubblewrap is missing or cannot create namespaces,
 starting fails with `SandboxUnavailable` saying why and how to fix it.
@@ -152,9 +155,11 @@ from .hidden import (
     inside,
     invoking_homes,
     link_notice,
+    linked_notice,
     masks,
     needed,
     normalized,
+    planted_need,
     writable_links,
 )
 from .idmap import (
@@ -264,6 +269,8 @@ class BubblewrapSandbox(ChannelSandbox):
         self._thorough_failed: str | None = None
         """Why starting under `COMMAND_ID` failed in this session (the fallback holds)."""
         self._overgrowth = _Overgrowth()
+        self._linked_masks: list[tuple[Mask, list[str]]] = []
+        """The masks of the last start reached through links a command may have planted."""
 
     @property
     def as_root(self) -> bool:
@@ -429,6 +436,10 @@ class BubblewrapSandbox(ChannelSandbox):
             if need is not None:
                 self._note(covered_notice(m, need))
                 continue
+            planted = planted_need(m, needs, rw)
+            if planted is not None:
+                self._note(covered_notice(m, *planted))
+                continue
             links = writable_links(m, rw)
             if links:
                 self._note(link_notice(m, links))
@@ -449,6 +460,8 @@ class BubblewrapSandbox(ChannelSandbox):
         ]
         if thorough:
             found = [m for m in found if self._reachable_mask(m, found)]
+        # Named by a failed start's message (`unavailable`): what a command may have planted.
+        self._linked_masks = [(m, ls) for m in found if (ls := writable_links(m, rw))]
         return found
 
     def _note(self, text: str) -> None:
@@ -749,15 +762,18 @@ class BubblewrapSandbox(ChannelSandbox):
         )
 
     def unavailable(self, detail: str) -> SandboxUnavailable:
+        """Why the sandbox did not start, with the masks a command may have planted."""
         low = detail.lower()
+        linked = linked_notice(self._linked_masks)
+        linked = f"\n{linked}" if linked else ""
         if any(w in low for w in ("namespace", "permission", "operation not permitted", "uid map")):
             return SandboxUnavailable(
-                f"the local sandbox did not start: {detail}\n{NAMESPACE_HINT}"
+                f"the local sandbox did not start: {detail}\n{NAMESPACE_HINT}{linked}"
             )
         return SandboxUnavailable(
             f"the local sandbox (bubblewrap) did not start: {detail}\n"
             "If bubblewrap itself is the problem, choose --sandbox docker --image IMAGE "
-            "(or --sandbox host to run unconfined)."
+            f"(or --sandbox host to run unconfined).{linked}"
         )
 
 

@@ -20,6 +20,18 @@ Where it does not apply:
   holds no credential of the user's, and a tmpfs over it would only make the
   sandbox fail to start, cryptically. A command that plants `.aws -> /usr`
   in a home it may write gets no more than that notice.
+- A mask a command may have planted (reached through a link inside the
+  workspace or a writable path, to a target outside them: `--hide WS/.env`
+  absent at start, or a credential location of a home that is the
+  workspace) is not made either when it lies INSIDE a needed path or a
+  system directory (`planted_need`): `.env -> <the runner's stdlib>/encodings`
+  or `.env -> /proc/self` covers nothing needed by name, yet a tmpfs there
+  kills the runner at every later start. The same notice says so, and names
+  the link to remove. Masks not reached through such a link are not held to
+  this (root-only files such as /etc/shadow lie inside /etc on purpose), and
+  `/` does not count as holding them (a stow-style link to a host directory
+  stays hidden). Should a start fail all the same, its message names the
+  masks reached through such links (`linked_notice`).
 - The file tools (`apply_patch`, `WorkspaceFiles`) work on the host
   directory, not through the sandbox's mounts: a hidden path inside the
   workspace is out of commands' reach only.
@@ -60,6 +72,7 @@ from __future__ import annotations
 import os
 import pwd
 import sys
+import sysconfig
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -242,8 +255,10 @@ def symlinks_on_the_way(given: str) -> tuple[str, ...]:
 def needed(extra: Iterable[str] = ()) -> list[str]:
     """Host paths a sandbox showing the host filesystem cannot do without (resolved):
     `SYSTEM_DIRS`, the runner's Python (this interpreter, its prefixes and standard
-    library, the files it has mapped: its shared libraries), and `extra`."""
+    library trees, the files it has mapped: its shared libraries), and `extra`."""
     paths = [*SYSTEM_DIRS, sys.executable, sys.base_prefix, os.__file__, *extra]
+    platstdlib = sysconfig.get_path("platstdlib")
+    paths += [sysconfig.get_path("stdlib"), platstdlib, os.path.join(platstdlib, "lib-dynload")]
     venv = os.path.realpath(sys.prefix) if sys.prefix != sys.base_prefix else None
     try:
         with open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:
@@ -272,13 +287,31 @@ def covered_need(m: Mask, needs: Sequence[str], kept: Sequence[str]) -> str | No
     return None
 
 
-def covered_notice(m: Mask, need: str) -> str:
-    """Why `m` is not hidden: it would cover `need`, which the sandbox needs."""
+def planted_need(m: Mask, needs: Sequence[str], writable: Sequence[str]) -> tuple[str, str] | None:
+    """For a mask a command may have planted (reached through a link inside one of the
+    `writable` roots, to a target outside them, all resolved): the needed path (`needs`,
+    `/` aside) that holds it and that link, else None (see the module docstring)."""
+    links = writable_links(m, writable)
+    if not links or any(inside(m.path, w) for w in writable):
+        return None
+    for need in needs:
+        if need != "/" and inside(m.path, need):
+            return need, links[-1]
+    return None
+
+
+def covered_notice(m: Mask, need: str, link: str = "") -> str:
+    """Why `m` is not hidden: it would cover `need`, which the sandbox needs, or, reached
+    through `link` a command may have planted, lie inside it."""
     what = f"{m.given} is a link to {m.path}" if m.links else f"{m.path}"
-    fix = f"remove the link {m.links[-1]}" if m.links else "hide a path below it instead"
+    link = link or (m.links[-1] if m.links else "")
+    fix = f"remove the link {link}" if link else "hide a path below it instead"
+    where = "" if need == m.path else " inside it"
+    if not inside(need, m.path):
+        where = ", which holds it"
     return (
-        f"hidden paths: {what}: NOT hidden, as the sandbox needs {need}"
-        f"{'' if need == m.path else ' inside it'} (it holds no credential of yours); {fix}"
+        f"hidden paths: {what}: NOT hidden, as the sandbox needs {need}{where} "
+        f"(it holds no credential of yours); {fix}"
     )
 
 
@@ -297,3 +330,26 @@ def link_notice(m: Mask, links: Sequence[str]) -> str:
         f"this session, but a command can remove the link, after which a later session "
         f"would not hide {m.path}: --hide {m.path} keeps it hidden for good"
     )
+
+
+def linked_notice(linked: Sequence[tuple[Mask, Sequence[str]]]) -> str:
+    """For a failed start's message: the masks made through links a command may have
+    planted (each with those links), which the user may need to remove; "" for none."""
+    if not linked:
+        return ""
+    shown = "; ".join(
+        f"{', '.join(_shown_link(link) for link in links)} (masked at {m.path})"
+        for m, links in linked
+    )
+    return (
+        f"hidden paths reached through links in the workspace or a writable path, which a "
+        f"command may have planted: {shown}. If the start failed for one of these masks, "
+        f"remove its link"
+    )
+
+
+def _shown_link(link: str) -> str:
+    try:
+        return f"{link} -> {os.readlink(link)}"
+    except OSError:
+        return link

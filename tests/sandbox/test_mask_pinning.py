@@ -13,6 +13,7 @@ a real Docker engine (fast and exec paths).
 
 from __future__ import annotations
 
+import encodings
 import os
 import uuid
 from pathlib import Path
@@ -21,6 +22,7 @@ import pytest
 from restart_kit import KINDS, Make, restart, sandbox
 
 from itemloop.sandbox.base import SandboxError, SandboxOptions
+from itemloop.sandbox.bubblewrap import BubblewrapSandbox
 
 pytestmark = pytest.mark.anyio
 
@@ -143,3 +145,59 @@ async def test_a_pinned_mask_now_reached_through_a_link_stops_the_restart(
         with pytest.raises(SandboxError, match="now reached through a link"):
             for _ in range(2):  # the first may only find the old one lost
                 await sb.run(script="cat keys.old/ssh/id")
+
+
+ENCODINGS = os.path.dirname(os.path.realpath(encodings.__file__))
+"""A directory inside the runner's standard library, holding nothing it needs by name."""
+
+
+@pytest.mark.parametrize("kind", LOCAL_KINDS)
+async def test_a_link_into_the_runner_s_python_or_proc_is_not_masked_and_said(
+    make: Make, kind: str, var_tmp: Path
+) -> None:
+    """A hidden path a command can create (`--hide WS/.env`, absent at start) planted as a
+    link INTO a directory the sandbox needs (the runner's stdlib `encodings`, /proc/self):
+    a tmpfs there killed the runner at every later start, this session's restart
+    included, with a message that did not name the link."""
+    ws = var_tmp / "ws"
+    ws.mkdir()
+    os.chmod(ws, 0o755)
+    hide = (str(ws / ".env"), str(ws / ".proc"))
+    sb = sandbox(make, kind, ws, SandboxOptions(hidden_paths=hide))
+    async with sb:
+        r = await sb.run(script=f"ln -s {ENCODINGS} .env && ln -s /proc/self .proc && echo ok")
+        assert r.stdout == "ok\n", r
+        await restart(sb)
+        await sb.run(["true"])  # finds it lost (and may restart it already)
+        r = await sb.run(["echo", "restarted"])
+        assert r.stdout == "restarted\n", r
+    sb = sandbox(make, kind, ws, SandboxOptions(hidden_paths=hide))
+    async with sb:
+        r = await sb.run(script=f"ls {ENCODINGS}/__init__.py")
+        assert r.exit_code == 0, r  # the sandbox started, the stdlib whole
+        notes = "\n".join(sb.notices)
+    assert f"{ws}/.env is a link to {ENCODINGS}: NOT hidden" in notes, notes
+    assert f"remove the link {ws}/.env" in notes, notes
+    assert f"{ws}/.proc is a link to /proc/" in notes, notes
+    assert f"remove the link {ws}/.proc" in notes, notes
+
+
+@pytest.mark.parametrize("kind", LOCAL_KINDS)
+async def test_a_failed_start_names_the_masks_reached_through_writable_links(
+    make: Make, kind: str, var_tmp: Path
+) -> None:
+    """Should a start fail all the same, its message names the masks a command may have
+    planted, so that the user knows what to remove."""
+    ws, elsewhere = var_tmp / "ws", var_tmp / "elsewhere"
+    for d in (ws, elsewhere):
+        d.mkdir()
+        os.chmod(d, 0o755)
+    (ws / ".env").symlink_to(elsewhere)
+    sb = sandbox(make, kind, ws, SandboxOptions(hidden_paths=(str(ws / ".env"),)))
+    async with sb:
+        r = await sb.run(["ls", str(elsewhere)])
+        assert r.exit_code == 0, r
+        assert isinstance(sb, BubblewrapSandbox)
+        message = str(sb.unavailable("the runner exited at start"))
+    assert "the runner exited at start" in message, message
+    assert f"{ws}/.env -> {elsewhere}" in message, message
