@@ -22,8 +22,11 @@ kills every process left in the container (`docker exec` ones too), and the
 engine removes it (auto-remove). This holds for a remote engine as well. An
 owner killed between creating the container and attaching leaves it created
 but never started; the next DockerSandbox that starts removes it (and any
-other container whose owner is gone). A command can end its own sandbox by
-killing the watchdog (it runs as the commands' uid), not keep it alive.
+other container whose owner is gone), with its control directory only when
+that is named after the owner's pid label and that pid is not running (a
+label is anyone's to write: `_leftover_ctl_dir`). A command can end its own
+sandbox by killing the watchdog (it runs as the commands' uid), not keep it
+alive.
 
 The channel its commands go through, chosen at start (`mode` says which):
 
@@ -119,7 +122,7 @@ from .channel_sandbox import ChannelSandbox
 from .command import DEFAULT_SHELL, STANDARD_PATH
 from .docker_exec import PIDS_DIR, DockerExecChannel, close_stream
 from .hidden import Mask, between, inside, invoking_homes, link_notice, masks, writable_links
-from .leftovers import remove_temp_dirs, remove_tree, temp_dir_of, temp_prefix
+from .leftovers import gone, remove_temp_dirs, remove_tree, temp_dir_of, temp_prefix
 from .pinned import Pins
 from .runner_bundle import BundleUnavailable, RunnerBundle, engine_problem, runner_bundle
 from .runner_channel import READY_TIMEOUT_S, RunnerChannel
@@ -732,8 +735,22 @@ def remove_leftovers(client: Any) -> list[str]:
         with contextlib.suppress(docker.errors.DockerException):
             c.remove(force=True)
             removed.append(c.id)
-        ctl = labels.get("itemloop.ctl", "")
-        ctl_dir = temp_dir_of(ctl, CTL_PREFIX)  # a label is anyone's to write: no `..`
+        ctl_dir = _leftover_ctl_dir(labels)
         if ctl_dir is not None:
             remove_tree(ctl_dir)
     return removed
+
+
+def _leftover_ctl_dir(labels: dict[str, str]) -> str | None:
+    """The control directory of a container whose owner is gone, to remove: a label is
+    anyone's to write (any user of the engine), so only a directory right in the temp
+    directory (no `..`), named after the owner's pid label, and that pid not running (a
+    forged pid-start must not have a live session's directory removed)."""
+    try:
+        pid = int(labels.get("itemloop.pid", ""))
+    except ValueError:
+        return None
+    ctl_dir = temp_dir_of(labels.get("itemloop.ctl", ""), CTL_PREFIX, pid)
+    if ctl_dir is None or not gone(os.path.basename(ctl_dir), CTL_PREFIX):
+        return None
+    return ctl_dir

@@ -61,18 +61,19 @@ def temp_prefix(prefix: str) -> str:
     return f"{prefix}{os.getpid()}-"
 
 
-def temp_dir_of(path: str, prefix: str) -> str | None:
+def temp_dir_of(path: str, prefix: str, pid: int | None = None) -> str | None:
     """The path of `path` in the temp directory when it names a directory that
     `mkdtemp(prefix=temp_prefix(prefix))` could have made: right in the temp directory
     (its parent resolved: no `..` or link leads elsewhere) and named
-    `<prefix><pid>-<mkdtemp's letters>`; else None. For a path read from somewhere a
-    command could shape (a container's label), before removing it (`remove_tree` removes
-    a link there, never what it leads to)."""
+    `<prefix><pid>-<mkdtemp's letters>`, with `pid` when given; else None. For a path
+    read from somewhere a command could shape (a container's label), before removing it
+    (`remove_tree` removes a link there, never what it leads to)."""
     tmp = os.path.realpath(tempfile.gettempdir())
     parent, name = os.path.split(path)
     if not parent or os.path.realpath(parent) != tmp:
         return None
-    if re.fullmatch(re.escape(prefix) + r"[0-9]+-[a-z0-9_]+", name) is None:
+    named = re.fullmatch(re.escape(prefix) + r"([0-9]+)-[a-z0-9_]+", name)
+    if named is None or (pid is not None and int(named.group(1)) != pid):
         return None
     return os.path.join(tmp, name)
 

@@ -168,8 +168,8 @@ def test_a_forged_control_dir_label_removes_nothing_outside_the_temp_dir(
     made = []
     try:
         for ctl in (forged, str(own)):
-            # No pid: an owner that is gone.
-            labels = {LABEL: "docker", "itemloop.host": socket.gethostname(), "itemloop.ctl": ctl}
+            # A pid no process has: an owner that is gone.
+            labels = {**gone_owner(gone_pid()), "itemloop.ctl": ctl}
             made.append(client.containers.create(BUSYBOX_IMAGE, ["true"], labels=labels))
         removed = remove_leftovers(client)
         assert {c.id for c in made} <= set(removed)
@@ -182,9 +182,62 @@ def test_a_forged_control_dir_label_removes_nothing_outside_the_temp_dir(
     assert not own.exists()
 
 
+def gone_owner(pid: int, start: str = "") -> dict[str, str]:
+    """The owner labels of a container whose itemloop (`pid`, started at `start`) is gone."""
+    host = socket.gethostname()
+    return {
+        LABEL: "docker",
+        "itemloop.host": host,
+        "itemloop.pid": str(pid),
+        "itemloop.pid-start": start,
+    }
+
+
+@pytest.mark.docker
+def test_a_forged_control_dir_label_removes_no_live_session_s_control_dir(
+    private_tmp: Path,
+) -> None:
+    """A container labelled with an owner that is gone (a dead pid, or a live pid with
+    another start time) and an `itemloop.ctl` naming a LIVE session's control directory:
+    the sweep removes the container, never that directory (its pid must be the dead
+    owner's, and gone)."""
+    reason = problem("docker")
+    if reason:
+        (pytest.fail if in_ci() else pytest.skip)(reason)  # as `make_sandbox` does
+    import docker  # type: ignore[import-untyped,unused-ignore]
+
+    live = [private_tmp / f"{CTL_PREFIX}{os.getpid()}-live{i}" for i in range(2)]
+    for d in live:
+        (d / "pids").mkdir(parents=True)
+    dead = gone_pid()
+    own = private_tmp / f"{CTL_PREFIX}{dead}-def"  # the dead owner's own: it goes
+    own.mkdir()
+    forged = [
+        {**gone_owner(dead), "itemloop.ctl": str(live[0])},
+        {**gone_owner(os.getpid(), "0"), "itemloop.ctl": str(live[1])},  # not our start
+        {**gone_owner(dead), "itemloop.ctl": str(own)},
+    ]
+    client = docker.from_env()
+    made = []
+    try:
+        for labels in forged:
+            made.append(client.containers.create(BUSYBOX_IMAGE, ["true"], labels=labels))
+        removed = remove_leftovers(client)
+        assert {c.id for c in made} <= set(removed)
+    finally:
+        for c in made:
+            with contextlib.suppress(docker.errors.DockerException):
+                c.remove(force=True)
+        client.close()
+    assert all((d / "pids").is_dir() for d in live)
+    assert not own.exists()
+
+
 def test_only_a_control_dir_name_right_in_the_temp_dir_passes(private_tmp: Path) -> None:
     name = f"{CTL_PREFIX}12-ab_c9"
     assert temp_dir_of(f"{private_tmp}/{name}", CTL_PREFIX) == f"{private_tmp}/{name}"
+    assert temp_dir_of(f"{private_tmp}/{name}", CTL_PREFIX, 12) == f"{private_tmp}/{name}"
+    assert temp_dir_of(f"{private_tmp}/{name}", CTL_PREFIX, 13) is None  # another's
     for bad in (
         f"{private_tmp}/../{name}",
         f"{private_tmp}/../home/x-{name}",
