@@ -55,6 +55,11 @@ too; idle, it only reads /proc every 0.5 s). Whenever a measure finds it
 over, the sandbox is stopped (killed with everything in it), the command
 that grew it gets a note, and commands are refused until files are
 removed; the next one then runs in a new sandbox, its note saying why.
+Measures never overlap (one lock), and each stops once past the limit. One
+that loses its place (a directory moved or replaced while it walks) is
+taken again at once, up to `MEASURE_TRIES` times; still incomplete, or
+with more descriptors held than a measure examines (`MAX_HELD_FDS`), it
+counts as over the limit, and the note says which.
 
 Run as root, bubblewrap alone would make commands root on the host's side
 too (it maps the caller's uid: they would own every host file, read-only or
@@ -136,6 +141,7 @@ from typing import Self
 import anyio
 import anyio.abc
 
+from . import workspace_size
 from .base import (
     CommandResult,
     SandboxError,
@@ -271,6 +277,8 @@ class BubblewrapSandbox(ChannelSandbox):
         self._overgrowth = _Overgrowth()
         self._linked_masks: list[tuple[Mask, list[str]]] = []
         """The masks of the last start reached through links a command may have planted."""
+        self._measuring = anyio.Lock()
+        """Held by each measure (the watcher's, `run`'s): two walks never overlap."""
 
     @property
     def as_root(self) -> bool:
@@ -649,14 +657,15 @@ class BubblewrapSandbox(ChannelSandbox):
         )
         if limit is None:
             return await run()
-        usage, _ = await self._measure()
+        usage, _ = await self._measure(limit)
         if _over(usage, limit):
-            # Whatever runs there (a background writer) stops writing, and what it holds
-            # is freed: a new sandbox starts for the next command.
+            # Whatever runs there (a background writer) stops writing, what it holds is
+            # freed and nothing moves directories any more: a new sandbox starts for the
+            # next command, if the workspace alone is within the limit.
             live = self._live() is not None
             await self._stop(usage)
-            if usage.held:
-                usage, _ = await self._measure()
+            if live:
+                usage, _ = await self._measure(limit)
             if _over(usage, limit):
                 what = "commands do not run"
                 if live:
@@ -666,7 +675,7 @@ class BubblewrapSandbox(ChannelSandbox):
         stops = grown.stops
         result = await run()
         if grown.stops == stops:  # the watcher did not stop it meanwhile
-            usage, _ = await self._measure()
+            usage, _ = await self._measure(limit)
             if not _over(usage, limit):
                 return result
             await self._stop(usage)
@@ -680,18 +689,36 @@ class BubblewrapSandbox(ChannelSandbox):
     ) -> str | None:
         """As `ChannelSandbox.lost_reason`, saying why when the workspace's size stopped it."""
         why = await super().lost_reason(channel, outcome)
-        if why is not None and channel is self._overgrowth.channel:
+        grown = self._overgrowth
+        if why is not None and channel is grown.channel:
+            if grown.usage is not None and grown.usage.incomplete:
+                return (
+                    "it was stopped: the workspace kept changing while it was measured, "
+                    "--max-workspace-size"
+                )
+            if grown.usage is not None and grown.usage.too_many_held:
+                return (
+                    "it was stopped: its processes held too many open files to measure "
+                    "the workspace, --max-workspace-size"
+                )
             return "it was stopped: the workspace went over its limit, --max-workspace-size"
         return why
 
-    async def _measure(self) -> tuple[Usage, float]:
-        """The workspace and writable paths, with the deleted files the session holds."""
+    async def _measure(self, limit: int) -> tuple[Usage, float]:
+        """The workspace and writable paths, with the deleted files the session holds, up to
+        `limit` (past it, the measure stops); measured again while a walk loses its place
+        (`Usage.incomplete`), up to `MEASURE_TRIES` times. One measure at a time: the
+        watcher's and `run`'s never overlap."""
         roots = [str(self.workspace), *self.writable_real()]
-        started = time.monotonic()
-        usage = await anyio.to_thread.run_sync(
-            lambda: disk_usage(*roots, pids=self._session_pids())
-        )
-        return usage, time.monotonic() - started
+        async with self._measuring:
+            started = time.monotonic()
+            for _ in range(workspace_size.MEASURE_TRIES):
+                usage = await anyio.to_thread.run_sync(
+                    lambda: disk_usage(*roots, pids=self._session_pids(), limit=limit)
+                )
+                if not usage.incomplete or usage.total > limit or usage.too_many_held:
+                    break  # complete, or over the limit all the same
+            return usage, time.monotonic() - started
 
     def _live(self) -> anyio.abc.Process | None:
         """The running sandbox's bubblewrap (None: not started, lost or stopped)."""
@@ -742,7 +769,7 @@ class BubblewrapSandbox(ChannelSandbox):
                 walk_s = 0.0
                 continue
             try:
-                usage, walk_s = await self._measure()
+                usage, walk_s = await self._measure(limit)
             except OSError:
                 continue
             if _over(usage, limit):
@@ -750,13 +777,29 @@ class BubblewrapSandbox(ChannelSandbox):
 
     def _over_message(self, usage: Usage, limit: int, what: str) -> str:
         done = f": {what}" if what else ""
+        unknown = f"so its size against its limit of {shown(limit)} (--max-workspace-size)"
+        if usage.total <= limit and usage.too_many_held:
+            return (
+                f"itemloop: the sandbox's processes hold more than "
+                f"{workspace_size.MAX_HELD_FDS} open files, {unknown} is not known (deleted "
+                f"files they hold count){done}. Hold fewer files open."
+            )
+        if usage.total <= limit and usage.incomplete:
+            return (
+                "itemloop: the workspace (with the writable paths) kept changing while it was "
+                f"measured (directories moved or replaced during "
+                f"{workspace_size.MEASURE_TRIES} measures in a row), {unknown} is not "
+                f"known{done}. Do not move directories in it while commands run."
+            )
+        at_least = "at least " if usage.past_limit else ""
         held = f", {shown(usage.held)} of it in deleted files still open" if usage.held else ""
         unread = ""
         if usage.unreadable:
             names = ", ".join(usage.unreadable[:3])[:300]
             unread = f" and directories itemloop cannot read ({names}: make them readable)"
         return (
-            f"itemloop: the workspace (with the writable paths) holds {shown(usage.total)}"
+            "itemloop: the workspace (with the writable paths) holds "
+            f"{at_least}{shown(usage.total)}"
             f"{held}{unread}, over its limit of {shown(limit)} (--max-workspace-size){done}. "
             "Remove files (apply_patch can delete them) to run commands again."
         )
@@ -788,9 +831,10 @@ class _Overgrowth:
 
 
 def _over(usage: Usage, limit: int) -> bool:
-    """Past `limit`; a directory that could not be read counts as past it (its content is
+    """Past `limit`; a directory that could not be read, a walk that lost its place, and
+    more held descriptors than can be examined count as past it (what they hide is
     unknown: `workspace_size.py`)."""
-    return usage.total > limit or bool(usage.unreadable)
+    return usage.total > limit or bool(usage.unreadable) or usage.incomplete or usage.too_many_held
 
 
 async def _exited(pid: int) -> None:

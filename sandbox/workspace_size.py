@@ -39,6 +39,23 @@ What is measured (`disk_usage`), together against the one limit:
   the disk all the same. The processes are the session cgroup's, or, where
   there is none, the descendants of bubblewrap (the whole PID namespace:
   an orphan is re-parented to its PID 1, the runner, never out of it).
+  Of their descriptors only those whose `/proc/PID/fd` link shows a path
+  ending in " (deleted)" (how the kernel shows a file with no link left, an
+  O_TMPFILE one too; one whose path is past a page cannot be read and is
+  `stat`-ed all the same) are `stat`-ed: a pipe, socket, memfd or file
+  still linked is not. At most `MAX_HELD_FDS` (65,536) descriptors and
+  mappings of deleted files, of all the processes together, are examined
+  per measure, listed as they are read: past that, the measure stops and
+  counts as over the limit (`Usage.too_many_held`; the caller stops the
+  sandbox, saying its processes hold more than that many open files). One
+  process dup'ing /dev/null up to its RLIMIT_NOFILE in 150 children held
+  3 million descriptors, and each measure took 20 to 30 s examining them
+  all; the budget bounds that to a `readlink` each of 65,536 (a fraction
+  of a second).
+
+With a limit (`disk_usage(limit=...)`, as the sandbox measures), a measure
+stops as soon as its running total passes it (`Usage.past_limit`: the
+trees hold at least that much); it need not finish to know it is over.
 
 The measure is disk usage (`st_blocks`), not apparent size: a sparse file
 costs what it holds. Every inode (file, directory, symlink, device, held
@@ -82,6 +99,33 @@ walk ends) and, for `disk_usage`, each file with another link, to count
 once (a file of one link is not remembered). Time is linear in the
 entries: each is listed and `lstat`-ed once.
 
+Races: a command moving directories while a walk runs could hide them from
+it. Where the walk notices it lost its place, it says so (`Skipped.lost`,
+`Usage.incomplete`) instead of going on silently: coming back up by `..`
+to a directory it left, and finding another one (the child was moved;
+what was left to walk above is not walked); a subdirectory listed, gone
+when opened (ENOENT, ENOTDIR, ELOOP: moved, perhaps into a place walked
+already, or removed); a subdirectory listed, another inode of the same
+mount and device when opened (replaced: the one listed moved). A command
+watching the walk with inotify used to move a directory aside while the
+walk was below it and back after, and wrote 1.5 GiB past a 64 MiB limit.
+The sandbox's caller measures again at once while a measure is
+incomplete, up to `MEASURE_TRIES` (3) times, one measure at a time; one
+still incomplete then counts as over the limit, and the sandbox is
+stopped ("kept changing while it was measured"). So a workspace where
+directories are removed or renamed without pause while commands run (a
+build tree churned in a loop) can be stopped though within its limit.
+Still not covered: a directory moved from one the walk has not listed yet
+into one it has finished walking is missed by that walk with no sign
+(nothing the walk looks at afterwards changed; only the finished
+directory's ctime did, and the walk keeps no way back to it). A command
+watching the walk with inotify can time that move at every measure, and
+then what it hides grows unmeasured. Closing it needs each directory
+walked checked again at the end (its ctime, by a descriptor kept or by
+handle), which this walk does not do. On a filesystem whose listings show
+other inode numbers than `stat` (some overlayfs setups), every directory
+would look replaced.
+
 Not covered: between two measures a fast writer can go past the limit by
 what it writes in one `interval` (up to `MAX_WATCH_INTERVAL_S`; at most
 `max_file_size` per file, an rlimit): a `head -c 1M >> f` loop in a
@@ -89,8 +133,8 @@ what it writes in one `interval` (up to `MAX_WATCH_INTERVAL_S`; at most
 The disk itself is not reserved. The watcher is a task of the runtime's
 event loop: a caller that blocks the loop (time.sleep) holds it up, and a
 writer then runs until the loop runs again. Stopping the sandbox loses
-what ran in it, servers a command left running included. A command that moves directories
-while a walk runs can hide them from that walk. A deleted file held only by
+what ran in it, servers a command left running included. Moving directories while a walk
+runs: see Races. A deleted file held only by
 a descriptor in flight in a Unix socket (sent with SCM_RIGHTS and closed)
 is in no process's table and not counted (stopping the sandbox frees it,
 as it frees every held file). A process whose `/proc/PID/fd` itemloop cannot
@@ -106,6 +150,7 @@ import os
 import stat
 from array import array
 from collections.abc import Generator, Iterable, Iterator, Sequence
+from contextlib import closing
 from dataclasses import dataclass, field
 
 WATCH_INTERVAL_S = 0.5
@@ -119,6 +164,13 @@ MAX_WATCH_INTERVAL_S = 5.0
 however long a measure takes."""
 MIN_INODE_BYTES = 4096
 """What one inode (file, directory, symlink, ...) is charged at least: one 4 KiB block."""
+MAX_HELD_FDS = 65_536
+"""Descriptors and mappings of deleted files, of all the session's processes together, that
+one measure examines at most: past it, the measure counts as over the limit (the files they
+hold are not all known; `Usage.too_many_held`)."""
+MEASURE_TRIES = 3
+"""Measures in a row a caller makes while each one loses its place (`Usage.incomplete`):
+one still incomplete after them counts as over the limit."""
 WINDOW = 32
 """Directory descriptors the walk keeps open at most (deeper levels are left by `..`)."""
 MAX_LISTED = 20
@@ -143,27 +195,49 @@ class Usage:
     unreadable: tuple[str, ...] = ()
     """Directories that could not be opened (the first `MAX_LISTED`, each cut to
     `MAX_SHOWN`): their content is not in `total`."""
+    incomplete: bool = False
+    """The walk lost its place (`Skipped.lost`: a directory moved or replaced while it was
+    walked): what it did not reach is not in `total`. The caller measures again, up to
+    `MEASURE_TRIES` times; one still incomplete then counts as over the limit."""
+    past_limit: bool = False
+    """The measure stopped as soon as `total` passed the limit it was given: the trees and
+    held files hold at least `total`."""
+    too_many_held: bool = False
+    """The session's processes hold more than `MAX_HELD_FDS` descriptors and mappings of
+    deleted files: not all were examined, and the caller counts the measure as over the
+    limit."""
 
 
-def disk_usage(*roots: str, pids: Iterable[int] = ()) -> Usage:
+def disk_usage(*roots: str, pids: Iterable[int] = (), limit: int | None = None) -> Usage:
     """Disk used by the trees at `roots` and by the deleted files `pids` hold on their
-    filesystems (see the module docstring)."""
+    filesystems (see the module docstring). With `limit`, the measure stops as soon as its
+    total passes it (`Usage.past_limit`)."""
     seen: set[tuple[int, int]] = set()
     devs: set[int] = set()
     skipped = Skipped()
     total = 0
+    bound = -1 if limit is None else limit
+
+    def usage(held: int = 0, *, past: bool = False, crowded: bool = False) -> Usage:
+        unreadable = tuple(skipped.unreadable.paths)
+        return Usage(total, held, unreadable, skipped.lost.count > 0, past, crowded)
+
     for root in dict.fromkeys(roots):
-        for d in walk(root, seen, skipped, root, device_too=True):
-            devs.add(d.dir.stat.st_dev)  # a subvolume entered has a device of its own
-            if d.dir.parent is None:
-                total += charged(d.dir.stat)
-            for _name, st in d.entries:
-                if stat.S_ISDIR(st.st_mode):
-                    total += charged(st)  # its own blocks, even on another filesystem
-                else:
-                    total += _charged_once(st, seen)
-    held = _held(pids, devs, seen)
-    return Usage(total + held, held, tuple(skipped.unreadable.paths))
+        with closing(walk(root, seen, skipped, root, device_too=True)) as listings:
+            for d in listings:
+                devs.add(d.dir.stat.st_dev)  # a subvolume entered has a device of its own
+                if d.dir.parent is None:
+                    total += charged(d.dir.stat)
+                for _name, st in d.entries:
+                    if stat.S_ISDIR(st.st_mode):
+                        total += charged(st)  # its own blocks, even on another filesystem
+                    else:
+                        total += _charged_once(st, seen)
+                    if total > bound >= 0:  # over already: the rest changes nothing
+                        return usage(past=True)
+    held, crowded = _held(pids, devs, seen, None if limit is None else limit - total)
+    total += held
+    return usage(held, past=total > bound >= 0, crowded=crowded)
 
 
 @dataclass(slots=True)
@@ -188,13 +262,18 @@ class Kept:
 class Skipped:
     """Directories a walk did not enter."""
 
-    __slots__ = ("mounts", "unreadable")
+    __slots__ = ("lost", "mounts", "unreadable")
 
     def __init__(self, limit: int = MAX_LISTED) -> None:
         self.unreadable = Kept(limit)
         """Could not be opened (other than gone or replaced meanwhile)."""
         self.mounts = Kept(limit)
         """Another mount's: another filesystem mounted there."""
+        self.lost = Kept(limit)
+        """Where the walk lost its place: a directory it had left by `..` (more than `WINDOW`
+        levels up) was not its parent any more when it came back (what was left to walk
+        there, and above, was not walked), or a subdirectory listed was gone or replaced
+        when opened (moved meanwhile: maybe to a place walked already)."""
 
 
 @dataclass(slots=True)
@@ -244,7 +323,7 @@ def walk(
     shown_as: str,
     *,
     device_too: bool = False,
-) -> Iterator[Listing]:
+) -> Generator[Listing, None, None]:
     """Each directory of the tree at `root` on `root`'s mount, by descriptors (see the
     module docstring): a symlink is not followed, another mount not entered, a directory
     whose identity is in `seen` (walked already) not walked again. What is not entered
@@ -288,6 +367,8 @@ def walk(
             frames.pop()
             if frames and frames[-1].fd is None and top.fd is not None:
                 frames[-1].fd = _reopen_parent(top.fd, frames[-1].stat)
+                if frames[-1].fd is None:  # moved: the rest above is not walked
+                    skipped.lost.add(frames[-1])
             if top.fd is not None:
                 os.close(top.fd)
                 top.fd = None
@@ -349,7 +430,9 @@ def _open_child(
     try:
         fd = os.open(name, _DIR, dir_fd=parent.fd)
     except OSError as e:
-        if e.errno not in _GONE:
+        if e.errno in _GONE:  # removed, or moved: maybe to a place walked already
+            skipped.lost.add(parent, name)
+        else:
             skipped.unreadable.add(parent, name)
         return None
     st = os.fstat(fd)
@@ -357,10 +440,15 @@ def _open_child(
     # A mount point lists the inode it covers, not the mounted root's: the directory listed,
     # on the parent's device, is on the parent's mount. Otherwise (another device: a btrfs
     # subvolume or a mount; another inode: a bind mount, or a name replaced meanwhile) ask.
-    if ident != (parent.stat.st_dev, ino) and not _on(mount, fd, st):
-        os.close(fd)
-        skipped.mounts.add(parent, name)
-        return None
+    if ident != (parent.stat.st_dev, ino):
+        if mount.id is not None and st.st_dev == parent.stat.st_dev and mount_id(fd) == mount.id:
+            # The same mount and device, another inode than listed: the name was replaced
+            # meanwhile (the one listed moved, maybe to a place walked already).
+            skipped.lost.add(parent, name)
+        elif not _on(mount, fd, st):
+            os.close(fd)
+            skipped.mounts.add(parent, name)
+            return None
     if ident in seen:  # one moved here and walked already
         os.close(fd)
         return None
@@ -442,11 +530,21 @@ def _charged_once(st: os.stat_result, seen: set[tuple[int, int]]) -> int:
     return charged(st)
 
 
-def _held(pids: Iterable[int], devs: set[int], seen: set[tuple[int, int]]) -> int:
-    """Blocks of the files with no link left on `devs` that `pids` hold open or mapped."""
+def _held(
+    pids: Iterable[int], devs: set[int], seen: set[tuple[int, int]], room: int | None
+) -> tuple[int, bool]:
+    """Blocks of the files with no link left on `devs` that `pids` hold open or mapped (once
+    past `room`, what was found so far), and whether they hold more than `MAX_HELD_FDS`
+    descriptors and mappings of deleted files (then not all were examined)."""
     total = 0
+    budget = MAX_HELD_FDS
     for pid in pids:
-        for path in _open_files(pid):
+        for path, deleted in _open_files(pid):
+            budget -= 1
+            if budget < 0:
+                return total, True
+            if not deleted and not _unlinked(path):
+                continue
             try:
                 st = os.stat(path)  # follows the magic link to the open file itself
             except OSError:
@@ -455,25 +553,40 @@ def _held(pids: Iterable[int], devs: set[int], seen: set[tuple[int, int]]) -> in
             if st.st_nlink == 0 and st.st_dev in devs and key not in seen:
                 seen.add(key)
                 total += charged(st)
-    return total
+                if room is not None and total > room:
+                    return total, False
+    return total, False
 
 
-def _open_files(pid: int) -> list[str]:
-    """`/proc` links to what `pid` holds: its descriptors, and its mappings of deleted files."""
-    found: list[str] = []
+def _unlinked(fd_link: str) -> bool:
+    """Whether the descriptor at `fd_link` (`/proc/PID/fd/N`) may be a file with no link
+    left: the kernel shows such a file's path (an O_TMPFILE one's too) with " (deleted)".
+    A pipe, socket or other anonymous inode has none: it is not `stat`-ed."""
+    try:
+        return os.readlink(fd_link).endswith(" (deleted)")
+    except FileNotFoundError:
+        return False  # closed meanwhile
+    except OSError:
+        return True  # its path is past a page (ENAMETOOLONG): `stat` says
+
+
+def _open_files(pid: int) -> Iterator[tuple[str, bool]]:
+    """`/proc` links to what `pid` holds: its descriptors, and its mappings of deleted
+    files (these with True: known to be deleted), read as they are iterated."""
     base = f"/proc/{pid}"
     try:
-        found += [f"{base}/fd/{n}" for n in os.listdir(f"{base}/fd")]
+        with os.scandir(f"{base}/fd") as fds:
+            for e in fds:
+                yield f"{base}/fd/{e.name}", False
     except OSError:
-        return found  # gone (or not readable: see the module docstring)
+        return  # gone (or not readable: see the module docstring)
     try:
         with open(f"{base}/maps", "rb") as f:
             for line in f:
                 if line.endswith(b" (deleted)\n"):
-                    found.append(f"{base}/map_files/{line.split(b' ', 1)[0].decode()}")
+                    yield f"{base}/map_files/{line.split(b' ', 1)[0].decode()}", True
     except OSError:
         pass
-    return found
 
 
 def session_pids(leader: int) -> set[int]:

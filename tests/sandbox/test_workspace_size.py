@@ -9,6 +9,7 @@ background writer a command left behind, with no command running.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -329,3 +330,156 @@ def test_a_huge_tree_cannot_stretch_the_watch_interval() -> None:
     assert interval(0.0) == WATCH_INTERVAL_S
     assert interval(1.08) == MAX_WATCH_INTERVAL_S
     assert interval(3600.0) == MAX_WATCH_INTERVAL_S
+
+
+# --- a walk that loses its place: a command moving directories while it runs -------
+
+
+def _chain(root: Path, depth: int) -> Path:
+    """`root`/c/d1/.../d`depth`, with `side` next to d9 in d8; the deepest level's path."""
+    deepest = root / "c" / "/".join(f"d{i}" for i in range(1, depth + 1))
+    deepest.mkdir(parents=True)
+    (root / "c" / "/".join(f"d{i}" for i in range(1, 9)) / "side").mkdir()
+    return deepest
+
+
+def test_a_directory_moved_above_the_walk_leaves_it_incomplete(tmp_path: Path) -> None:
+    """Deeper than `WINDOW` the walk comes back up by `..`: when d9 was moved from d8 to
+    d8/side meanwhile, its `..` is not d8, and what was left to walk above is not walked.
+    Driven step by step (no thread, no timing): the move happens while the walk lists the
+    deepest level, as a command watching with inotify would make it."""
+    from itemloop.sandbox.workspace_size import WINDOW, Skipped, walk
+
+    root = tmp_path / "ws"
+    deepest = _chain(root, WINDOW + 8)  # d8's descriptor is closed down there
+    for sibling in ("a", "b", "z"):  # walked before or after c: some are left
+        (root / sibling).mkdir()
+    d8 = root / "c" / "/".join(f"d{i}" for i in range(1, 9))
+    skipped = Skipped()
+    walked: list[str] = []
+    for listing in walk(str(root), set(), skipped, ""):
+        walked.append(listing.dir.name)
+        if listing.dir.name == deepest.name:
+            os.rename(d8 / "d9", d8 / "side" / "d9")
+    assert skipped.lost.count == 1, walked
+    assert skipped.lost.paths[0].endswith("/d7/d8"), skipped.lost.paths
+    assert not {"a", "b", "z"} <= set(walked)  # what the walk did not reach
+
+
+def test_a_listed_directory_gone_or_replaced_when_opened_leaves_the_walk_incomplete(
+    tmp_path: Path,
+) -> None:
+    """Between its parent's listing and its opening, one subdirectory is moved out of the
+    tree (maybe into a place walked already) and another replaced by a new directory of
+    its name: both are said, not skipped in silence."""
+    from itemloop.sandbox.workspace_size import Skipped, walk
+
+    root, away = tmp_path / "ws", tmp_path / "away"
+    for name in ("gone", "replaced", "kept"):
+        (root / name).mkdir(parents=True)
+    away.mkdir()
+    skipped = Skipped()
+    walked: list[str] = []
+    for listing in walk(str(root), set(), skipped, ""):
+        walked.append(listing.dir.name)
+        if listing.dir.parent is None:
+            for _ in listing.entries:  # the root's subdirectories are listed: move them
+                pass
+            os.rename(root / "gone", away / "gone")
+            os.rename(root / "replaced", away / "replaced")
+            (root / "replaced").mkdir()
+    assert skipped.lost.count == 2, skipped.lost.paths
+    assert sorted(skipped.lost.paths) == ["gone", "replaced"]
+    assert sorted(walked[1:]) == ["kept", "replaced"]  # the new one is walked all the same
+
+
+def test_a_measure_stops_once_past_its_limit(tmp_path: Path) -> None:
+    root = tmp_path / "ws"
+    for i in range(8):
+        (root / f"d{i}").mkdir(parents=True)
+        (root / f"d{i}" / "f").write_bytes(bytes(MiB))
+    whole = disk_usage(str(root))
+    assert not whole.past_limit and whole.total > 8 * MiB
+    cut = disk_usage(str(root), limit=2 * MiB)
+    assert cut.past_limit and 2 * MiB < cut.total < whole.total
+    assert not disk_usage(str(root), limit=whole.total).past_limit
+
+
+WINDOW_DEPTH = workspace_size.WINDOW + 8
+"""Below d8's descriptor, as in `_chain`."""
+RENAMES = f"""
+import os
+depth = {WINDOW_DEPTH}
+os.makedirs("c/" + "/".join(f"d{{i}}" for i in range(1, depth + 1)))
+d8 = "c/" + "/".join(f"d{{i}}" for i in range(1, 9))
+os.mkdir(d8 + "/side")
+here, there = d8 + "/d9", d8 + "/side/d9"
+print("moving", flush=True)
+while True:
+    os.rename(here, there)
+    os.rename(there, here)
+"""
+
+
+async def test_a_workspace_that_keeps_changing_under_the_measure_stops_the_sandbox(
+    make: Make, workspace: Path
+) -> None:
+    """A command moves a directory to and fro below the walk's window: each measure loses its
+    place, and after `MEASURE_TRIES` in a row the sandbox is stopped, saying why (it used to
+    count what it reached, and said nothing)."""
+    async with make("local", workspace, SandboxOptions(max_workspace_bytes=64 * MiB)) as sb:
+        r = await sb.run(["python3", "-c", RENAMES], timeout_s=120)
+        assert not r.timed_out, r  # stopped by a measure, not by the timeout
+        assert r.stdout == "moving\n", r
+        assert "kept changing while it was measured" in r.stderr, r
+        assert "this command's sandbox was stopped" in r.stderr, r
+        r = await sb.run(["echo", "again"])  # nothing moves now: the measure is whole
+        assert r.stdout == "again\n", r
+        assert "kept changing while it was measured" in r.stderr, r
+
+
+# --- descriptors: what a measure examines is bounded ---------------------------------
+
+HOLD = """
+import os, resource, sys, time
+n = int(sys.argv[1])
+_, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+null = os.open("/dev/null", os.O_RDONLY)
+held = [os.dup(null) for _ in range(n)]
+print("holding", flush=True)
+time.sleep(600)
+"""
+
+
+async def until_holding(log: Path, deadline_s: float = 30.0) -> None:
+    """Poll until `HOLD` says (in `log`) it holds its descriptors."""
+    with anyio.fail_after(deadline_s):
+        while True:
+            if await anyio.Path(log).read_text() == "holding\n":
+                return
+            await anyio.sleep(0.1)  # a poll of a condition, not a wait for time
+
+
+async def test_more_open_files_than_a_measure_examines_stop_the_sandbox(
+    make: Make, workspace: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every descriptor of every process would be examined by each measure: millions of
+    them made each one take 20 to 30 s. Past `MAX_HELD_FDS` (2,000 here, to be quick) the
+    measure counts as over the limit; a few hundred are examined as before."""
+    monkeypatch.setattr(workspace_size, "MAX_HELD_FDS", 2000, raising=False)
+    (workspace / "hold.py").write_text(HOLD)
+    async with make("local", workspace, SandboxOptions(max_workspace_bytes=64 * MiB)) as sb:
+        r = await sb.run(
+            ["sh", "-c", "setsid python3 hold.py 300 </dev/null >held 2>&1 & echo started"]
+        )
+        assert r.stdout == "started\n" and r.stderr == "", r
+        await until_holding(workspace / "held")
+        r = await sb.run(["echo", "fine"])  # measured with the 300 held: within the limit
+        assert r.stdout == "fine\n" and r.stderr == "", r
+        r = await sb.run(["python3", "hold.py", "3000"], timeout_s=120)
+        assert not r.timed_out, r  # stopped by a measure, not by the timeout
+        assert "hold more than 2000 open files" in r.stderr, r
+        assert "this command's sandbox was stopped" in r.stderr, r
+        r = await sb.run(["echo", "again"])  # what held them is gone with the sandbox
+        assert r.stdout == "again\n", r
