@@ -469,8 +469,9 @@ async def test_a_restarted_runner_is_closed_not_killed(
         first = sb.channel.process  # type: ignore[union-attr]
         first.kill()  # the runner lost, as if the OOM killer had taken it
         await first.wait()
+        await sb.run(["true"])  # finds it lost (its runner may still be dying: unknown)
         r = await sb.run(script="echo again")
-        assert r.stdout == "again\n" and "restarted" in r.stderr, r
+        assert r.stdout == "again\n", r
         second = sb.channel.process  # type: ignore[union-attr]
         assert second is not first and second.returncode is None
     assert second.returncode == 0, second.returncode
