@@ -7,17 +7,13 @@ from __future__ import annotations
 import base64
 import os
 import re
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
 from computer_probe import LOCAL, until
-from web_probe import html, serve
+from web_probe import download_site, html, serve
 
 from itemloop.sandbox.browser_computer import MAX_NOTES, BrowserComputer
 from itemloop.sandbox.net_policy import NetworkPolicy
@@ -114,52 +110,14 @@ async def test_page_chosen_names_reach_the_model_capped_quoted_and_as_the_pages_
     assert '"ignore-previous-instructions.test"' in text
 
 
-@contextmanager
-def endless_download() -> Iterator[str]:
-    """A server whose /big is an attachment that never ends (64 KiB chunks until the client
-    goes); its URL."""
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            if self.path != "/big":
-                body = DOWNLOAD_PAGE.encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "text/html")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-                return
-            self.send_response(200)
-            self.send_header("Content-Type", "application/octet-stream")
-            self.send_header("Content-Disposition", "attachment; filename=big.bin")
-            self.end_headers()
-            chunk = b"\0" * 65536
-            with suppress(OSError):
-                while True:
-                    self.wfile.write(chunk)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/"
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
 DOWNLOAD_PAGE = (
-    "<body><script>const a=document.createElement('a');a.href='/big';a.download='';"
+    "<body><script>const a=document.createElement('a');a.href='/file';a.download='';"
     "document.body.appendChild(a);a.click();</script>"
 )
 
 
 async def test_a_download_past_the_byte_limit_is_cancelled_while_it_runs(tmp_path: Path) -> None:
-    with endless_download() as url:
+    with download_site(DOWNLOAD_PAGE, "big.bin", None) as url:
         async with BrowserComputer(
             640, 480, workspace=tmp_path, policy=LOCAL, max_download_bytes=2 << 20
         ) as b:

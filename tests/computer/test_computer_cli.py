@@ -11,10 +11,6 @@ import json
 import os
 import subprocess
 import sys
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +19,7 @@ import pytest
 from computer_probe import CHROMIUM, require
 from helpers import message
 from responses_server import ScriptedResponsesServer
+from web_probe import download_site
 
 from itemloop.runtime.cli import build_parser
 from itemloop.runtime.commands import CliError, toolset_config
@@ -82,48 +79,6 @@ def test_exec_clicks_in_the_browser_and_returns_the_screenshot(site: str) -> Non
 DOWNLOAD_PAGE = (
     "<a href='/file' style='position:absolute;left:0;top:0;width:300px;height:200px'>get</a>"
 )
-
-
-@contextmanager
-def download_site(size: int | None) -> Iterator[str]:
-    """A page at / whose link (the whole top left, 300x200) downloads /file: `size` bytes,
-    or an attachment that never ends (64 KiB chunks until the browser goes) for None; its URL."""
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            if self.path != "/file":
-                body = DOWNLOAD_PAGE.encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "text/html")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-                return
-            self.send_response(200)
-            self.send_header("Content-Type", "application/octet-stream")
-            self.send_header("Content-Disposition", "attachment; filename=data.bin")
-            if size is not None:
-                self.send_header("Content-Length", str(size))
-            self.end_headers()
-            with suppress(OSError):
-                if size is not None:
-                    self.wfile.write(b"x" * size)
-                    return
-                while True:
-                    self.wfile.write(b"\0" * 65536)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/"
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def _computer_call(cid: str, action: dict[str, Any]) -> dict[str, Any]:
@@ -196,7 +151,7 @@ def test_a_download_over_the_byte_limit_set_on_the_command_line_is_cancelled(
     tmp_path: Path,
 ) -> None:
     require(binaries=(CHROMIUM,), modules=("playwright", "PIL"))
-    with download_site(None) as site:
+    with download_site(DOWNLOAD_PAGE, "data.bin", None) as site:
         said = run_clicking_a_download(site, tmp_path, "--browser-max-download", "1000")
     assert '\\"data.bin\\"' in said
     assert "was cancelled: it passed 1000 bytes, the most one download may be" in said
@@ -207,7 +162,7 @@ def test_a_download_over_the_byte_limit_set_on_the_command_line_is_cancelled(
 
 def test_no_download_is_saved_with_browser_max_downloads_0(tmp_path: Path) -> None:
     require(binaries=(CHROMIUM,), modules=("playwright", "PIL"))
-    with download_site(100) as site:
+    with download_site(DOWNLOAD_PAGE, "data.bin", 100) as site:
         said = run_clicking_a_download(site, tmp_path, "--browser-max-downloads", "0")
     assert "downloads are turned off" in said and "was cancelled" in said
     downloads = tmp_path / "downloads"

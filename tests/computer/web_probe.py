@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -68,3 +68,45 @@ def serve(pages: dict[str, Page], host: str = "127.0.0.1", port: int = 0) -> Ite
 
 def html(body: str) -> Page:
     return ("text/html; charset=utf-8", body.encode(), {})
+
+
+@contextmanager
+def download_site(page: str, name: str, size: int | None) -> Iterator[str]:
+    """`page` at every path but /file, which is an attachment named `name`: `size` bytes,
+    or, for None, one that never ends (64 KiB chunks until the client goes); its URL."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path != "/file":
+                body = page.encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "text/html")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+                return
+            self.send_response(200)
+            self.send_header("Content-Type", "application/octet-stream")
+            self.send_header("Content-Disposition", f"attachment; filename={name}")
+            if size is not None:
+                self.send_header("Content-Length", str(size))
+            self.end_headers()
+            with suppress(OSError):
+                if size is not None:
+                    self.wfile.write(b"x" * size)
+                    return
+                while True:
+                    self.wfile.write(b"\0" * 65536)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
