@@ -53,23 +53,31 @@ def identity(path: str) -> tuple[int, int] | None:
     """(st_dev, st_ino) of the directory at the resolved `path`, reached without following
     a symlink; None when a component is missing, a symlink or not a directory."""
     try:
-        fd = os.open("/", _STEP)
+        fd = _descend(path)
     except OSError:
         return None
     try:
-        for part in path.strip("/").split("/"):
-            if not part:
-                continue
-            try:
-                child = os.open(part, _STEP, dir_fd=fd)
-            except OSError:
-                return None
-            os.close(fd)
-            fd = child
         st = os.fstat(fd)
         return st.st_dev, st.st_ino
     finally:
         os.close(fd)
+
+
+def _descend(path: str) -> int:
+    """A descriptor of the directory at the resolved `path`, each component opened from
+    its parent's with O_NOFOLLOW; the OSError of the first that cannot be (ELOOP or
+    ENOTDIR for a symlink on the way, ENOENT for a missing one)."""
+    fd = os.open("/", _STEP)
+    try:
+        for part in path.strip("/").split("/"):
+            if part:
+                child = os.open(part, _STEP, dir_fd=fd)
+                os.close(fd)
+                fd = child
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 class Pins:
@@ -126,21 +134,12 @@ def _reach(path: str) -> os.stat_result | None:
     nothing is there. `PathMoved` when a symlink (or a non-directory) is on the way."""
     parent, name = os.path.split(path.rstrip("/") or "/")
     try:
-        fd = os.open("/", _STEP)
-    except OSError:
+        fd = _descend(parent)
+    except FileNotFoundError:
         return None
+    except OSError:
+        raise _mask_moved(path) from None
     try:
-        for part in parent.strip("/").split("/"):
-            if not part:
-                continue
-            try:
-                child = os.open(part, _STEP, dir_fd=fd)
-            except FileNotFoundError:
-                return None
-            except OSError:
-                raise _mask_moved(path) from None
-            os.close(fd)
-            fd = child
         try:
             st = os.stat(name or ".", dir_fd=fd, follow_symlinks=False)
         except FileNotFoundError:
