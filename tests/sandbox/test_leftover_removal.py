@@ -156,7 +156,6 @@ def test_a_forged_control_dir_label_removes_nothing_outside_the_temp_dir(
     reason = problem("docker")
     if reason:
         (pytest.fail if in_ci() else pytest.skip)(reason)  # as `make_sandbox` does
-    import docker  # type: ignore[import-untyped,unused-ignore]
 
     victim = tmp_path / f"home-{CTL_PREFIX}{gone_pid()}-abc"
     victim.mkdir()
@@ -164,12 +163,21 @@ def test_a_forged_control_dir_label_removes_nothing_outside_the_temp_dir(
     own = private_tmp / f"{CTL_PREFIX}{gone_pid()}-def"  # a real leftover: it goes
     own.mkdir()
     forged = f"{private_tmp}/../{victim.name}"
+    # A pid no process has: an owner that is gone.
+    sweep_containers([{**gone_owner(gone_pid()), "itemloop.ctl": c} for c in (forged, str(own))])
+    assert (victim / "keep").read_text() == "host file"
+    assert not own.exists()
+
+
+def sweep_containers(all_labels: list[dict[str, str]]) -> None:
+    """A stopped container for each of `all_labels`, then docker's leftover sweep, which
+    must remove every one of them (they are removed in any case)."""
+    import docker  # type: ignore[import-untyped,unused-ignore]
+
     client = docker.from_env()
     made = []
     try:
-        for ctl in (forged, str(own)):
-            # A pid no process has: an owner that is gone.
-            labels = {**gone_owner(gone_pid()), "itemloop.ctl": ctl}
+        for labels in all_labels:
             made.append(client.containers.create(BUSYBOX_IMAGE, ["true"], labels=labels))
         removed = remove_leftovers(client)
         assert {c.id for c in made} <= set(removed)
@@ -178,8 +186,6 @@ def test_a_forged_control_dir_label_removes_nothing_outside_the_temp_dir(
             with contextlib.suppress(docker.errors.DockerException):
                 c.remove(force=True)
         client.close()
-    assert (victim / "keep").read_text() == "host file"
-    assert not own.exists()
 
 
 def gone_owner(pid: int, start: str = "") -> dict[str, str]:
@@ -204,7 +210,6 @@ def test_a_forged_control_dir_label_removes_no_live_session_s_control_dir(
     reason = problem("docker")
     if reason:
         (pytest.fail if in_ci() else pytest.skip)(reason)  # as `make_sandbox` does
-    import docker  # type: ignore[import-untyped,unused-ignore]
 
     live = [private_tmp / f"{CTL_PREFIX}{os.getpid()}-live{i}" for i in range(2)]
     for d in live:
@@ -217,18 +222,7 @@ def test_a_forged_control_dir_label_removes_no_live_session_s_control_dir(
         {**gone_owner(os.getpid(), "0"), "itemloop.ctl": str(live[1])},  # not our start
         {**gone_owner(dead), "itemloop.ctl": str(own)},
     ]
-    client = docker.from_env()
-    made = []
-    try:
-        for labels in forged:
-            made.append(client.containers.create(BUSYBOX_IMAGE, ["true"], labels=labels))
-        removed = remove_leftovers(client)
-        assert {c.id for c in made} <= set(removed)
-    finally:
-        for c in made:
-            with contextlib.suppress(docker.errors.DockerException):
-                c.remove(force=True)
-        client.close()
+    sweep_containers(forged)
     assert all((d / "pids").is_dir() for d in live)
     assert not own.exists()
 
