@@ -64,7 +64,7 @@ import stat
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .workspace_size import MAX_LISTED, MAX_SHOWN, Kept, Skipped, mount_id, walk
+from .workspace_size import MAX_LISTED, MAX_SHOWN, Kept, Skipped, cut_middle, mount_id, walk
 
 __all__ = ["MAX_LISTED", "MAX_SHOWN", "SETID", "Swept", "listed", "sweep"]
 
@@ -207,7 +207,5 @@ def listed(paths: Sequence[str], count: int) -> str:
 
 def _quoted(path: str) -> str:
     """`path` as a Python literal (control characters and undecodable bytes escaped), its
-    middle cut when long (the name at its end is kept)."""
-    if len(path) > MAX_SHOWN:
-        path = f"{path[: MAX_SHOWN // 4]}...{path[-(MAX_SHOWN * 3 // 4) :]}"
-    return repr(path)
+    middle cut when long (`cut_middle`)."""
+    return repr(cut_middle(path))

@@ -502,9 +502,7 @@ def shown_path(root: str, names: Sequence[str]) -> str:
     path of any depth costs no more than the names it keeps."""
     if sum(map(len, names)) <= 4 * MAX_SHOWN:
         path = os.path.join(root, *names) if names else root or "."
-        if len(path) <= MAX_SHOWN:
-            return path
-        return f"{path[:_HEAD]}...{path[-_TAIL:]}"
+        return cut_middle(path)
     head, i = root, 0
     while len(head) < _HEAD:
         head, i = os.path.join(head, names[i]), i + 1
@@ -513,6 +511,12 @@ def shown_path(root: str, names: Sequence[str]) -> str:
         j -= 1
         tail = f"{names[j]}/{tail}" if tail else names[j]
     return f"{head[:_HEAD]}...{tail[-_TAIL:]}"
+
+
+def cut_middle(path: str) -> str:
+    """`path`, its middle cut when longer than `MAX_SHOWN` (the first quarter and the last
+    three kept: the name at its end stays)."""
+    return path if len(path) <= MAX_SHOWN else f"{path[:_HEAD]}...{path[-_TAIL:]}"
 
 
 def charged(st: os.stat_result) -> int:
