@@ -16,6 +16,8 @@ from dataclasses import dataclass, field, replace
 from types import TracebackType
 from typing import Protocol, Self, runtime_checkable
 
+from .hidden import inside
+
 DEFAULT_COMMAND_TIMEOUT_S = 120.0
 """How long a command may run when its caller gives no timeout."""
 
@@ -150,7 +152,7 @@ def check_writable_paths(workspace: str, writable_paths: Sequence[str]) -> None:
         if _nests(real, ws):
             if real == ws:
                 why = "is the workspace"
-            elif real.startswith(ws.rstrip("/") + "/"):
+            elif inside(real, ws):
                 why = f"is inside the workspace {ws} (which commands may write already)"
             else:
                 why = f"holds the workspace {ws}"
@@ -171,7 +173,7 @@ def check_writable_paths(workspace: str, writable_paths: Sequence[str]) -> None:
 
 def _nests(a: str, b: str) -> bool:
     """`a` is `b`, or one holds the other (both resolved)."""
-    return a == b or a.startswith(b.rstrip("/") + "/") or b.startswith(a.rstrip("/") + "/")
+    return inside(a, b) or inside(b, a)
 
 
 @runtime_checkable

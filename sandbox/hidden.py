@@ -323,7 +323,7 @@ def writable_links(m: Mask, writable: Sequence[str]) -> list[str]:
 
 def link_notice(m: Mask, links: Sequence[str]) -> str:
     """What a person should know of `m`, reached through `links` a command may remove."""
-    shown = ", ".join(f"{link} -> {os.readlink(link)}" for link in links if os.path.islink(link))
+    shown = ", ".join(_shown_link(link) for link in links if os.path.islink(link))
     return (
         f"hidden paths: {m.given} is reached through a link in the workspace or a writable "
         f"path ({shown or ', '.join(links)}), so {m.path} is hidden. It stays hidden for "
