@@ -126,13 +126,12 @@ starting fails with `SandboxUnavailable` saying why and how to fix it.
 
 from __future__ import annotations
 
-import functools
 import glob
 import os
 import shutil
 import sys
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -629,34 +628,16 @@ class BubblewrapSandbox(ChannelSandbox):
             self._tg.start_soon(self._watch, limit)
         return self
 
-    async def run(
-        self,
-        argv: Sequence[str] | None = None,
-        *,
-        script: str | None = None,
-        cwd: str = ".",
-        env: Mapping[str, str] | None = None,
-        timeout_s: float | None = None,
-        output_limit: int | None = None,
-        user: str | None = None,
+    async def around_command(
+        self, command: Callable[[], Awaitable[CommandResult]]
     ) -> CommandResult:
-        """`ChannelSandbox.run`, within `max_workspace_bytes` when it is set: measured before
+        """Each command, within `max_workspace_bytes` when it is set: measured before
         and after, and by the watcher while it runs. Over the limit, the sandbox is stopped
         (everything in it; the next command starts a new one) and commands are refused
         until files are removed; one that grows it past it gets a note saying so."""
         limit = self.options.max_workspace_bytes
-        run = functools.partial(
-            super().run,
-            argv,
-            script=script,
-            cwd=cwd,
-            env=env,
-            timeout_s=timeout_s,
-            output_limit=output_limit,
-            user=user,
-        )
         if limit is None:
-            return await run()
+            return await command()
         usage, _ = await self._measure(limit)
         if _over(usage, limit):
             # Whatever runs there (a background writer) stops writing, what it holds is
@@ -673,7 +654,7 @@ class BubblewrapSandbox(ChannelSandbox):
                 raise SandboxError(self._over_message(usage, limit, what))
         grown = self._overgrowth
         stops = grown.stops
-        result = await run()
+        result = await command()
         if grown.stops == stops:  # the watcher did not stop it meanwhile
             usage, _ = await self._measure(limit)
             if not _over(usage, limit):

@@ -30,8 +30,9 @@ command tries again.
 
 from __future__ import annotations
 
+import functools
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack
 from pathlib import Path
 from types import TracebackType
@@ -194,6 +195,36 @@ class ChannelSandbox(ABC):
         timeout_s: float | None = None,
         output_limit: int | None = None,
         user: str | None = None,
+    ) -> CommandResult:
+        command = functools.partial(
+            self._run,
+            argv,
+            script=script,
+            cwd=cwd,
+            env=env,
+            timeout_s=timeout_s,
+            output_limit=output_limit,
+            user=user,
+        )
+        return await self.around_command(command)
+
+    async def around_command(
+        self, command: Callable[[], Awaitable[CommandResult]]
+    ) -> CommandResult:
+        """Run one command (`command()`, all of `run`'s work). A backend with work before or
+        after each command (the workspace's size, set-ID bits) overrides this, not `run`."""
+        return await command()
+
+    async def _run(
+        self,
+        argv: Sequence[str] | None,
+        *,
+        script: str | None,
+        cwd: str,
+        env: Mapping[str, str] | None,
+        timeout_s: float | None,
+        output_limit: int | None,
+        user: str | None,
     ) -> CommandResult:
         channel = self._channel
         if channel is None:

@@ -97,7 +97,7 @@ import os
 import socket
 import struct
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack
 from pathlib import Path
 from types import TracebackType
@@ -317,28 +317,12 @@ class DockerSandbox(ChannelSandbox):
                 if note is not None:
                     self._notice(note)
 
-    async def run(
-        self,
-        argv: Sequence[str] | None = None,
-        *,
-        script: str | None = None,
-        cwd: str = ".",
-        env: Mapping[str, str] | None = None,
-        timeout_s: float | None = None,
-        output_limit: int | None = None,
-        user: str | None = None,
+    async def around_command(
+        self, command: Callable[[], Awaitable[CommandResult]]
     ) -> CommandResult:
-        """`ChannelSandbox.run`; on the exec path, set-ID bits removed after it, and said."""
+        """On the exec path, set-ID bits removed after each command, and said."""
         try:
-            result = await super().run(
-                argv,
-                script=script,
-                cwd=cwd,
-                env=env,
-                timeout_s=timeout_s,
-                output_limit=output_limit,
-                user=user,
-            )
+            result = await command()
         except SandboxError as e:
             note = await self._sweep_after_command()
             if note is not None:
