@@ -8,7 +8,8 @@ started, in reverse order (one exit stack and one task group per session).
 Backends subclass it and say only what differs: where the workspace, HOME and
 PATH are inside (`workspace_mount`, `home`, `path_env`) and how to start
 (`open_channel`, which returns the channel the backend chose: the runner
-where it can start, `docker exec` where it cannot). Everything else is here:
+where it can start, `docker exec` where it cannot), and, if it has any, its
+work around each command (`around_command`). Everything else is here:
 a command is checked (`command`: argv, cwd, environment, rlimits), given the
 defaults of `SandboxOptions` and handed to the channel; the file half of the
 `Sandbox` protocol is `WorkspaceFiles` on the host directory, for every
